@@ -1,0 +1,18 @@
+"""Shared pytest setup: hypothesis profiles and the fixture modules of each layer."""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+pytest_plugins = ["fixtures_video", "fixtures_model"]
+
+# CI machines have 2 slow cores shared with torch: no per-example deadline, and a
+# smaller example budget than hypothesis' default so the suite stays at a few minutes.
+settings.register_profile(
+    "ci",
+    deadline=None,
+    max_examples=40,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("thorough", deadline=None, max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

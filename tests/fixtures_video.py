@@ -1,0 +1,1 @@
+"""Video fixtures: generated clips with known structure (filled in by the video layer)."""
