@@ -1,1 +1,21 @@
-"""Model fixtures: tiny random checkpoints in the real on-disk format (filled in by the model layer)."""
+"""Model fixtures: tiny random checkpoints in the real on-disk format, built once per test session."""
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_onevision_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny LLaVA-OneVision checkpoint directory (onevision layout, no forestprune.json)."""
+    from tiny_checkpoints import build_tiny_checkpoint  # imported here: torch/transformers only when used
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-onevision"), layout="onevision")
+
+
+@pytest.fixture(scope="session")
+def tiny_video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny LLaVA-Video checkpoint directory (forestprune.json says layout "video")."""
+    from tiny_checkpoints import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-video"), layout="video")

@@ -1,0 +1,43 @@
+"""Video LLMs (LLaVA-OneVision, LLaVA-Video) through transformers, with visual-token pruning before the LLM.
+
+    llm = load_model("llava-ov-0.5b")
+    result = llm.answer(clip, "What is the man doing?", ratio=0.9)
+
+Light names (errors, profiles) import eagerly; the torch-heavy ones on first use, so that importing
+`fpcli.model.ModelError` (as the CLI's error handling does) costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from fpcli.model.errors import ModelError
+from fpcli.model.profiles import PROFILES, ModelProfile, ResolvedModel, register_profile, resolve_model
+
+if TYPE_CHECKING:
+    from fpcli.model.encode import EncodedVideo
+    from fpcli.model.generate import GenerationConfig
+    from fpcli.model.llm import PreparedInput, VideoLLM
+    from fpcli.model.loading import load_model
+    from fpcli.model.result import AnswerResult, PrefillTflops, Timings, TokenCounts
+
+_LAZY = {
+    "load_model": "fpcli.model.loading",
+    "VideoLLM": "fpcli.model.llm",
+    "PreparedInput": "fpcli.model.llm",
+    "EncodedVideo": "fpcli.model.encode",
+    "GenerationConfig": "fpcli.model.generate",
+    "AnswerResult": "fpcli.model.result",
+    "TokenCounts": "fpcli.model.result",
+    "Timings": "fpcli.model.result",
+    "PrefillTflops": "fpcli.model.result",
+}
+
+__all__ = ["ModelError", "ModelProfile", "PROFILES", "ResolvedModel", "register_profile", "resolve_model", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fpcli.model' has no attribute {name!r}")

@@ -1,0 +1,9 @@
+"""The one exception type of the model layer: expected failures, each a one-line message for the user."""
+
+
+class ModelError(Exception):
+    """A model could not be found, loaded or run (missing weights, not cached offline, CUDA out of memory, ...).
+
+    The message is a single line that says what went wrong and, where one helps, what to do about it.
+    Conversion errors (`fpcli.model.convert`) subclass it.
+    """

@@ -1,0 +1,86 @@
+"""What one answered question reports: `AnswerResult` and its JSON form (the CLI's `--json` schema)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class TokenCounts:
+    """Token counts of the LLM input and output."""
+
+    visual_before: int  # pooled visual tokens before pruning (T * H * W)
+    visual_after: int  # visual tokens kept
+    newline: int  # newline embeddings of the layout (1 for onevision, T * H for video)
+    text: int  # prompt text tokens (chat template, instruction, question), without the video placeholder
+    prompt: int  # everything prefilled: text + visual_after + newline
+    generated: int
+
+
+@dataclass
+class Timings:
+    """Seconds per stage; `total` is their sum. `load` is non-zero only for a model's first answer."""
+
+    load: float = 0.0
+    decode: float = 0.0
+    encode: float = 0.0
+    prune: float = 0.0
+    prefill: float = 0.0
+    generate: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.load + self.decode + self.encode + self.prune + self.prefill + self.generate
+
+    def to_dict(self) -> dict[str, float]:
+        return {**asdict(self), "total": self.total}
+
+
+@dataclass
+class PrefillTflops:
+    """Analytic LLM prefill cost (`fpcli.model.flops`) of the unpruned and the pruned prompt."""
+
+    before: float
+    after: float
+
+
+@dataclass
+class AnswerResult:
+    """One answer with everything needed to judge its cost."""
+
+    video: str
+    question: str
+    answer: str
+    model: str
+    layout: str
+    method: str
+    ratio: float
+    frames: int
+    grid: tuple[int, int]
+    tokens: TokenCounts
+    per_frame_kept: list[int]
+    timestamps: list[float]
+    timing_s: Timings
+    peak_memory_mb: float
+    prefill_tflops: PrefillTflops
+    generated_ids: list[int] = field(default_factory=list, repr=False)  # not part of the JSON form
+
+    def to_dict(self) -> dict:
+        """The JSON form: exactly the documented keys, plain Python types."""
+        return {
+            "video": self.video,
+            "question": self.question,
+            "answer": self.answer,
+            "model": self.model,
+            "layout": self.layout,
+            "method": self.method,
+            "ratio": self.ratio,
+            "frames": self.frames,
+            "grid": [int(self.grid[0]), int(self.grid[1])],
+            "tokens": asdict(self.tokens),
+            "per_frame_kept": [int(k) for k in self.per_frame_kept],
+            "timestamps": [float(t) for t in self.timestamps],
+            "timing_s": self.timing_s.to_dict(),
+            "peak_memory_mb": self.peak_memory_mb,
+            "prefill_tflops": asdict(self.prefill_tflops),
+        }

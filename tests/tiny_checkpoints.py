@@ -1,0 +1,199 @@
+"""Tiny random LLaVA-OneVision checkpoints in the real on-disk format, built offline.
+
+`build_tiny_checkpoint(dir)` writes what `llava-hf/llava-onevision-qwen2-*-ov-hf` ships (config.json,
+model.safetensors, generation config, a Qwen2 byte-level BPE tokenizer with `<image>`/`<video>` special tokens and
+a ChatML chat template, image/video preprocessor configs with SigLIP normalisation), only with tiny sizes in the
+spirit of transformers' own tests for this class. With `layout="video"` it also writes `forestprune.json`, the
+marker `forestprune convert` leaves in LLaVA-Video checkpoints.
+
+Sizes: SigLIP 30 px with patch 2 gives a 15x15 grid (odd, like the real 27x27), so onevision pooling yields 8x8
+tokens per frame (ceil(15/2)) and LLaVA-Video's 2x2 average pooling yields 7x7 (floor(15/2)).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+from tokenizers.models import BPE
+from tokenizers.trainers import BpeTrainer
+
+IMAGE_SIZE = 30
+PATCH_SIZE = 2
+GRID = IMAGE_SIZE // PATCH_SIZE  # 15
+SIGLIP_MEAN = [0.5, 0.5, 0.5]
+SIGLIP_STD = [0.5, 0.5, 0.5]
+
+# Qwen2's pre-tokenizer split, so the BPE behaves like the real tokenizer on whitespace and digits.
+_QWEN2_SPLIT = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+
+# The ChatML template Qwen2 instruct models ship; LLaVA's "qwen_1_5" conversation renders the same text.
+QWEN2_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# Small English corpus so common words become single tokens (keeps test prompts short).
+_CORPUS = [
+    "You are a helpful assistant.",
+    "What is the man doing? What is happening in the video? Describe the scene.",
+    "The video lasts for 10.00 seconds, and 8 frames are uniformly sampled from it. "
+    "These frames are located at 0.00s,1.25s,2.50s. Please answer the following questions related to this video.",
+    "user assistant system a the is are in of and to it from with this that what where who when how why",
+    "0 1 2 3 4 5 6 7 8 9 10 100 seconds frames video scene man woman car dog cat red blue green",
+]
+
+
+def _tokenizer(directory: Path) -> tuple[int, list[int]]:
+    """Train a tiny byte-level BPE with Qwen2's pipeline, wrap it as Qwen2Tokenizer and save it.
+
+    Returns the tokenizer length (the model's vocabulary size) and the ids of SPECIAL_TOKENS."""
+    from transformers import Qwen2Tokenizer
+
+    bpe = Tokenizer(BPE(unk_token=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    trainer = BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_CORPUS, trainer=trainer)
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+
+    tokenizer = Qwen2Tokenizer(
+        vocab=model["vocab"],
+        merges=merges,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
+        model_max_length=32768,
+    )
+    specials = [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS[1:]]
+    tokenizer.add_tokens(specials, special_tokens=True)
+    tokenizer.chat_template = QWEN2_CHAT_TEMPLATE
+    tokenizer.save_pretrained(directory)
+    return len(tokenizer), tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS)
+
+
+def _preprocessor_configs(directory: Path) -> None:
+    """Image and video processor configs as llava-hf ships them (SigLIP mean/std 0.5, bicubic, square resize)."""
+    common = {
+        "do_convert_rgb": True,
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": SIGLIP_MEAN,
+        "image_std": SIGLIP_STD,
+        "processor_class": "LlavaOnevisionProcessor",
+        "resample": 3,
+        "rescale_factor": 1 / 255,
+        "size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+    }
+    image = dict(
+        common,
+        do_pad=True,
+        image_processor_type="LlavaOnevisionImageProcessor",
+        image_grid_pinpoints=[[IMAGE_SIZE * i, IMAGE_SIZE * j] for i in (1, 2) for j in (1, 2)],
+    )
+    video = dict(common, video_processor_type="LlavaOnevisionVideoProcessor")
+    (directory / "preprocessor_config.json").write_text(json.dumps(image, indent=2) + "\n")
+    (directory / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
+    processor = {
+        "processor_class": "LlavaOnevisionProcessor",
+        "num_image_tokens": GRID * GRID,
+        "vision_feature_select_strategy": "full",
+        "vision_aspect_ratio": "anyres_max_9",
+    }
+    (directory / "processor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
+
+
+def build_tiny_checkpoint(directory: str | Path, layout: str = "onevision", seed: int = 0) -> Path:
+    """Write a tiny random LlavaOnevisionForConditionalGeneration checkpoint into `directory`; return it.
+
+    Deterministic from `seed` (the global torch RNG state is left untouched).
+    """
+    if layout not in ("onevision", "video"):
+        raise ValueError(f"layout must be 'onevision' or 'video', got {layout!r}")
+    from transformers import (
+        GenerationConfig,
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        Qwen2Config,
+        SiglipVisionConfig,
+    )
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab_size, (pad_id, _, eos_id, image_id, video_id) = _tokenizer(directory)
+
+    text_config = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        rope_theta=1_000_000.0,
+        tie_word_embeddings=False,
+        bos_token_id=pad_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
+    vision_config = SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        vision_use_head=False,
+    )
+    config = LlavaOnevisionConfig(
+        vision_config=vision_config.to_dict(),
+        text_config=text_config.to_dict(),
+        image_token_index=image_id,
+        video_token_index=video_id,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        image_grid_pinpoints=[[IMAGE_SIZE * i, IMAGE_SIZE * j] for i in (1, 2) for j in (1, 2)],
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlavaOnevisionForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=pad_id, eos_token_id=eos_id, pad_token_id=pad_id, do_sample=False
+    )
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # keep test output clean of "Writing model shards" bars
+    try:
+        model.save_pretrained(directory, safe_serialization=True)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    _preprocessor_configs(directory)
+    if layout == "video":
+        (directory / "forestprune.json").write_text(json.dumps({"layout": "video"}, indent=2) + "\n")
+    return directory
