@@ -1,0 +1,199 @@
+"""The pruning entry point `prune()` and the registry its methods plug into.
+
+A method is one function registered under a name:
+
+    @register_method("mine")
+    def select(features, grid, k, *, strength=1.0) -> Selection: ...
+
+It receives the validated features [T, N, D], the grid (H, W) and the exact number of
+tokens to keep, and returns a `Selection` of k unique flat indices (frame*N + row*W + col).
+Its keyword-only parameters are its options: `prune(..., strength=2.0)` reaches it, and an
+option it does not declare is rejected with a ValueError before it is called.
+`prune()` owns everything the methods share: argument checks, the token budget K, the
+contract check on what the method returned, sorting and the per-frame counts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Callable
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # forest.py registers a method itself, so importing it here would be circular
+    from fpcli.prune.forest import Forest
+
+__all__ = [
+    "PruneResult",
+    "Selection",
+    "available_methods",
+    "keep_count",
+    "prune",
+    "register_method",
+]
+
+
+@dataclass
+class Selection:
+    """What a method returns: k unique flat token indices (any order) and, optionally, its forest."""
+
+    keep: Tensor  # LongTensor [k]
+    forest: Forest | None = None
+
+
+@dataclass
+class PruneResult:
+    """The outcome of `prune()`: which visual tokens survive and how they spread over the frames."""
+
+    keep: Tensor  # LongTensor [K], ascending unique flat indices frame*N + row*W + col
+    per_frame: Tensor  # LongTensor [T], kept tokens per frame, sums to K
+    method: str
+    ratio: float
+    k: int
+    forest: Forest | None = None
+
+
+SelectFn = Callable[..., Selection]
+
+
+@dataclass(frozen=True)
+class _Method:
+    fn: SelectFn
+    options: tuple[str, ...]  # keyword-only parameter names, in declaration order
+    any_options: bool  # the function takes **options and checks them itself
+
+
+_METHODS: dict[str, _Method] = {}
+
+
+def register_method(name: str) -> Callable[[SelectFn], SelectFn]:
+    """Register `fn(features, grid, k, *, option=default, ...) -> Selection` under `name`.
+
+    The keyword-only parameters are the method's options. Registering a name twice is an
+    error (a silent replacement would change what `method="name"` means depending on import order).
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"method name must be a non-empty string, got {name!r}")
+
+    def decorator(fn: SelectFn) -> SelectFn:
+        if name in _METHODS:
+            raise ValueError(f"method {name!r} is already registered")
+        params = inspect.signature(fn).parameters.values()
+        options = tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+        any_options = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        _METHODS[name] = _Method(fn, options, any_options)
+        return fn
+
+    return decorator
+
+
+def available_methods() -> list[str]:
+    """Names of the registered methods, in registration order."""
+    return list(_METHODS)
+
+
+def keep_count(ratio: float, total: int) -> int:
+    """K = max(1, round-half-up((1 - ratio) * total)), computed exactly.
+
+    The ratio is taken at its shortest decimal form (the value the user typed: 0.9 is 9/10,
+    not the binary float just below it), so the product is exact and halves round up:
+    keeping half of 5 tokens keeps 3, keeping 10% of 5 keeps 1 (0.5 rounds up).
+    """
+    kept = (1 - Fraction(repr(float(ratio)))) * total
+    return max(1, math.floor(kept + Fraction(1, 2)))
+
+
+def _check_features(features: object) -> None:
+    if not isinstance(features, Tensor):
+        raise ValueError(f"features must be a torch.Tensor of shape [T, N, D], got {type(features).__name__}")
+    if not features.is_floating_point():
+        raise ValueError(f"features must have a floating dtype, got {features.dtype}")
+    if features.dim() != 3:
+        raise ValueError(f"features must have shape [T, N, D], got {list(features.shape)}")
+    if min(features.shape) < 1:
+        raise ValueError(f"features must have T, N, D >= 1, got {list(features.shape)}")
+    low, high = features.aminmax()  # NaN propagates; a reduction, unlike isfinite(), allocates nothing big
+    if not bool(torch.isfinite(low) & torch.isfinite(high)):
+        raise ValueError("features must be finite, got NaN or inf values")
+
+
+def _check_grid(grid: object, n: int) -> tuple[int, int]:
+    ok = (
+        isinstance(grid, (tuple, list))
+        and len(grid) == 2
+        and all(isinstance(g, numbers.Integral) and not isinstance(g, bool) and g >= 1 for g in grid)
+    )
+    if not ok:
+        raise ValueError(f"grid must be a pair of positive ints (H, W), got {grid!r}")
+    h, w = int(grid[0]), int(grid[1])
+    if h * w != n:
+        raise ValueError(f"grid (H, W) = ({h}, {w}) must satisfy H*W == N = {n}, got H*W = {h * w}")
+    return h, w
+
+
+def _check_ratio(ratio: object) -> float:
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
+        raise ValueError(f"ratio must be a number in [0, 1), got {ratio!r}")
+    if not 0 <= ratio < 1:  # also rejects NaN
+        raise ValueError(f"ratio must be in [0, 1), got {ratio}")
+    return float(ratio)
+
+
+def _lookup(method: object, options: dict[str, object]) -> _Method:
+    if not isinstance(method, str) or method not in _METHODS:
+        raise ValueError(f"unknown method {method!r}; available: {', '.join(_METHODS)}")
+    entry = _METHODS[method]
+    unknown = [name for name in options if name not in entry.options]
+    if unknown and not entry.any_options:
+        accepted = ", ".join(entry.options) if entry.options else "none"
+        raise ValueError(f"unknown option {unknown[0]!r} for method {method!r}; accepted options: {accepted}")
+    return entry
+
+
+def _check_selection(selection: object, method: str, k: int, total: int, device: torch.device) -> Tensor:
+    """A method that breaks its contract is a bug in that method, not a user error: RuntimeError."""
+    if not isinstance(selection, Selection):
+        raise RuntimeError(f"method {method!r} returned {type(selection).__name__}, expected Selection")
+    keep = selection.keep
+    if not isinstance(keep, Tensor) or keep.dtype != torch.long or keep.shape != (k,) or keep.device != device:
+        got = f"{keep.dtype} {list(keep.shape)} on {keep.device}" if isinstance(keep, Tensor) else type(keep).__name__
+        raise RuntimeError(f"method {method!r} must return a LongTensor [{k}] on {device}, got {got}")
+    keep = keep.sort().values  # [K]
+    valid = (keep[0] >= 0) & (keep[-1] < total) & (keep[1:] > keep[:-1]).all()
+    if not bool(valid):  # a host sync, like the finiteness check: the only two prune() makes
+        raise RuntimeError(f"method {method!r} returned indices that are not unique and in [0, {total})")
+    return keep
+
+
+def prune(
+    features: Tensor,
+    grid: tuple[int, int],
+    ratio: float,
+    method: str = "forestprune",
+    **options: object,
+) -> PruneResult:
+    """Select which visual tokens of a video to keep.
+
+    features: [T, N, D] floating tensor on any device (all work stays there), N = H*W.
+    grid: (H, W), the token grid of each frame; flat index = frame*N + row*W + col.
+    ratio: fraction of tokens removed, 0 <= ratio < 1; K = `keep_count(ratio, T*N)` tokens are
+        kept (round half up, at least 1).
+    method: a name from `available_methods()`; options are that method's keyword-only parameters.
+
+    Raises ValueError naming the argument and its allowed values for any invalid input.
+    """
+    _check_features(features)
+    t, n, _ = features.shape
+    grid = _check_grid(grid, n)
+    ratio = _check_ratio(ratio)
+    entry = _lookup(method, options)
+    k = keep_count(ratio, t * n)
+    selection = entry.fn(features, grid, k, **options)
+    keep = _check_selection(selection, method, k, t * n, features.device)
+    per_frame = torch.bincount(keep // n, minlength=t)  # [T]
+    return PruneResult(keep=keep, per_frame=per_frame, method=method, ratio=ratio, k=k, forest=selection.forest)
