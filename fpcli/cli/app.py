@@ -1,0 +1,87 @@
+"""The `forestprune` Typer app: commands, the global flags, and where errors become exit codes.
+
+Command modules import torch, transformers and av only inside their functions, so building
+this app (and answering --help) stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from fpcli import __version__
+from fpcli.cli import errors
+from fpcli.cli.ask import ask
+from fpcli.cli.batch import batch
+from fpcli.cli.convert import convert
+from fpcli.cli.options import Debug
+from fpcli.cli.stats import stats
+
+
+class _Group(TyperGroup):
+    """Maps every failure of a command to `Error: ...` on stderr and an exit code (see fpcli.cli.errors)."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (errors.ClickException, typer.Exit, typer.Abort, BrokenPipeError):  # Typer's own handling
+            raise
+        except KeyboardInterrupt:
+            print("Interrupted.", file=sys.stderr)
+            raise typer.Exit(errors.EXIT_INTERRUPTED) from None
+        except Exception as exc:
+            raise typer.Exit(errors.report(exc, errors.debug_enabled(ctx.meta))) from None
+
+    def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        # Parse errors are printed here in the CLI's own one-line format rather than Typer's panel.
+        try:
+            returned = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = returned if isinstance(returned, int) else errors.EXIT_OK
+        except errors.ClickException as exc:
+            code = errors.report_click(exc)
+        except typer.Abort:
+            print("Aborted.", file=sys.stderr)
+            code = errors.EXIT_FAILURE
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="forestprune",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"forestprune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Debug = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Ask video LLMs about videos, cheaply: ForestPrune drops most visual tokens before the LLM."""
+
+
+app.command("ask")(ask)
+app.command("stats")(stats)
+app.command("batch")(batch)
+app.command("convert")(convert)
+
+
+def main() -> None:
+    """Entry point of the `forestprune` script and `python -m fpcli` (named forestprune in messages too)."""
+    app(prog_name="forestprune")

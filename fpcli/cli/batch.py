@@ -1,0 +1,376 @@
+"""`forestprune batch JOBS`: many (video, question) items, one model load, resumable results.
+
+JOBS is YAML (a list of items, or a mapping with a `jobs:` list; `.json` arrays read the same)
+or JSON lines (`.jsonl`/`.ndjson`, one item per line). An item is
+    {video: PATH, question: TEXT, id: ANY (optional), options: {ratio, method, frames, fps, tau_s, tau_p,
+     max_new_tokens, temperature, seed} (optional, override the command-line values)}
+Relative video paths are relative to the jobs file. Without `id`, an item's id is the first 12 hex
+digits of the SHA-1 of its canonical JSON {video, question, options}: stable when items are
+reordered or added, so resuming keeps working after the jobs file is edited.
+
+Results: one JSON line per item, appended as soon as it finishes (one write + fsync, with Ctrl-C
+held off during it, so the file never holds half a line from us). `{"id", "status": "ok", ...the
+`ask --json` fields}` or `{"id", "status": "error", "video", "question", "error"}`. Re-running with the
+same --out skips ids already ok and retries failed ones; before appending, the file is rewritten
+(atomically) without the records being retried and without a last line cut short by a hard crash,
+so it ends with exactly one record per attempted item.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
+
+import typer
+import yaml
+
+from fpcli.cli import errors
+from fpcli.cli.ask import answer_video
+from fpcli.cli.loading import load
+from fpcli.cli.options import (
+    Attention,
+    Attn,
+    Config,
+    Debug,
+    Device,
+    DType,
+    DTypeOpt,
+    Fps,
+    Frames,
+    LayoutOpt,
+    MaxNewTokens,
+    Method,
+    Model,
+    ModelSettings,
+    Quiet,
+    Ratio,
+    RunSettings,
+    Seed,
+    TauP,
+    TauS,
+    Temperature,
+    check_prune,
+    validate,
+    yaml_problem,
+)
+from fpcli.cli.progress import Reporter
+
+if TYPE_CHECKING:
+    from fpcli.model import VideoLLM
+
+ITEM_KEYS = ("video", "question", "id", "options")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+
+@dataclass
+class Job:
+    """One item of the jobs file; `problem` says why it cannot run (it is then recorded as an error)."""
+
+    id: str
+    video: Any
+    question: Any
+    options: dict[str, Any] = field(default_factory=dict)
+    problem: Optional[str] = None
+
+    def settings(self, base: RunSettings) -> RunSettings:
+        """The command-line settings with this item's options applied and checked (ValueError if bad)."""
+        if self.problem is not None:
+            raise ValueError(self.problem)
+        settings = base.override(self.options)
+        check_prune(settings)
+        return settings
+
+
+def job_id(item: Any) -> str:
+    if isinstance(item, dict):
+        item = {"video": item.get("video"), "question": item.get("question"), "options": item.get("options") or {}}
+    canonical = json.dumps(item, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha1(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+def _load_items(path: Path) -> list[Any]:
+    """The raw items of a jobs file; a file that does not parse is a usage error (exit 2)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise errors.usage_error(f"cannot read jobs file: {exc.strerror}", path) from exc
+    if path.suffix.lower() in JSONL_SUFFIXES:
+        items = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                items.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise errors.usage_error(f"line {number} of the jobs file is not valid JSON: {exc.msg}", path) from exc
+        return items
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise errors.usage_error(f"jobs file is not valid YAML: {yaml_problem(exc)}", path) from exc
+    if isinstance(data, dict) and "jobs" in data:
+        data = data["jobs"]
+    if data is None:
+        data = []
+    if not isinstance(data, list):
+        raise errors.usage_error("jobs file must hold a list of items (or `jobs:` with a list)", path)
+    return data
+
+
+def _job(item: Any, base_dir: Path) -> Job:
+    if not isinstance(item, dict):
+        return Job(job_id(item), None, None, problem=f"item must be a mapping with video and question, got {item!r}")
+    raw_id = item.get("id")
+    ident = job_id(item) if raw_id is None else str(raw_id)
+    video, question, options = item.get("video"), item.get("question"), item.get("options") or {}
+    problem = None
+    unknown = [key for key in item if key not in ITEM_KEYS]
+    if unknown:
+        problem = f"unknown key '{unknown[0]}' (an item has {', '.join(ITEM_KEYS)}; per-item settings go in options)"
+    elif not isinstance(video, str) or not video:
+        problem = "item has no video (a path)"
+    elif not isinstance(question, str) or not question:
+        problem = "item has no question (text)"
+    elif not isinstance(options, dict):
+        problem = f"options must be a mapping, got {options!r}"
+    if problem is None:
+        path = Path(video).expanduser()
+        video = path if path.is_absolute() else base_dir / path
+    return Job(ident, video, question, options if isinstance(options, dict) else {}, problem)
+
+
+def read_jobs(path: Path) -> list[Job]:
+    """The items of a jobs file, with ids; duplicate ids are a usage error."""
+    jobs = [_job(item, path.parent) for item in _load_items(path)]
+    seen = Counter(job.id for job in jobs)
+    duplicates = [ident for ident, count in seen.items() if count > 1]
+    if duplicates:
+        raise errors.usage_error(
+            f"duplicate item id '{duplicates[0]}'", path, hint="give each item its own id (identical items share one)"
+        )
+    return jobs
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Delay Ctrl-C until the block is done (POSIX); it is raised right after."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class ResultsLog:
+    """The --out JSONL file: what is done already, and appending one record per finished item."""
+
+    def __init__(self, path: Path, job_ids: set[str]) -> None:
+        self.path = path
+        self.done: dict[str, dict[str, Any]] = {}  # id -> ok record
+        self.retrying = 0  # failed records dropped to run again
+        self.truncated = False  # a last line cut short by a hard crash was dropped
+        self.unreadable = 0  # lines that were not JSON records, dropped
+        self._recover(job_ids)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def _recover(self, job_ids: set[str]) -> None:
+        if not self.path.exists():
+            return
+        lines = self.path.read_bytes().split(b"\n")
+        tail = lines.pop()  # b"" when the file ends with a newline, else a line cut short
+        self.truncated = bool(tail.strip())
+        kept: list[bytes] = []
+        for raw in lines:
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict):
+                self.unreadable += 1
+                continue
+            ident = None if record.get("id") is None else str(record["id"])
+            if ident in job_ids and (record.get("status") != "ok" or ident in self.done):
+                self.retrying += record.get("status") != "ok"
+                continue
+            if record.get("status") == "ok" and ident is not None:
+                self.done[ident] = record
+            kept.append(raw)
+        if self.truncated or len(kept) != len(lines):
+            self._rewrite(kept)
+
+    def _rewrite(self, lines: list[bytes]) -> None:
+        """Replace the file by `lines`, atomically: a crash leaves the old or the new file, never a mix."""
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, b"".join(line + b"\n" for line in lines))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, self.path)
+        with contextlib.suppress(OSError):  # directory fsync: not supported everywhere
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+
+    def append(self, record: dict[str, Any]) -> None:
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        with _sigint_held():
+            _write_all(self.fd, data)
+            os.fsync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _error_record(job: Job, exc: BaseException) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "status": "error",
+        "video": None if job.video is None else str(job.video),
+        "question": job.question,
+        "error": errors.one_line(exc),
+    }
+
+
+def default_out(jobs: Path) -> Path:
+    """jobs.yaml -> jobs.results.jsonl, next to it: re-running the same command resumes."""
+    return jobs.with_name(f"{jobs.stem}.results.jsonl")
+
+
+def batch(
+    ctx: typer.Context,
+    jobs_file: Annotated[Path, typer.Argument(metavar="JOBS", help="YAML or JSONL file of {video, question, [id], "
+                                              "[options]} items.", show_default=False, dir_okay=False)],
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", dir_okay=False, rich_help_panel="Output", show_default=False,
+                     help="Results JSONL, appended per item; re-running resumes. Default: JOBS.results.jsonl."),
+    ] = None,
+    model: Model = None,
+    layout: LayoutOpt = None,
+    device: Device = "auto",
+    dtype: DTypeOpt = DType.auto,
+    attn: Attn = Attention.sdpa,
+    ratio: Ratio = 0.9,
+    method: Method = "forestprune",
+    frames: Frames = None,
+    fps: Fps = None,
+    tau_s: TauS = None,
+    tau_p: TauP = None,
+    max_new_tokens: MaxNewTokens = 128,
+    temperature: Temperature = 0.0,
+    seed: Seed = 0,
+    config: Config = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Run every item of JOBS with one loaded model, appending results to --out as they finish.
+
+    Items already done in --out are skipped and failed ones retried: an interrupted batch resumes where it stopped.
+
+    A failing item is recorded with its error and the batch goes on.
+
+    Exit code 0 when every item succeeded, 1 otherwise, 130 when interrupted.
+    """
+    base = RunSettings(
+        ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p,
+        max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+    )
+    validate(base)
+    out = out or default_out(jobs_file)
+    if out.resolve() == jobs_file.resolve():
+        raise errors.usage_error("--out must not be the jobs file", out)
+    jobs = read_jobs(jobs_file)
+    model_settings = ModelSettings(model, layout and layout.value, device, dtype.value, attn.value)
+    log = ResultsLog(out, {job.id for job in jobs})
+    try:
+        code = _run(jobs, log, base, model_settings, quiet, errors.debug_enabled(ctx.meta))
+    finally:
+        log.close()
+    raise typer.Exit(code)
+
+
+def _answer(llm: VideoLLM, job: Job, settings: RunSettings, reporter: Reporter, debug: bool) -> dict[str, Any]:
+    """The ok or error record of one item; any failure of the item is recorded, not raised."""
+    try:
+        return {"id": job.id, "status": "ok", **answer_video(llm, job.video, job.question, settings, reporter)}
+    except Exception as exc:
+        if debug:
+            errors.report(exc, debug=True)
+        return _error_record(job, exc)
+
+
+def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: ModelSettings, quiet: bool,
+         debug: bool) -> int:
+    """Run the pending items; print the summary; return the exit code."""
+    pending = [job for job in jobs if job.id not in log.done]
+    counts: Counter[str] = Counter()
+    start = time.perf_counter()
+    interrupted = False
+    with Reporter(quiet) as reporter:
+        if log.truncated:
+            reporter.message(f"Dropped the cut-short last line of {log.path}; its item runs again.")
+        if log.unreadable:
+            reporter.message(f"Dropped {log.unreadable} line(s) of {log.path} that were not JSON records.")
+        if len(pending) < len(jobs) or log.retrying:
+            reporter.message(f"Resuming {log.path}: {len(jobs) - len(pending)} of {len(jobs)} items already done, "
+                             f"{log.retrying} failed item(s) to retry.")
+        else:
+            reporter.message(f"Writing results to {log.path}.")
+        llm: Optional[VideoLLM] = None
+        task = reporter.task("Batch", total=len(pending))
+        try:
+            for number, job in enumerate(pending, 1):
+                item_start = time.perf_counter()
+                try:
+                    settings = job.settings(base)
+                except ValueError as exc:
+                    record = _error_record(job, exc)
+                else:
+                    llm = llm or load(model_settings, reporter)  # fatal if it fails: no item could run
+                    record = _answer(llm, job, settings, reporter, debug)
+                log.append(record)
+                counts[record["status"]] += 1
+                reporter.advance(task)
+                where = f"[{number}/{len(pending)}] {job.id} {job.video}"
+                if record["status"] == "ok":
+                    reporter.message(f"ok     {where} ({time.perf_counter() - item_start:.1f} s)")
+                else:
+                    reporter.console.print(f"failed {where}: {record['error']}", markup=False)
+        except KeyboardInterrupt:
+            interrupted = True
+    left = len(pending) - counts["ok"] - counts["error"]
+    summary = (f"Batch: {counts['ok']} ok, {counts['error']} failed, {len(jobs) - len(pending)} already done "
+               f"({len(jobs)} items) in {time.perf_counter() - start:.1f} s -> {log.path}")
+    print(summary, file=sys.stderr)
+    if interrupted:
+        print(f"Interrupted: {left} item(s) not run; re-run the same command to resume.", file=sys.stderr)
+        return errors.EXIT_INTERRUPTED
+    if counts["error"]:
+        print("Hint: re-run the same command to retry the failed items.", file=sys.stderr)
+        return errors.EXIT_FAILURE
+    return errors.EXIT_OK

@@ -1,0 +1,92 @@
+"""`stats --viz out.png`: the sampled frames with pruned patches dimmed, and the retention per frame.
+
+The model resizes each frame to a square without cropping, so token (row, col) of the H x W grid
+covers the same fraction of the original frame: the mask is simply stretched over the thumbnail.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+CANVAS_WIDTH = 1280  # target width of the picture in pixels
+MIN_THUMB = 48
+DIM = 0.25  # brightness of dropped patches
+CHART_HEIGHT = 120
+LABEL_HEIGHT = 14
+BACKGROUND = (24, 24, 24)
+BAR_COLOUR = (90, 200, 120)
+TEXT_COLOUR = (230, 230, 230)
+
+
+def keep_masks(keep: np.ndarray, frames: int, grid: tuple[int, int]) -> np.ndarray:
+    """Flat kept indices (frame*N + row*W + col) -> bool masks [T, H, W]."""
+    height, width = grid
+    mask = np.zeros(frames * height * width, dtype=bool)
+    mask[keep] = True
+    return mask.reshape(frames, height, width)
+
+
+def _layout(frames: int, aspect: float) -> tuple[int, int, int]:
+    """(columns, thumbnail width, thumbnail height) for a roughly CANVAS_WIDTH-wide sheet."""
+    columns = min(frames, max(4, math.ceil(math.sqrt(frames * 16 / 9 / aspect))))
+    thumb_w = max(MIN_THUMB, CANVAS_WIDTH // columns)
+    return columns, thumb_w, max(1, round(thumb_w / aspect))
+
+
+def _dimmed_thumb(frame: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a frame [h, w, 3] to size (w, h) and dim the pixels whose token was dropped."""
+    thumb = np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))  # [th, tw, 3]
+    rows = np.arange(size[1]) * mask.shape[0] // size[1]  # [th] grid row of each pixel row
+    cols = np.arange(size[0]) * mask.shape[1] // size[0]  # [tw]
+    kept = mask[rows[:, None], cols[None, :]]  # [th, tw]
+    return np.where(kept[..., None], thumb, (thumb * DIM).astype(np.uint8))
+
+
+def write_viz(
+    path: Path,
+    frames: np.ndarray,
+    keep: np.ndarray,
+    grid: tuple[int, int],
+    timestamps: np.ndarray,
+    title: str,
+) -> Path:
+    """Write the PNG. frames: uint8 [T, h, w, 3]; keep: flat kept token indices; timestamps [T] seconds."""
+    count, frame_h, frame_w, _ = frames.shape
+    masks = keep_masks(keep, count, grid)  # [T, H, W]
+    columns, thumb_w, thumb_h = _layout(count, frame_w / frame_h)
+    rows = math.ceil(count / columns)
+    cell_h = thumb_h + LABEL_HEIGHT
+    sheet_w = columns * thumb_w
+    canvas = Image.new("RGB", (sheet_w, LABEL_HEIGHT + rows * cell_h + CHART_HEIGHT + LABEL_HEIGHT), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 1), title, fill=TEXT_COLOUR)
+    per_frame = masks.reshape(count, -1).sum(axis=1)  # [T]
+    tokens = grid[0] * grid[1]
+    for index in range(count):
+        x = (index % columns) * thumb_w
+        y = LABEL_HEIGHT + (index // columns) * cell_h
+        canvas.paste(Image.fromarray(_dimmed_thumb(frames[index], masks[index], (thumb_w, thumb_h))), (x, y))
+        draw.text((x + 2, y + thumb_h + 1), f"{timestamps[index]:.1f}s {per_frame[index]}/{tokens}", fill=TEXT_COLOUR)
+    _draw_chart(draw, per_frame / tokens, top=LABEL_HEIGHT + rows * cell_h, width=sheet_w)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
+def _draw_chart(draw: ImageDraw.ImageDraw, fractions: np.ndarray, top: int, width: int) -> None:
+    """A bar per frame, height = fraction of its tokens kept, scaled so the fullest frame fills the chart
+    (at 90% pruning every bar would otherwise be a sliver)."""
+    peak = float(fractions.max())
+    draw.text((4, top + 1), f"tokens kept per frame (tallest bar = {100 * peak:.0f}% of the frame)", fill=TEXT_COLOUR)
+    base = top + LABEL_HEIGHT + CHART_HEIGHT - 2
+    slot = width / len(fractions)
+    for index, fraction in enumerate(fractions):
+        left = round(index * slot)
+        right = max(left, round((index + 1) * slot) - (1 if slot >= 3 else 0) - 1)
+        height = round(float(fraction) / (peak or 1.0) * (CHART_HEIGHT - 4))
+        if height:
+            draw.rectangle((left, base - height + 1, right, base), fill=BAR_COLOUR)

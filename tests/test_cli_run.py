@@ -1,0 +1,239 @@
+"""ask and stats end to end: tiny random checkpoints on disk, real decoding, real pruning, real generation.
+
+Answers of a random tiny model are noise; what is checked is the contract around them: the JSON
+schema, counts that must agree, stdout/stderr separation, several videos, config precedence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fpcli.cli import app
+
+runner = CliRunner()
+QUESTION = "What is the man doing?"
+FAST = ["--frames", "3", "--max-new-tokens", "3"]
+
+ANSWER_KEYS = {
+    "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
+    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops",
+}
+TOKEN_KEYS = {"visual_before", "visual_after", "newline", "text", "prompt", "generated"}
+TIMING_KEYS = {"load", "decode", "encode", "prune", "prefill", "generate", "total"}
+STATS_KEYS = {
+    "video", "model", "layout", "method", "ratio", "frames", "grid", "tokens", "per_frame_kept", "timestamps",
+    "timing_s", "peak_memory_mb", "forest", "compare",
+}
+FOREST_KEYS = {"nodes", "trees", "roots_before", "roots_after", "depth_histogram"}
+
+
+def write_clip(path: Path, frames: int = 8, size: tuple[int, int] = (64, 48), fps: int = 8) -> Path:
+    """A small MPEG-4 clip of a moving gradient (different content per frame, so pruning has work to do)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0 : size[1], 0 : size[0]]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            rgb = np.stack([(x * 4 + i * 16) % 256, (y * 4) % 256, np.full_like(x, i * 30 % 256)], -1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb.astype(np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """a.mp4, and folder/ with b.mp4, c.mkv and a non-video file."""
+    root = tmp_path_factory.mktemp("videos")
+    write_clip(root / "a.mp4")
+    write_clip(root / "folder" / "b.mp4", frames=6)
+    write_clip(root / "folder" / "c.mkv", frames=5)
+    (root / "folder" / "notes.txt").write_text("not a video")
+    (root / "broken.mp4").write_bytes(b"\x00" * 256)
+    return root
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_ask_json_schema(videos: Path, tiny_onevision_dir: Path):
+    result = invoke("ask", videos / "a.mp4", QUESTION, "--model", tiny_onevision_dir, *FAST, "--json")
+    assert result.exit_code == 0, result.stderr
+    [record] = json_lines(result.stdout)
+    assert set(record) == ANSWER_KEYS
+    assert set(record["tokens"]) == TOKEN_KEYS
+    assert set(record["timing_s"]) == TIMING_KEYS
+    assert set(record["prefill_tflops"]) == {"before", "after"}
+    assert record["video"] == str(videos / "a.mp4")
+    assert record["question"] == QUESTION
+    assert (record["method"], record["ratio"], record["frames"]) == ("forestprune", 0.9, 3)
+    assert record["layout"] == "onevision"
+    height, width = record["grid"]
+    tokens = record["tokens"]
+    assert tokens["visual_before"] == 3 * height * width
+    assert tokens["visual_after"] == sum(record["per_frame_kept"]) == round(0.1 * tokens["visual_before"])
+    assert tokens["newline"] == 1
+    assert tokens["prompt"] == tokens["text"] + tokens["visual_after"] + tokens["newline"]
+    assert 1 <= tokens["generated"] <= 3
+    assert len(record["per_frame_kept"]) == len(record["timestamps"]) == 3
+    assert record["timing_s"]["total"] == pytest.approx(sum(v for k, v in record["timing_s"].items() if k != "total"))
+    assert "Loaded" in result.stderr
+
+
+def test_ask_human_output(videos: Path, tiny_onevision_dir: Path):
+    result = invoke("ask", videos / "a.mp4", QUESTION, "--model", tiny_onevision_dir, *FAST, "--ratio", "0.5")
+    assert result.exit_code == 0, result.stderr
+    labels = ["visual tokens", "other tokens", "frames", "time", "memory", "model"]
+    assert [line.split("  ")[0] for line in result.stdout.splitlines() if line.split("  ")[0] in labels] == labels
+    assert "(50.0% kept) · forestprune, ratio 0.5" in result.stdout
+    assert "load " in result.stdout and "generate " in result.stdout and "total " in result.stdout
+    quiet = invoke("ask", videos / "a.mp4", QUESTION, "--model", tiny_onevision_dir, *FAST, "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_ask_several_videos_and_a_folder(videos: Path, tiny_onevision_dir: Path):
+    result = invoke("ask", videos / "a.mp4", videos / "folder", QUESTION, "--model", tiny_onevision_dir, *FAST,
+                    "--json")
+    assert result.exit_code == 0, result.stderr
+    records = json_lines(result.stdout)
+    assert [r["video"] for r in records] == [str(videos / "a.mp4"), str(videos / "folder" / "b.mp4"),
+                                             str(videos / "folder" / "c.mkv")]
+    assert all(r["question"] == QUESTION for r in records)
+
+
+def test_ask_goes_on_after_a_bad_video(videos: Path, tiny_onevision_dir: Path):
+    result = invoke("ask", videos / "broken.mp4", videos / "a.mp4", QUESTION, "--model", tiny_onevision_dir, *FAST,
+                    "--json")
+    assert result.exit_code == 1
+    assert [r["video"] for r in json_lines(result.stdout)] == [str(videos / "a.mp4")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].endswith(f"({videos / 'broken.mp4'})")
+
+
+def test_ask_video_layout(videos: Path, tiny_video_dir: Path):
+    result = invoke("ask", videos / "a.mp4", QUESTION, "--model", tiny_video_dir, *FAST, "--json")
+    assert result.exit_code == 0, result.stderr
+    [record] = json_lines(result.stdout)
+    assert record["layout"] == "video"
+    assert record["tokens"]["newline"] == 3 * record["grid"][0]  # a newline after every row of every frame
+
+
+def test_config_precedence(videos: Path, tiny_onevision_dir: Path, tmp_path: Path):
+    config = tmp_path / "forestprune.yaml"
+    config.write_text(f"model: {tiny_onevision_dir}\nratio: 0.5\nmethod: uniform\nframes: 2\nmax-new-tokens: 2\n")
+    from_config = invoke("ask", videos / "a.mp4", QUESTION, "--config", config, "--json")
+    assert from_config.exit_code == 0, from_config.stderr
+    [record] = json_lines(from_config.stdout)
+    assert (record["ratio"], record["method"], record["frames"]) == (0.5, "uniform", 2)
+    assert record["tokens"]["generated"] <= 2
+    flags_win = invoke("ask", videos / "a.mp4", QUESTION, "--config", config, "--ratio", "0.75", "-f", "4", "--json")
+    assert flags_win.exit_code == 0, flags_win.stderr
+    [record] = json_lines(flags_win.stdout)
+    assert (record["ratio"], record["method"], record["frames"]) == (0.75, "uniform", 4)
+
+
+def test_stats_json_with_compare(videos: Path, tiny_onevision_dir: Path):
+    result = invoke("stats", videos / "a.mp4", "--model", tiny_onevision_dir, "--frames", "4", "--json",
+                    "--compare", "uniform,forestprune,random")
+    assert result.exit_code == 0, result.stderr
+    [record] = json_lines(result.stdout)
+    assert set(record) == STATS_KEYS
+    assert set(record["tokens"]) == {"visual_before", "visual_after", "newline"}
+    assert set(record["timing_s"]) == {"load", "decode", "encode", "prune", "total"}
+    assert set(record["forest"]) == FOREST_KEYS
+    forest = record["forest"]
+    assert forest["nodes"] == sum(forest["depth_histogram"])
+    assert forest["roots_after"] <= forest["roots_before"]
+    assert record["method"] == "forestprune" and record["frames"] == 4
+    k = record["tokens"]["visual_after"]
+    assert sum(record["per_frame_kept"]) == k == round(0.1 * record["tokens"]["visual_before"])
+    assert [c["method"] for c in record["compare"]] == ["uniform", "random"]  # --method is not repeated
+    for entry in record["compare"]:
+        assert set(entry) == {"method", "tokens", "per_frame_kept", "timing_s", "forest"}
+        assert entry["tokens"] == {"visual_after": k} and sum(entry["per_frame_kept"]) == k
+        assert entry["forest"] is None
+
+
+def test_stats_loads_only_the_vision_tower(videos: Path, tiny_onevision_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    import fpcli.model
+
+    calls = []
+    real = fpcli.model.load_model
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fpcli.model, "load_model", spy, raising=False)
+    result = invoke("stats", videos / "a.mp4", "--model", tiny_onevision_dir, "--frames", "2")
+    assert result.exit_code == 0, result.stderr
+    assert [c["vision_only"] for c in calls] == [True]
+    assert "Loaded vision tower of" in result.stderr
+
+
+def test_stats_human_output_and_viz(videos: Path, tiny_onevision_dir: Path, tmp_path: Path):
+    picture = tmp_path / "viz.png"
+    result = invoke("stats", videos / "a.mp4", "--model", tiny_onevision_dir, "--frames", "4", "--ratio", "0.5",
+                    "--compare", "uniform,dycoke", "--viz", picture)
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    for expected in ("visual tokens", "(50.0% kept)", "forest", "depth 0", "methods on the same features",
+                     "dycoke", "frame", "00:00.00"):
+        assert expected in out
+    assert sum(line.strip().startswith(("0 ", "1 ", "2 ", "3 ")) for line in out.splitlines()) >= 4  # bar per frame
+    with Image.open(picture) as image:
+        assert image.format == "PNG"
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.shape[1] >= 4 * 48
+
+
+def test_viz_dims_exactly_the_dropped_patches():
+    from fpcli.cli.viz import DIM, _dimmed_thumb, keep_masks
+
+    frame = np.full((20, 40, 3), 200, dtype=np.uint8)
+    masks = keep_masks(np.array([1, 6]), frames=2, grid=(2, 2))  # frame 0: (0,1); frame 1: (1,0)
+    assert masks.tolist() == [[[False, True], [False, False]], [[False, False], [True, False]]]
+    thumb = _dimmed_thumb(frame, masks[0], (40, 20))
+    assert (thumb[:10, 20:] == 200).all()  # kept: top-right quarter untouched
+    assert (thumb[:10, :20] == int(200 * DIM)).all() and (thumb[10:] == int(200 * DIM)).all()
+
+
+def test_python_m_fpcli_json_stdout_is_only_json(videos: Path, tiny_onevision_dir: Path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "fpcli", "ask", str(videos / "a.mp4"), QUESTION,
+               "--model", str(tiny_onevision_dir), "--frames", "2", "--max-new-tokens", "2", "--json"]
+    out = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("\n") == 1
+    assert set(json.loads(out.stdout)) == ANSWER_KEYS
+    assert "Loaded" in out.stderr
+
+
+def test_sample_videos_folder(tiny_onevision_dir: Path):
+    """The clips shipped in sample_videos/: ask over the folder, one JSON line per clip, in name order."""
+    folder = Path(__file__).resolve().parents[1] / "sample_videos"
+    clips = sorted(folder.glob("*.mp4"))
+    assert clips, "sample_videos/*.mp4 missing: run scripts/make_sample_videos.py"
+    result = invoke("ask", folder, "Describe the scene.", "--model", tiny_onevision_dir, *FAST, "--json")
+    assert result.exit_code == 0, result.stderr
+    records = json_lines(result.stdout)
+    assert [r["video"] for r in records] == [str(clip) for clip in clips]
+    assert all(r["frames"] == 3 and sum(r["per_frame_kept"]) == r["tokens"]["visual_after"] for r in records)

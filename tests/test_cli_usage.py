@@ -1,0 +1,255 @@
+"""The CLI without a model: --help speed (no heavy imports), option checks, error lines and exit codes.
+
+Every bad-usage case passes a --model that does not exist: exit code 2 (not 1) proves the options
+were checked before any model was resolved or loaded.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fpcli.cli import app
+from fpcli.cli.errors import CliError, describe
+from fpcli.cli.options import RunSettings
+
+runner = CliRunner()
+NO_MODEL = ["--model", "/nonexistent/model"]
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A file that exists (option checks come before decoding, so its content does not matter)."""
+    path = tmp_path_factory.mktemp("usage") / "clip.mp4"
+    path.write_bytes(b"not decoded")
+    return path
+
+
+def run(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_import_does_not_load_torch_transformers_or_av():
+    code = "import sys, fpcli.cli; print(sorted(m for m in ('torch', 'transformers', 'av') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_python_m_fpcli_help():
+    out = subprocess.run([sys.executable, "-m", "fpcli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for command in ("ask", "stats", "batch", "convert"):
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize("command", ["ask", "stats", "batch", "convert"])
+def test_command_help(command: str):
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    assert "Usage:" in result.stdout
+
+
+def test_no_arguments_prints_help_and_exits_2():
+    result = run()
+    assert result.exit_code == 2
+    assert "Usage:" in result.stdout and "ask" in result.stdout
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("forestprune ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ratio", "1.5"], "Error: Invalid value for '--ratio' / '-r': 1.5 is not in [0, 1)"),
+        (["--ratio", "-0.1"], "Error: Invalid value for '--ratio' / '-r': -0.1 is not in [0, 1)"),
+        (["--method", "nope"], "Error: unknown method 'nope'; available: none, uniform, random"),
+        (["--frames", "0"], "Error: Invalid value for '--frames' / '-f'"),
+        (["--frames", "1025"], "Error: Invalid value for '--frames' / '-f'"),
+        (["--device", "gpu"], "Error: Invalid value for '--device': 'gpu' is not auto, cpu, cuda or cuda:N"),
+        (["--dtype", "int8"], "Error: Invalid value for '--dtype'"),
+        (["--max-new-tokens", "0"], "Error: Invalid value for '--max-new-tokens'"),
+        (["--bogus"], "Error: No such option: --bogus"),
+    ],
+)
+def test_bad_option_is_usage_error(video: Path, args: list[str], message: str):
+    result = run("ask", video, "What?", *NO_MODEL, *args)
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(message)
+    assert lines[1:] == ["Hint: see 'forestprune ask --help'"]
+    assert result.stdout == ""
+
+
+def test_bad_prune_option_is_usage_error(video: Path):
+    result = run("stats", video, *NO_MODEL, "--compare", "uniform,nope")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: unknown method 'nope'")
+
+
+def test_missing_question_is_usage_error(video: Path):
+    result = run("ask", video)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == "Error: Missing argument 'QUESTION'."
+
+
+def test_missing_video_file(tmp_path: Path):
+    result = run("ask", tmp_path / "missing.mp4", "What?", *NO_MODEL)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"Error: no such file or folder ({tmp_path / 'missing.mp4'})"
+
+
+def test_folder_without_videos(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("no video here")
+    result = run("stats", tmp_path, *NO_MODEL)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == f"Error: no video files in folder ({tmp_path})"
+    assert result.stderr.splitlines()[1].startswith("Hint: looked for .3gp .avi")
+
+
+def test_config_unknown_key(video: Path, tmp_path: Path):
+    config = tmp_path / "fp.yaml"
+    config.write_text("ratio: 0.5\nspeed: fast\n")
+    result = run("ask", video, "What?", "--config", config)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: Invalid value for '--config': unknown option 'speed' in {config}")
+
+
+def test_config_bad_value_names_the_file(video: Path, tmp_path: Path):
+    config = tmp_path / "fp.yaml"
+    config.write_text("ratio: 1.5\n")
+    result = run("ask", video, "What?", "--config", config)
+    assert result.exit_code == 2
+    assert f"'ratio' in {config}: 1.5 is not in [0, 1)" in result.stderr
+
+
+def test_config_value_checked_before_model_and_flag_wins(video: Path, tmp_path: Path):
+    """A bad config method is an error; the same bad value overridden on the command line is not reached."""
+    config = tmp_path / "fp.yaml"
+    config.write_text("method: nope\nmodel: /nonexistent/model\n")
+    assert run("ask", video, "What?", "--config", config).exit_code == 2
+    overridden = run("ask", video, "What?", "--config", config, "--method", "uniform")
+    assert overridden.exit_code == 1  # got past the options, failed on the (nonexistent) model
+    assert "Error:" in overridden.stderr and "/nonexistent/model" in overridden.stderr
+
+
+def test_config_accepts_keys_of_other_commands(video: Path, tmp_path: Path):
+    """One config file can serve every command: `viz` (stats only) is ignored by ask, not rejected."""
+    config = tmp_path / "fp.yaml"
+    config.write_text("viz: out.png\nmax_new_tokens: 8\nratio: 2\n")
+    result = run("ask", video, "What?", "--config", config)
+    assert result.exit_code == 2
+    assert "'ratio'" in result.stderr  # the first real problem, not viz or the underscore spelling
+
+
+def test_config_not_a_mapping(video: Path, tmp_path: Path):
+    config = tmp_path / "fp.yaml"
+    config.write_text("- ratio\n")
+    result = run("ask", video, "What?", "--config", config)
+    assert result.exit_code == 2
+    assert "must be a YAML mapping" in result.stderr
+
+
+def test_runtime_error_is_one_line_exit_1(video: Path, tmp_path: Path):
+    result = run("ask", video, "What?", "--model", tmp_path)  # an empty folder is not a checkpoint
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("Error: ") and str(tmp_path) in lines[0]
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("flags", [["--debug"], ["GLOBAL"]])
+def test_debug_shows_traceback(video: Path, tmp_path: Path, flags: list[str]):
+    args = ["ask", video, "What?", "--model", tmp_path]
+    args = ["--debug", *args] if flags == ["GLOBAL"] else [*args, *flags]
+    result = run(*args)
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+
+
+def test_ctrl_c_exits_130(video: Path, monkeypatch: pytest.MonkeyPatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("fpcli.cli.ask.load", interrupted)
+    result = run("ask", video, "What?")
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "Interrupted."
+
+
+def test_unexpected_exception_is_reported_as_bug(video: Path, monkeypatch: pytest.MonkeyPatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr("fpcli.cli.ask.load", broken)
+    result = run("ask", video, "What?")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: ZeroDivisionError: division by zero",
+        "Hint: this is a bug; run again with --debug and report the traceback",
+    ]
+
+
+def test_describe_known_errors(tmp_path: Path):
+    from fpcli.model import ModelError
+
+    assert describe(ModelError("cannot load x")) == ("cannot load x", None, 1)
+    assert describe(CliError("bad thing", tmp_path / "f.mp4", hint="do y")) == (
+        f"bad thing ({tmp_path}/f.mp4)", "do y", 1)
+    assert describe(FileNotFoundError(2, "No such file or directory", "a.mp4")) == (
+        "No such file or directory (a.mp4)", None, 1)
+
+
+def test_default_model_follows_cuda(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    import torch
+
+    from fpcli.cli.loading import default_model
+    from fpcli.cli.progress import Reporter
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_model("auto", Reporter()) == "llava-ov-0.5b"
+    assert "using llava-ov-0.5b (no CUDA device" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_model("auto", Reporter()) == "llava-video-7b"
+    assert default_model("cpu", Reporter(quiet=True)) == "llava-ov-0.5b"
+    assert "using llava-video-7b (CUDA is available)" in capsys.readouterr().err
+
+
+def test_item_overrides_are_checked():
+    base = RunSettings()
+    assert base.override({"ratio": 0.5, "max-new-tokens": 4, "frames": 2}) == RunSettings(
+        ratio=0.5, max_new_tokens=4, frames=2)
+    for options, message in [
+        ({"ratio": 1.0}, "ratio must be in [0, 1), got 1.0"),
+        ({"frames": 0}, "frames must be in 1..1024, got 0"),
+        ({"frames": "8"}, "option 'frames' must be int, got '8'"),
+        ({"ratio": True}, "option 'ratio' must be float, got True"),
+        ({"model": "x"}, "unknown option 'model'"),
+    ]:
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            base.override(options)
+
+
+def test_prune_options_by_method():
+    settings = RunSettings(tau_s=0.7, seed=3, compare=("uniform", "forestprune", "random"))
+    assert settings.prune_options() == {"tau_s": 0.7}
+    assert settings.prune_options("random") == {"seed": 3}
+    assert settings.prune_options("uniform") == {}
+    assert settings.methods() == ["forestprune", "uniform", "random"]
+
+
+def test_convert_errors_go_through_the_shared_handler(tmp_path: Path):
+    (tmp_path / "source").mkdir()
+    result = run("convert", tmp_path / "source", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: {tmp_path / 'source'} has no config.json"
+    assert not (tmp_path / "out").exists()
