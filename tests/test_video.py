@@ -83,6 +83,13 @@ def test_metadata_of_constant_rate_clip(video_dir: Path) -> None:
     np.testing.assert_allclose(clip.timestamps, clip.indices / 25, atol=1e-9)
 
 
+def test_timestamps_are_the_nearest_floats_of_exact_times() -> None:
+    """Times reach JSON output: 83/25 s must be 3.32, not 3.3200000000000003."""
+    clip = sample_frames(SAMPLE_VIDEOS / "hard_cuts.mp4", 4)
+    assert clip.indices.tolist() == [0, 83, 166, 249]
+    assert clip.timestamps.tolist() == [0.0, 3.32, 6.64, 9.96]
+
+
 def test_rotation_is_applied(video_dir: Path) -> None:
     clip = sample_frames(video_dir / "rotated.mp4", 4)
     assert (clip.width, clip.height) == (32, 48)  # stored 48x32, shown upright as portrait

@@ -44,7 +44,10 @@ class FrameIndex:
 
     def seconds(self) -> np.ndarray:
         """float64 [F] time of each frame since the first one."""
-        return (self.pts - self.pts[0]).astype(np.float64) * float(self.time_base)
+        # Multiply by the numerator and divide by the denominator, both exact integers: the quotient is then the
+        # float nearest the true time (83/25 gives 3.32, where 83 * 0.04 gives 3.3200000000000003).
+        ticks = (self.pts - self.pts[0]).astype(np.float64) * self.time_base.numerator
+        return ticks / self.time_base.denominator
 
 
 def open_video(path: str | os.PathLike) -> tuple[InputContainer, VideoStream]:
