@@ -16,7 +16,9 @@ from fpcli.prune.gprune import gprune_scores
 
 # ---------------------------------------------------------------------------------------------
 # Reference: the description followed literally, per node and per tree, with a full
-# rescan of all root pairs for every merge. Slow, and obviously the specification.
+# rescan of all root pairs for every merge. Slow, and obviously the specification. Step by step
+# it is also what the released `llava_arch_forest.py` does, given its nodes in ascending index
+# order within a frame and float32 (docs/forestprune.md lists where the released code differs).
 
 
 def reference(features, grid, k, tau_s=0.9, tau_p=0.8, node_ratio=0.5):

@@ -28,6 +28,13 @@ def test_scores_zero_and_nan_frames():
     assert gprune_scores(x).tolist() == [[0.75, 0.75, 1.0], [0.0] * 3, [0.0] * 3]
 
 
+def test_scores_only_nan_becomes_zero():
+    # A norm that overflows float32 gives infinite scores, kept as in the released code (not
+    # clamped to the largest float). (That token normalises to zero, so its walk row is uniform.)
+    frame = torch.tensor([[[3e38, 3e38, 0.0], [0.0, 0.0, 1.0]]])
+    assert gprune_scores(frame).tolist() == [[math.inf, math.inf]]
+
+
 def _scores_one_frame(x):
     """The single-frame formula, step by step, for comparison with the batched version."""
     xn = F.normalize(x.float(), dim=1)
@@ -38,7 +45,8 @@ def _scores_one_frame(x):
     a = a.softmax(dim=1)
     degree = (a > 0).sum(dim=1).float()
     scores = (x.float().norm(dim=1)[None] @ torch.linalg.matrix_power(a, 5)).squeeze(0) / degree
-    return torch.nan_to_num(scores, nan=0.0)
+    scores[scores.isnan()] = 0
+    return scores
 
 
 def test_scores_batched_match_single_frame_and_are_float32():

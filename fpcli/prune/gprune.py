@@ -44,7 +44,7 @@ def _scores(x: Tensor) -> Tensor:
     walk = torch.linalg.matrix_power(a, WALK_STEPS)  # [T, N, N]
     weight = x.norm(dim=-1)  # [T, N]
     scores = (weight.unsqueeze(1) @ walk).squeeze(1) / degree  # [T, N]
-    return torch.nan_to_num(scores, nan=0.0)
+    return torch.where(scores.isnan(), 0.0, scores)  # NaN only, as the released code: inf stays inf
 
 
 def rank_key(values: Tensor, index: Tensor) -> Tensor:
