@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from fpcli.cli import app
 from fpcli.cli.batch import ResultsLog, job_id, read_jobs
 from fpcli.cli.errors import CliError
-from test_cli_run import ANSWER_KEYS, write_clip
+from test_cli_run import ANSWER_KEYS, assert_rounded, load_calls, write_clip  # noqa: F401 (a fixture)
 
 runner = CliRunner()
 FAST = ["--frames", "2", "--max-new-tokens", "2"]
@@ -147,6 +147,7 @@ def test_batch_records_failures_and_resumes(clips: Path, tiny_onevision_dir: Pat
     assert by_id["bad-option"]["error"] == "ratio must be in [0, 1), got 2.0"
     assert "Batch: 2 ok, 2 failed, 0 already done (4 items)" in first.stderr
     assert first.stdout == ""
+    assert_rounded(by_id["first"])
 
     # Fix the two bad items; a rerun retries only them, and the file keeps one record per item.
     write_clip(clips / "nope.mp4", frames=3)
@@ -203,6 +204,35 @@ def test_batch_ctrl_c_leaves_a_consistent_file(clips: Path, tiny_onevision_dir: 
     assert result.exit_code == 130
     assert "Interrupted: 2 item(s) not run; re-run the same command to resume." in result.stderr
     assert [r["id"] for r in records(tmp_path / "jobs.results.jsonl")] == ["j0"]
+
+
+def test_items_that_cannot_run_load_no_model(clips: Path, tiny_onevision_dir: Path, tmp_path: Path,
+                                             load_calls: list[tuple]):
+    """Bad options, a missing or undecodable video: recorded without a model load; it loads at the first good item,
+    once. An item with method none and no ratio anywhere keeps every token."""
+    (tmp_path / "notes.mp4").write_text("not a video\n")
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(
+        f"- {{id: bad-option, video: {clips / 'a.mp4'}, question: Q, options: {{method: nope}}}}\n"
+        f"- {{id: missing, video: {clips / 'nope.mp4'}, question: Q}}\n"
+        f"- {{id: not-a-video, video: {tmp_path / 'notes.mp4'}, question: Q}}\n"
+    )
+    out = tmp_path / "results.jsonl"
+    failing = invoke("batch", jobs, "--model", tiny_onevision_dir, *FAST, "--out", out)
+    assert failing.exit_code == 1
+    assert [r["status"] for r in records(out)] == ["error"] * 3
+    assert load_calls == [] and "Loaded" not in failing.stderr
+    with jobs.open("a") as more:
+        more.write(f"- {{id: all, video: {clips / 'a.mp4'}, question: Q, options: {{method: none}}}}\n"
+                   f"- {{id: again, video: {clips / 'a.mp4'}, question: Q}}\n")
+    rerun = invoke("batch", jobs, "--model", tiny_onevision_dir, *FAST, "--out", out)
+    assert rerun.exit_code == 1
+    by_id = {r["id"]: r for r in records(out)}
+    assert [by_id[i]["status"] for i in ("bad-option", "missing", "not-a-video", "all", "again")] == [
+        "error", "error", "error", "ok", "ok"]
+    assert len(load_calls) == 1
+    assert (by_id["all"]["ratio"], by_id["again"]["ratio"]) == (0.0, 0.9)
+    assert by_id["all"]["tokens"]["visual_after"] == by_id["all"]["tokens"]["visual_before"]
 
 
 def test_batch_model_failure_is_fatal(clips: Path, tmp_path: Path):

@@ -56,9 +56,10 @@ def write_clip(path: Path, frames: int = 8, size: tuple[int, int] = (64, 48), fp
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """a.mp4, and folder/ with b.mp4, c.mkv and a non-video file."""
+    """a.mp4, long.mp4 (70 frames), and folder/ with b.mp4, c.mkv and a non-video file."""
     root = tmp_path_factory.mktemp("videos")
     write_clip(root / "a.mp4")
+    write_clip(root / "long.mp4", frames=70, size=(32, 32))
     write_clip(root / "folder" / "b.mp4", frames=6)
     write_clip(root / "folder" / "c.mkv", frames=5)
     (root / "folder" / "notes.txt").write_text("not a video")
@@ -72,6 +73,32 @@ def invoke(*args: object):
 
 def json_lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines()]
+
+
+def assert_rounded(record: dict) -> None:
+    """Seconds to 0.1 ms (the total is the sum of the rounded stages), memory to 0.1 MB, TFLOPs to 6 digits."""
+    timing = record["timing_s"]
+    assert all(value == round(value, 4) for value in timing.values())
+    assert timing["total"] == round(sum(v for k, v in timing.items() if k != "total"), 4)
+    assert record["peak_memory_mb"] == round(record["peak_memory_mb"], 1) > 0
+    for tflops in record.get("prefill_tflops", {}).values():
+        assert tflops == float(f"{tflops:.6g}") > 0
+
+
+@pytest.fixture
+def load_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """The calls of fpcli.model.load_model (still loading), as (spec, vision_only)."""
+    import fpcli.model
+
+    calls: list[tuple] = []
+    real = fpcli.model.load_model
+
+    def spy(spec, **kwargs):
+        calls.append((spec, kwargs["vision_only"]))
+        return real(spec, **kwargs)
+
+    monkeypatch.setattr(fpcli.model, "load_model", spy, raising=False)
+    return calls
 
 
 def test_ask_json_schema(videos: Path, tiny_onevision_dir: Path):
@@ -96,6 +123,7 @@ def test_ask_json_schema(videos: Path, tiny_onevision_dir: Path):
     assert len(record["per_frame_kept"]) == len(record["timestamps"]) == 3
     assert record["timing_s"]["total"] == pytest.approx(sum(v for k, v in record["timing_s"].items() if k != "total"))
     assert "Loaded" in result.stderr
+    assert_rounded(record)
 
 
 def test_ask_human_output(videos: Path, tiny_onevision_dir: Path):
@@ -126,6 +154,51 @@ def test_ask_goes_on_after_a_bad_video(videos: Path, tiny_onevision_dir: Path):
     assert [r["video"] for r in json_lines(result.stdout)] == [str(videos / "a.mp4")]
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and errors[0].endswith(f"({videos / 'broken.mp4'})")
+
+
+@pytest.mark.parametrize("command", ["ask", "stats"])
+def test_bad_video_fails_before_the_model_loads(videos: Path, tiny_onevision_dir: Path, load_calls: list[tuple],
+                                                command: str):
+    args = [videos / "broken.mp4", *(["What?"] if command == "ask" else []), "--model", tiny_onevision_dir]
+    result = invoke(command, *args)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1].startswith("Error: ")
+    assert result.stderr.splitlines()[-1].endswith(f"({videos / 'broken.mp4'})")
+    assert load_calls == [] and "Loaded" not in result.stderr and result.stdout == ""
+
+
+def test_default_frames_come_from_the_checkpoint_resolved_once(videos: Path, tiny_video_dir: Path,
+                                                               load_calls: list[tuple],
+                                                               monkeypatch: pytest.MonkeyPatch):
+    """No --frames: the layout in forestprune.json gives 64 frames; the spec is resolved once, before decoding."""
+    import fpcli.model
+    import fpcli.model.loading
+
+    resolved = []
+    real = fpcli.model.resolve_model
+
+    def spy(*args, **kwargs):
+        resolved.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fpcli.model, "resolve_model", spy)
+    monkeypatch.setattr(fpcli.model.loading, "resolve_model", spy)
+    result = invoke("stats", videos / "long.mp4", "--model", tiny_video_dir, "--json")
+    assert result.exit_code == 0, result.stderr
+    [record] = json_lines(result.stdout)
+    assert (record["layout"], record["frames"]) == ("video", 64)
+    assert resolved == [str(tiny_video_dir)]
+    [(spec, vision_only)] = load_calls
+    assert isinstance(spec, fpcli.model.ResolvedModel) and spec.path == tiny_video_dir.resolve() and vision_only
+
+
+def test_method_none_keeps_every_token(videos: Path, tiny_onevision_dir: Path):
+    result = invoke("ask", videos / "a.mp4", QUESTION, "--model", tiny_onevision_dir, *FAST, "--method", "none",
+                    "--json")
+    assert result.exit_code == 0, result.stderr
+    [record] = json_lines(result.stdout)
+    assert (record["method"], record["ratio"]) == ("none", 0.0)
+    assert record["tokens"]["visual_after"] == record["tokens"]["visual_before"]
 
 
 def test_ask_video_layout(videos: Path, tiny_video_dir: Path):
@@ -170,6 +243,8 @@ def test_stats_json_with_compare(videos: Path, tiny_onevision_dir: Path):
         assert set(entry) == {"method", "tokens", "per_frame_kept", "timing_s", "forest"}
         assert entry["tokens"] == {"visual_after": k} and sum(entry["per_frame_kept"]) == k
         assert entry["forest"] is None
+        assert entry["timing_s"]["prune"] == round(entry["timing_s"]["prune"], 4)
+    assert_rounded(record)
 
 
 def test_stats_loads_only_the_vision_tower(videos: Path, tiny_onevision_dir: Path, monkeypatch: pytest.MonkeyPatch):

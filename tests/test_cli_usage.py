@@ -6,6 +6,7 @@ were checked before any model was resolved or loaded.
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from fpcli.cli.options import RunSettings
 
 runner = CliRunner()
 NO_MODEL = ["--model", "/nonexistent/model"]
+CLIP = Path(__file__).resolve().parents[1] / "sample_videos" / "hard_cuts.mp4"
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +94,38 @@ def test_bad_prune_option_is_usage_error(video: Path):
     result = run("stats", video, *NO_MODEL, "--compare", "uniform,nope")
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: unknown method 'nope'")
+
+
+@pytest.mark.parametrize("where", ["flag", "config"])
+def test_method_none_with_a_ratio_is_usage_error(video: Path, tmp_path: Path, where: str):
+    config = tmp_path / "fp.yaml"
+    config.write_text("ratio: 0.5\n")
+    ratio = ["--ratio", "0.5"] if where == "flag" else ["--config", config]
+    result = run("ask", video, "What?", *NO_MODEL, "--method", "none", *ratio)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "Error: method 'none' keeps every token; ratio must be 0",
+        "Hint: use --ratio 0 with --method none",
+    ]
+
+
+def test_ratio_not_given_is_zero_for_method_none():
+    assert RunSettings().prune_ratio == 0.9
+    assert RunSettings(method="none").prune_ratio == 0.0
+    assert RunSettings(method="none", ratio=0.0).prune_ratio == 0.0
+    assert RunSettings(method="uniform", ratio=0.5).prune_ratio == 0.5
+    assert RunSettings().override({"method": "none"}).prune_ratio == 0.0  # a batch item's option
+    assert RunSettings(method="none").override({"method": "uniform"}).prune_ratio == 0.9
+    assert RunSettings(ratio=0.5).override({"method": "none"}).prune_ratio == 0.5  # then rejected by prune
+
+
+def test_bad_video_of_a_profile_fails_without_resolving_the_model(monkeypatch: pytest.MonkeyPatch, video: Path):
+    """A profile knows its default frame count: the video is decoded (and rejected) before the hub is asked."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # were it asked, this would be a model error instead
+    result = run("stats", video, "--model", "llava-ov-0.5b")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ") and result.stderr.strip().endswith(f"({video})")
+    assert "llava" not in result.stderr
 
 
 def test_missing_question_is_usage_error(video: Path):
@@ -176,22 +210,26 @@ def test_debug_shows_traceback(video: Path, tmp_path: Path, flags: list[str]):
     assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
 
 
-def test_ctrl_c_exits_130(video: Path, monkeypatch: pytest.MonkeyPatch):
+def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch):
+    import fpcli.model
+
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("fpcli.cli.ask.load", interrupted)
-    result = run("ask", video, "What?")
+    monkeypatch.setattr(fpcli.model, "load_model", interrupted, raising=False)  # loading starts after decoding
+    result = run("ask", CLIP, "What?", *NO_MODEL, "--frames", "2")
     assert result.exit_code == 130
     assert result.stderr.strip() == "Interrupted."
 
 
-def test_unexpected_exception_is_reported_as_bug(video: Path, monkeypatch: pytest.MonkeyPatch):
+def test_unexpected_exception_is_reported_as_bug(monkeypatch: pytest.MonkeyPatch):
+    import fpcli.model
+
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr("fpcli.cli.ask.load", broken)
-    result = run("ask", video, "What?")
+    monkeypatch.setattr(fpcli.model, "load_model", broken, raising=False)
+    result = run("ask", CLIP, "What?", *NO_MODEL, "--frames", "2")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "Error: ZeroDivisionError: division by zero",
@@ -222,6 +260,22 @@ def test_default_model_follows_cuda(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     assert default_model("auto", Reporter()) == "llava-video-7b"
     assert default_model("cpu", Reporter(quiet=True)) == "llava-ov-0.5b"
     assert "using llava-video-7b (CUDA is available)" in capsys.readouterr().err
+
+
+def test_progress_bars_count_items_or_bytes(monkeypatch: pytest.MonkeyPatch):
+    from rich.console import Console
+
+    from fpcli.cli.progress import Reporter
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    reporter = Reporter()
+    reporter.callback("decode", 3, 8)
+    reporter.callback("download", 5 * 10**8, 10**9)  # stages of a checkpoint download / conversion count bytes
+    console = Console(record=True, width=100, file=io.StringIO())
+    console.print(reporter.bars.make_tasks_table(reporter.bars.tasks))
+    decode, download = console.export_text().splitlines()
+    assert decode.startswith("Decoding frames") and " 3/8 " in decode
+    assert download.startswith("Downloading") and " 0.5/1.0 GB " in download
 
 
 def test_item_overrides_are_checked():

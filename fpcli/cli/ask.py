@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.rule import Rule
 
 from fpcli.cli import errors
-from fpcli.cli.loading import expand_videos, load
+from fpcli.cli.loading import LazyModel, decode, each_video, expand_videos
 from fpcli.cli.options import (
     Attention,
     Attn,
@@ -28,7 +25,6 @@ from fpcli.cli.options import (
     MaxNewTokens,
     Method,
     Model,
-    ModelSettings,
     Quiet,
     Ratio,
     RunSettings,
@@ -36,28 +32,22 @@ from fpcli.cli.options import (
     TauP,
     TauS,
     Temperature,
-    validate,
+    settings_from,
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.render import answer_summary
 
-if TYPE_CHECKING:
-    from fpcli.model import VideoLLM
 
-
-def answer_video(llm: VideoLLM, video: Path, question: str, settings: RunSettings, reporter: Reporter
+def answer_video(model: LazyModel, video: Path, question: str, settings: RunSettings, reporter: Reporter
                  ) -> dict[str, Any]:
-    """Sample, encode, prune and answer for one video; the result in its JSON form."""
+    """Sample (before the model loads: a bad video fails fast), encode, prune and answer; the result as JSON."""
     from fpcli.model import GenerationConfig
-    from fpcli.video import sample_frames
 
-    start = time.perf_counter()
-    clip = sample_frames(video, **settings.sampling(llm.default_frames), progress=reporter.callback)
-    decode_s = time.perf_counter() - start
-    result = llm.answer(
+    clip, decode_s = decode(video, settings, model, reporter)
+    result = model.get().answer(
         clip,
         question,
-        ratio=settings.ratio,
+        ratio=settings.prune_ratio,
         method=settings.method,
         prune_options=settings.prune_options(),
         generation=GenerationConfig(
@@ -67,6 +57,12 @@ def answer_video(llm: VideoLLM, video: Path, question: str, settings: RunSetting
         progress=reporter.callback,
     )
     return result.to_dict()
+
+
+def show_answer(out: Console, result: dict[str, Any]) -> None:
+    print(result["answer"], flush=True)
+    out.print()
+    out.print(answer_summary(result))
 
 
 def ask(
@@ -84,7 +80,7 @@ def ask(
     device: Device = "auto",
     dtype: DTypeOpt = DType.auto,
     attn: Attn = Attention.sdpa,
-    ratio: Ratio = 0.9,
+    ratio: Ratio = None,
     method: Method = "forestprune",
     frames: Frames = None,
     fps: Fps = None,
@@ -107,31 +103,12 @@ def ask(
     if not videos or question is None:  # click fills QUESTION first: `ask clip.mp4` lacks the question
         missing = "QUESTION" if question is not None and Path(question).exists() else "VIDEO"
         raise errors.UsageError(f"Missing argument '{missing}'.", ctx=ctx)
-    settings = RunSettings(
-        ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p,
-        max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-    )
-    validate(settings)
+    settings, model_settings = settings_from(ctx)
     paths = expand_videos(videos)
-    model_settings = ModelSettings(model, layout and layout.value, device, dtype.value, attn.value)
-    out = Console(highlight=False, soft_wrap=True)
-    failed = 0
     with Reporter(quiet) as reporter:
-        llm = load(model_settings, reporter)
-        for path in paths:
-            try:
-                result = answer_video(llm, path, question, settings, reporter)
-            except Exception as exc:  # one bad video of several must not stop the others
-                failed += 1
-                errors.report(exc, errors.debug_enabled(ctx.meta))
-                continue
-            if json_output:
-                print(json.dumps(result, ensure_ascii=False), flush=True)
-                continue
-            if len(paths) > 1:
-                out.print(Rule(str(path), align="left"))
-            print(result["answer"], flush=True)
-            out.print()
-            out.print(answer_summary(result))
-    if failed:
-        raise typer.Exit(errors.EXIT_FAILURE)
+        llm = LazyModel(model_settings, reporter)
+
+        def answer(path: Path) -> dict[str, Any]:
+            return answer_video(llm, path, question, settings, reporter)
+
+        each_video(paths, answer, show_answer, json_output, errors.debug_enabled(ctx.meta))

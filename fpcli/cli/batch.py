@@ -28,14 +28,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 import yaml
 
 from fpcli.cli import errors
 from fpcli.cli.ask import answer_video
-from fpcli.cli.loading import load
+from fpcli.cli.loading import LazyModel
 from fpcli.cli.options import (
     Attention,
     Attn,
@@ -59,13 +59,10 @@ from fpcli.cli.options import (
     TauS,
     Temperature,
     check_prune,
-    validate,
+    settings_from,
     yaml_problem,
 )
 from fpcli.cli.progress import Reporter
-
-if TYPE_CHECKING:
-    from fpcli.model import VideoLLM
 
 ITEM_KEYS = ("video", "question", "id", "options")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -275,7 +272,7 @@ def batch(
     device: Device = "auto",
     dtype: DTypeOpt = DType.auto,
     attn: Attn = Attention.sdpa,
-    ratio: Ratio = 0.9,
+    ratio: Ratio = None,
     method: Method = "forestprune",
     frames: Frames = None,
     fps: Fps = None,
@@ -296,16 +293,11 @@ def batch(
 
     Exit code 0 when every item succeeded, 1 otherwise, 130 when interrupted.
     """
-    base = RunSettings(
-        ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p,
-        max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-    )
-    validate(base)
+    base, model_settings = settings_from(ctx)
     out = out or default_out(jobs_file)
     if out.resolve() == jobs_file.resolve():
         raise errors.usage_error("--out must not be the jobs file", out)
     jobs = read_jobs(jobs_file)
-    model_settings = ModelSettings(model, layout and layout.value, device, dtype.value, attn.value)
     log = ResultsLog(out, {job.id for job in jobs})
     try:
         code = _run(jobs, log, base, model_settings, quiet, errors.debug_enabled(ctx.meta))
@@ -314,10 +306,14 @@ def batch(
     raise typer.Exit(code)
 
 
-def _answer(llm: VideoLLM, job: Job, settings: RunSettings, reporter: Reporter, debug: bool) -> dict[str, Any]:
-    """The ok or error record of one item; any failure of the item is recorded, not raised."""
+def _answer(llm: LazyModel, job: Job, base: RunSettings, reporter: Reporter, debug: bool) -> dict[str, Any]:
+    """The ok or error record of one item: a failure of the item is recorded, not raised, and an item with bad
+    options or video loads no model. A model that cannot load ends the batch: no item could run."""
     try:
+        settings = job.settings(base)
         return {"id": job.id, "status": "ok", **answer_video(llm, job.video, job.question, settings, reporter)}
+    except errors.Fatal:
+        raise
     except Exception as exc:
         if debug:
             errors.report(exc, debug=True)
@@ -341,18 +337,12 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
                              f"{log.retrying} failed item(s) to retry.")
         else:
             reporter.message(f"Writing results to {log.path}.")
-        llm: Optional[VideoLLM] = None
+        llm = LazyModel(model_settings, reporter)
         task = reporter.task("Batch", total=len(pending))
         try:
             for number, job in enumerate(pending, 1):
                 item_start = time.perf_counter()
-                try:
-                    settings = job.settings(base)
-                except ValueError as exc:
-                    record = _error_record(job, exc)
-                else:
-                    llm = llm or load(model_settings, reporter)  # fatal if it fails: no item could run
-                    record = _answer(llm, job, settings, reporter, debug)
+                record = _answer(llm, job, base, reporter, debug)
                 log.append(record)
                 counts[record["status"]] += 1
                 reporter.advance(task)

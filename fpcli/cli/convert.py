@@ -1,65 +1,20 @@
 """`forestprune convert SOURCE OUT_DIR`: make an original LLaVA-NeXT checkpoint loadable through transformers.
 
-Byte-sized progress bars (download, conversion) and messages go to stderr; the one-line result goes to stdout.
+Progress bars in bytes (download, conversion) and messages go to stderr; the one-line result goes to stdout.
 The conversion itself is fpcli.model.convert; its errors are ModelErrors, reported by fpcli.cli.errors.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from fpcli.cli.options import Debug, Quiet
-
-_LABELS = {"download": "Downloading", "convert": "Converting"}
-
-
-class _ByteBars:
-    """Rich bars in bytes for the stages of a conversion, shown when stderr is a terminal and not --quiet."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.console = Console(stderr=True, highlight=False)
-        self.bars: Optional[Progress] = None
-        if not quiet and sys.stderr.isatty():
-            self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=True)
-        self.tasks: dict[str, TaskID] = {}
-
-    def __enter__(self) -> _ByteBars:
-        if self.bars is not None:
-            self.bars.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bars is not None:
-            self.bars.stop()
-
-    def message(self, text: str) -> None:
-        if not self.quiet:
-            self.console.print(text, markup=False)
-
-    def update(self, stage: str, done: int, total: int) -> None:
-        if self.bars is None:
-            return
-        if stage not in self.tasks:
-            self.tasks[stage] = self.bars.add_task(_LABELS.get(stage, stage.capitalize()), total=total)
-        self.bars.update(self.tasks[stage], completed=done, total=total)
+from fpcli.cli.progress import Reporter
 
 
 def convert(
@@ -81,11 +36,11 @@ def convert(
     from fpcli.model.convert import MARKER, convert_checkpoint, human_size
 
     start = time.perf_counter()
-    with _ByteBars(quiet) as bars:
-        out = convert_checkpoint(source, out_dir, force=force, progress=bars.update, notify=bars.message)
+    with Reporter(quiet) as reporter:
+        out = convert_checkpoint(source, out_dir, force=force, progress=reporter.callback, notify=reporter.message)
     marker = json.loads((out / MARKER).read_text())
     seconds = time.perf_counter() - start
     dropped = len(marker["dropped"])
     print(f"Converted {marker['source']} -> {out}: {marker['tensors']} tensors, {human_size(marker['total_size'])}"
           f"{f', {dropped} unused dropped' if dropped else ''}, layout video, {seconds:.1f} s")
-    bars.message(f"Use it with: forestprune ask VIDEO QUESTION --model {out}")
+    reporter.message(f"Use it with: forestprune ask VIDEO QUESTION --model {out}")

@@ -39,6 +39,12 @@ class CliError(Exception):
         super().__init__(what if self.file is None else f"{what} ({self.file})")
 
 
+class Fatal(Exception):
+    """Ends the command even inside a loop that goes on past a failed video or item; raised `from` the error it
+    stands for (the model cannot be resolved or loaded: no later video could run either), which is what is reported.
+    """
+
+
 def usage_error(what: str, file: str | os.PathLike | None = None, hint: str | None = None) -> CliError:
     return CliError(what, file, hint, exit_code=EXIT_USAGE)
 
@@ -58,6 +64,8 @@ def describe(exc: BaseException) -> tuple[str, str | None, int]:
 
 
 def _describe(exc: BaseException) -> tuple[str, str | None, int]:
+    if isinstance(exc, Fatal) and exc.__cause__ is not None:
+        return _describe(exc.__cause__)
     hint = getattr(exc, "hint", None)
     if isinstance(exc, CliError):
         return str(exc), hint, exc.exit_code

@@ -1,16 +1,30 @@
-"""What every command does before its real work: expand the VIDEO arguments, pick and load the model."""
+"""What every command does around its real work: expand the VIDEO arguments, decode, load the model once, and
+go through the videos, printing each result as it comes.
+
+The model loads lazily, at the first video that decodes: a bad video is reported in a second, not after a
+minute of loading, and a batch whose items all fail never loads it. Decoding first needs the model's default
+frame count; a profile knows it, otherwise the spec is resolved (a folder: instant; a hub id: the cache, or a
+download) and the load reuses that resolution.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
-from fpcli.cli.errors import usage_error
-from fpcli.cli.options import ModelSettings
+import typer
+from rich.console import Console
+from rich.rule import Rule
+
+from fpcli.cli.errors import EXIT_FAILURE, Fatal, report, usage_error
+from fpcli.cli.options import ModelSettings, RunSettings
 from fpcli.cli.progress import Reporter
 
 if TYPE_CHECKING:
-    from fpcli.model import VideoLLM
+    from fpcli.model import ResolvedModel, VideoLLM
 
 GPU_DEFAULT = "llava-video-7b"
 CPU_DEFAULT = "llava-ov-0.5b"
@@ -46,21 +60,112 @@ def default_model(device: str, reporter: Reporter) -> str:
     return CPU_DEFAULT
 
 
-def load(settings: ModelSettings, reporter: Reporter, vision_only: bool = False) -> VideoLLM:
-    """Load the model once for the whole command."""
-    from fpcli.model import load_model
+@contextlib.contextmanager
+def _fatal() -> Iterator[None]:
+    """A model that cannot be resolved or loaded ends the command (see errors.Fatal)."""
+    try:
+        yield
+    except Exception as exc:
+        raise Fatal(str(exc)) from exc
 
-    spec = settings.model or default_model(settings.device, reporter)
-    llm = load_model(
-        spec,
-        layout=settings.layout,
-        device=settings.device,
-        dtype=settings.dtype,
-        attn=settings.attn,
-        vision_only=vision_only,
-        progress=reporter.callback,
-    )
-    part = "vision tower of " if vision_only else ""
-    dtype = str(llm.dtype).removeprefix("torch.")
-    reporter.message(f"Loaded {part}{llm.name} ({llm.layout} layout) on {llm.device}, {dtype}, in {llm.load_s:.1f} s.")
-    return llm
+
+class LazyModel:
+    """The command's model, loaded once at its first use (`get`); `default_frames` is known before that."""
+
+    def __init__(self, settings: ModelSettings, reporter: Reporter, vision_only: bool = False) -> None:
+        self.settings = settings
+        self.reporter = reporter
+        self.vision_only = vision_only
+        self._spec: Optional[str] = settings.model
+        self._resolved: Optional[ResolvedModel] = None
+        self._llm: Optional[VideoLLM] = None
+        self._load_reported = False
+
+    @property
+    def spec(self) -> str:
+        if self._spec is None:
+            self._spec = default_model(self.settings.device, self.reporter)
+        return self._spec
+
+    @property
+    def default_frames(self) -> int:
+        """The profile's frame count (32 or 64), or the checkpoint's layout's; no weights are read."""
+        from fpcli.model import known_default_frames, resolve_model
+
+        if self._llm is not None:
+            return self._llm.default_frames
+        frames = known_default_frames(self.spec, self.settings.layout)
+        if frames is not None:
+            return frames
+        if self._resolved is None:
+            with _fatal():
+                self._resolved = resolve_model(self.spec, self.settings.layout, progress=self.reporter.callback)
+        return self._resolved.default_frames
+
+    def get(self) -> VideoLLM:
+        """The loaded model: loaded on the first call, the same object after."""
+        if self._llm is not None:
+            return self._llm
+        from fpcli.model import load_model
+
+        with _fatal():
+            llm = load_model(
+                self._resolved or self.spec,
+                layout=self.settings.layout,
+                device=self.settings.device,
+                dtype=self.settings.dtype,
+                attn=self.settings.attn,
+                vision_only=self.vision_only,
+                progress=self.reporter.callback,
+            )
+        part = "vision tower of " if self.vision_only else ""
+        dtype = str(llm.dtype).removeprefix("torch.")
+        self.reporter.message(
+            f"Loaded {part}{llm.name} ({llm.layout} layout) on {llm.device}, {dtype}, in {llm.load_s:.1f} s."
+        )
+        self._llm = llm
+        return llm
+
+    def load_s_once(self) -> float:
+        """The load time for the first result that reports it, 0.0 after: the totals of several videos add up."""
+        if self._load_reported or self._llm is None:
+            return 0.0
+        self._load_reported = True
+        return self._llm.load_s
+
+
+def decode(video: Path, settings: RunSettings, model: LazyModel, reporter: Reporter) -> tuple[Any, float]:
+    """The sampled clip (a fpcli.video.VideoClip) and the seconds it took; no model loads for it."""
+    from fpcli.video import sample_frames
+
+    start = time.perf_counter()
+    clip = sample_frames(video, **settings.sampling(model), progress=reporter.callback)
+    return clip, time.perf_counter() - start
+
+
+def each_video(paths: list[Path], work: Callable[[Path], dict[str, Any]], show: Callable[[Console, dict[str, Any]], None],
+               json_output: bool, debug: bool) -> None:
+    """`work` on each video; each result printed as it comes: a JSON line, or under a rule (several videos) by `show`.
+
+    A video that fails is reported and the others go on (exit code 1 at the end); a model that cannot load
+    (errors.Fatal) ends the command at once.
+    """
+    out = Console(highlight=False, soft_wrap=True)
+    failed = 0
+    for path in paths:
+        try:
+            result = work(path)
+        except Fatal:
+            raise
+        except Exception as exc:
+            failed += 1
+            report(exc, debug)
+            continue
+        if json_output:
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+            continue
+        if len(paths) > 1:
+            out.print(Rule(str(path), align="left"))
+        show(out, result)
+    if failed:
+        raise typer.Exit(EXIT_FAILURE)

@@ -8,7 +8,7 @@ through the same type conversion and range checks as a flag would.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -16,9 +16,10 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 
-from fpcli.cli.errors import UsageError, set_debug
+from fpcli.cli.errors import UsageError, set_debug, usage_error
 
 MAX_FRAMES = 1024
+DEFAULT_RATIO = 0.9
 PRUNE_PANEL = "Pruning"
 MODEL_PANEL = "Model"
 GENERATION_PANEL = "Generation"
@@ -43,8 +44,8 @@ class Attention(str, Enum):
     flash_attention_2 = "flash_attention_2"
 
 
-def _check_ratio(value: float) -> float:
-    if not 0 <= value < 1:  # also rejects NaN
+def _check_ratio(value: Optional[float]) -> Optional[float]:
+    if value is not None and not 0 <= value < 1:  # also rejects NaN
         raise typer.BadParameter(f"{value} is not in [0, 1) (the fraction of visual tokens to drop)")
     return value
 
@@ -147,9 +148,9 @@ DTypeOpt = Annotated[DType, typer.Option("--dtype", rich_help_panel=MODEL_PANEL,
                                          help="auto: bfloat16 on CUDA, float32 on CPU.")]
 Attn = Annotated[Attention, typer.Option("--attn", rich_help_panel=MODEL_PANEL, help="Attention implementation.")]
 Ratio = Annotated[
-    float,
-    typer.Option("--ratio", "-r", callback=_check_ratio, rich_help_panel=PRUNE_PANEL,
-                 help="Fraction of visual tokens to drop, in [0, 1)."),
+    Optional[float],
+    typer.Option("--ratio", "-r", callback=_check_ratio, rich_help_panel=PRUNE_PANEL, show_default=False,
+                 help=f"Fraction of visual tokens to drop, in [0, 1) (default {DEFAULT_RATIO}; 0 with --method none)."),
 ]
 Method = Annotated[
     str,
@@ -207,12 +208,28 @@ class ModelSettings:
     dtype: str
     attn: str
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ModelSettings:
+        """From a command's parsed options (click's ctx.params); `stats` has no --attn and uses sdpa."""
+        return cls(
+            model=params["model"],
+            layout=_plain(params["layout"]),
+            device=params["device"],
+            dtype=_plain(params["dtype"]),
+            attn=_plain(params.get("attn", Attention.sdpa)),
+        )
+
+
+def _plain(value: Any) -> Any:
+    """An Enum option's value as its string (None stays None)."""
+    return value.value if isinstance(value, Enum) else value
+
 
 @dataclass(frozen=True)
 class RunSettings:
     """Per-video settings: pruning, sampling and generation. Batch items may override them."""
 
-    ratio: float = 0.9
+    ratio: Optional[float] = None  # None: not given anywhere (see prune_ratio)
     method: str = "forestprune"
     frames: Optional[int] = None
     tau_s: Optional[float] = None
@@ -223,10 +240,26 @@ class RunSettings:
     fps: Optional[float] = None
     compare: tuple[str, ...] = field(default=())
 
-    def sampling(self, default_frames: int) -> dict[str, Any]:
-        """Keyword arguments of `sample_frames` after the path: uniform --frames, or --fps capped by --frames."""
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> RunSettings:
+        """From a command's parsed options (click's ctx.params): those it has, the defaults for the others."""
+        given = {f.name: params[f.name] for f in fields(cls) if f.name in params and f.name != "compare"}
+        return cls(**given, compare=parse_compare(params.get("compare")))
+
+    @property
+    def prune_ratio(self) -> float:
+        """The ratio as given; not given: 0.9, or 0 with method none (which keeps every token)."""
+        if self.ratio is not None:
+            return self.ratio
+        return 0.0 if self.method == "none" else DEFAULT_RATIO
+
+    def sampling(self, model: Any) -> dict[str, Any]:
+        """Keyword arguments of `sample_frames` after the path: uniform --frames, or --fps capped by --frames.
+
+        `model.default_frames` (a VideoLLM's, or a LazyModel's) is read only when --frames and --fps are not given.
+        """
         if self.fps is None:
-            return {"num_frames": self.frames or default_frames}
+            return {"num_frames": self.frames or model.default_frames}
         return {"num_frames": self.frames or MAX_FRAMES, "fps": self.fps, "max_frames": self.frames or MAX_FRAMES}
 
     def prune_options(self, method: Optional[str] = None) -> dict[str, Any]:
@@ -251,7 +284,7 @@ class RunSettings:
             if name not in ITEM_OPTIONS:
                 raise ValueError(f"unknown option '{key}' (allowed: {', '.join(ITEM_OPTIONS)})")
             kind = ITEM_OPTIONS[name]
-            if value is None and name in ("frames", "fps", "tau_s", "tau_p"):
+            if value is None and name in ("ratio", "frames", "fps", "tau_s", "tau_p"):
                 changes[name] = None
                 continue
             accepted = (int, float) if kind is float else kind  # YAML/JSON write 1.0 as 1
@@ -264,7 +297,7 @@ class RunSettings:
 
     def check_ranges(self) -> None:
         """The bounds the command-line options enforce, for values that come from elsewhere."""
-        if not 0 <= self.ratio < 1:
+        if self.ratio is not None and not 0 <= self.ratio < 1:
             raise ValueError(f"ratio must be in [0, 1), got {self.ratio}")
         if self.frames is not None and not 1 <= self.frames <= MAX_FRAMES:
             raise ValueError(f"frames must be in 1..{MAX_FRAMES}, got {self.frames}")
@@ -303,15 +336,19 @@ def check_prune(settings: RunSettings) -> None:
 
     features = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(0))  # [T, N, D]
     for method in settings.methods():
-        prune(features, (2, 2), settings.ratio, method, **settings.prune_options(method))
+        prune(features, (2, 2), settings.prune_ratio, method, **settings.prune_options(method))
 
 
-def validate(settings: RunSettings) -> None:
-    """`check_prune` for command-line settings: a bad value is a usage error (exit 2)."""
+def settings_from(ctx: typer.Context) -> tuple[RunSettings, ModelSettings]:
+    """A command's options as settings, the pruning ones checked: a bad value is a usage error (exit 2)."""
+    settings = RunSettings.from_params(ctx.params)
     try:
         check_prune(settings)
     except ValueError as exc:
+        if settings.method == "none" and settings.prune_ratio != 0:
+            raise usage_error(str(exc), hint="use --ratio 0 with --method none") from exc
         raise UsageError(str(exc)) from exc
+    return settings, ModelSettings.from_params(ctx.params)
 
 
 def parse_compare(value: Optional[str]) -> tuple[str, ...]:

@@ -2,6 +2,8 @@
 
 Bars show only when stderr is a terminal and --quiet is off; messages (which model loads,
 where results go) show unless --quiet. Errors are printed by fpcli.cli.errors regardless.
+Stages count frames or items, except the download and conversion of a checkpoint, which count
+bytes (shown as sizes and a transfer rate): `forestprune convert`, or a first use of llava-video-7b.
 """
 
 from __future__ import annotations
@@ -12,13 +14,18 @@ from typing import Callable, Optional
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
+from rich.text import Text
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -32,6 +39,20 @@ LABELS = {
     "prefill": "Prefill",
     "generate": "Generating",
 }
+BYTE_STAGES = {"download", "convert"}
+
+
+class _Amount(ProgressColumn):
+    """done/total of a task: a count, or for a byte-sized stage the sizes and the transfer rate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count, self.size, self.rate = MofNCompleteColumn(), DownloadColumn(), TransferSpeedColumn()
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("in_bytes"):
+            return Text.assemble(self.size.render(task), " ", self.rate.render(task))
+        return self.count.render(task)
 
 
 class Reporter:
@@ -45,7 +66,7 @@ class Reporter:
             self.bars = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                _Amount(),
                 TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
@@ -76,7 +97,8 @@ class Reporter:
         assert self.bars is not None
         task = self._stages.get(stage)
         if task is None:
-            task = self.bars.add_task(LABELS.get(stage, stage.capitalize()), total=total)
+            task = self.bars.add_task(LABELS.get(stage, stage.capitalize()), total=total,
+                                      in_bytes=stage in BYTE_STAGES)
             self._stages[stage] = task
         self.bars.update(task, completed=done, total=total)
         if done >= total:  # a finished stage leaves the screen; the next video starts a new bar

@@ -6,17 +6,13 @@ features with --method and every --compare method, so the comparison isolates th
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.rule import Rule
 
 from fpcli.cli import errors
-from fpcli.cli.loading import expand_videos, load
+from fpcli.cli.loading import LazyModel, decode, each_video, expand_videos
 from fpcli.cli.options import (
     Config,
     Debug,
@@ -29,15 +25,13 @@ from fpcli.cli.options import (
     LayoutOpt,
     Method,
     Model,
-    ModelSettings,
     Quiet,
     Ratio,
     RunSettings,
     Seed,
     TauP,
     TauS,
-    parse_compare,
-    validate,
+    settings_from,
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.render import stats_summary
@@ -45,7 +39,6 @@ from fpcli.cli.render import stats_summary
 if TYPE_CHECKING:
     import torch
 
-    from fpcli.model import VideoLLM
     from fpcli.prune import PruneResult
 
 
@@ -56,7 +49,7 @@ def timed_prune(features: torch.Tensor, grid: tuple[int, int], settings: RunSett
     from fpcli.prune import prune
 
     start = now(features.device)
-    result = prune(features, grid, settings.ratio, method, **settings.prune_options(method))
+    result = prune(features, grid, settings.prune_ratio, method, **settings.prune_options(method))
     return result, now(features.device) - start
 
 
@@ -64,22 +57,22 @@ def forest_dict(result: PruneResult) -> Optional[dict[str, Any]]:
     return result.forest.summary().to_dict() if result.forest is not None else None
 
 
-def video_stats(llm: VideoLLM, video: Path, settings: RunSettings, reporter: Reporter, load_s: float,
-                viz: Optional[Path]) -> dict[str, Any]:
-    """Sample, encode once, prune with each method; the result in its JSON form (and the --viz picture)."""
+def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: Reporter, viz: Optional[Path]
+                ) -> dict[str, Any]:
+    """Sample (before the model loads), encode once, prune with each method; the result in its JSON form (and
+    the --viz picture)."""
+    from fpcli.model.result import round_megabytes, round_seconds, round_timings
     from fpcli.model.timing import peak_memory_mb, reset_peak_memory
-    from fpcli.video import sample_frames
 
+    clip, decode_s = decode(video, settings, model, reporter)
+    llm = model.get()
     reset_peak_memory(llm.device)
-    start = time.perf_counter()
-    clip = sample_frames(video, **settings.sampling(llm.default_frames), progress=reporter.callback)
-    decode_s = time.perf_counter() - start
     encoded = llm.encode(clip.frames, progress=reporter.callback)
     features, grid = encoded.features, tuple(encoded.grid)  # [T, N, D], (H, W)
     frames, before = features.shape[0], features.shape[0] * features.shape[1]
     runs = [timed_prune(features, grid, settings, method) for method in settings.methods()]
     main, prune_s = runs[0]
-    timing = {"load": load_s, "decode": decode_s, "encode": encoded.encode_s, "prune": prune_s}
+    timing = {"load": model.load_s_once(), "decode": decode_s, "encode": encoded.encode_s, "prune": prune_s}
     result = {
         "video": str(clip.path),
         "model": llm.name,
@@ -91,15 +84,15 @@ def video_stats(llm: VideoLLM, video: Path, settings: RunSettings, reporter: Rep
         "tokens": {"visual_before": before, "visual_after": main.k, "newline": llm.newline_count(frames, grid)},
         "per_frame_kept": main.per_frame.tolist(),
         "timestamps": [float(t) for t in clip.timestamps],
-        "timing_s": {**timing, "total": sum(timing.values())},
-        "peak_memory_mb": peak_memory_mb(features.device),
+        "timing_s": round_timings(timing),
+        "peak_memory_mb": round_megabytes(peak_memory_mb(features.device)),
         "forest": forest_dict(main),
         "compare": [
             {
                 "method": run.method,
                 "tokens": {"visual_after": run.k},
                 "per_frame_kept": run.per_frame.tolist(),
-                "timing_s": {"prune": seconds},
+                "timing_s": {"prune": round_seconds(seconds)},
                 "forest": forest_dict(run),
             }
             for run, seconds in runs[1:]
@@ -130,7 +123,7 @@ def stats(
     layout: LayoutOpt = None,
     device: Device = "auto",
     dtype: DTypeOpt = DType.auto,
-    ratio: Ratio = 0.9,
+    ratio: Ratio = None,
     method: Method = "forestprune",
     compare: Annotated[
         Optional[str],
@@ -156,31 +149,13 @@ def stats(
 
     Loads only the vision tower and projector (no LLM weights) and generates nothing.
     """
-    settings = RunSettings(
-        ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, seed=seed,
-        compare=parse_compare(compare),
-    )
-    validate(settings)
+    settings, model_settings = settings_from(ctx)
     paths = expand_videos(videos)
-    model_settings = ModelSettings(model, layout and layout.value, device, dtype.value, "sdpa")
-    out = Console(highlight=False, soft_wrap=True)
-    failed = 0
     with Reporter(quiet) as reporter:
-        llm = load(model_settings, reporter, vision_only=True)
-        load_s = llm.load_s
-        for path in paths:
-            try:
-                result = video_stats(llm, path, settings, reporter, load_s, viz_path(viz, path, len(paths) > 1))
-            except Exception as exc:  # one bad video of several must not stop the others
-                failed += 1
-                errors.report(exc, errors.debug_enabled(ctx.meta))
-                continue
-            load_s = 0.0  # the load is paid once: later videos report 0, so totals add up
-            if json_output:
-                print(json.dumps(result, ensure_ascii=False), flush=True)
-                continue
-            if len(paths) > 1:
-                out.print(Rule(str(path), align="left"))
-            out.print(stats_summary(result))
-    if failed:
-        raise typer.Exit(errors.EXIT_FAILURE)
+        llm = LazyModel(model_settings, reporter, vision_only=True)
+
+        def measure(path: Path) -> dict[str, Any]:
+            return video_stats(llm, path, settings, reporter, viz_path(viz, path, len(paths) > 1))
+
+        each_video(paths, measure, lambda out, result: out.print(stats_summary(result)), json_output,
+                   errors.debug_enabled(ctx.meta))

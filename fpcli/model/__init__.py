@@ -13,7 +13,14 @@ import importlib
 from typing import TYPE_CHECKING
 
 from fpcli.model.errors import ModelError
-from fpcli.model.profiles import PROFILES, ModelProfile, ResolvedModel, register_profile, resolve_model
+from fpcli.model.profiles import (
+    PROFILES,
+    ModelProfile,
+    ResolvedModel,
+    known_default_frames,
+    register_profile,
+    resolve_model,
+)
 
 if TYPE_CHECKING:
     from fpcli.model.encode import EncodedVideo
@@ -34,7 +41,10 @@ _LAZY = {
     "PrefillTflops": "fpcli.model.result",
 }
 
-__all__ = ["ModelError", "ModelProfile", "PROFILES", "ResolvedModel", "register_profile", "resolve_model", *_LAZY]
+__all__ = [
+    "ModelError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames", "register_profile",
+    "resolve_model", *_LAZY,
+]
 
 
 def __getattr__(name: str):

@@ -38,6 +38,7 @@ from fpcli.model.convert_config import (
     write_processor_files,
 )
 from fpcli.model.convert_keys import ConversionError, Move, TensorInfo, plan_tensors
+from fpcli.model.profiles import hub_cache_dir, hub_offline, looks_like_hub_id
 
 Progress = Callable[[str, int, int], None]  # progress(stage, done, total): stages "download", "convert" (bytes)
 Notify = Callable[[str], None]  # one-line messages for the user (download size, where the result goes)
@@ -163,38 +164,15 @@ def _install(partial: Path, out: Path) -> None:
 
 # --- source ---------------------------------------------------------------------------------------------------
 
-def _looks_like_hub_id(spec: str) -> bool:
-    parts = spec.split("/")
-    return len(parts) == 2 and all(parts) and not spec.startswith((".", "~")) and " " not in spec
-
-
 def _resolve_source(source: str, out: Path, progress: Progress | None, notify: Notify | None) -> tuple[Path, dict]:
     """A local directory with the original checkpoint, and its provenance for forestprune.json."""
     path = Path(source).expanduser()
     if path.is_dir():
         return path.absolute(), {"source": str(path.absolute())}
-    if path.exists() or not _looks_like_hub_id(source):
+    if path.exists() or not looks_like_hub_id(source):
         raise ConversionError(f"SOURCE {source} is neither a checkpoint directory nor a Hugging Face id")
     directory = _download(source, out, progress, notify)
     return directory, {"source": source, "revision": directory.name}  # a snapshot directory is named by its commit
-
-
-def _hub_cache_dir() -> Path:
-    """The hub cache as the environment says now (huggingface_hub reads its variables once, at import)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def _offline() -> bool:
-    from huggingface_hub import constants
-
-    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-    return flag or bool(constants.HF_HUB_OFFLINE)
 
 
 def _download(repo_id: str, out: Path, progress: Progress | None, notify: Notify | None) -> Path:
@@ -202,10 +180,10 @@ def _download(repo_id: str, out: Path, progress: Progress | None, notify: Notify
     from huggingface_hub import hf_hub_download, snapshot_download
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    cache = _hub_cache_dir()
+    cache = hub_cache_dir()
     how = f"download it with `hf download {repo_id} --exclude '*.bin'` where the hub is reachable"
     reason = "HF_HUB_OFFLINE is set"
-    if not _offline():
+    if not hub_offline():
         try:
             files = snapshot_download(repo_id, cache_dir=cache, allow_patterns=_HUB_PATTERNS, dry_run=True)
         except GatedRepoError:

@@ -18,7 +18,7 @@ from fpcli.model.encode import VisionParts
 from fpcli.model.errors import ModelError
 from fpcli.model.llm import VideoLLM
 from fpcli.model.preprocess import Preprocessor
-from fpcli.model.profiles import Progress, resolve_model
+from fpcli.model.profiles import Progress, ResolvedModel, resolve_model
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 ATTENTION = ("sdpa", "flash_attention_2", "eager")
@@ -66,7 +66,7 @@ def check_attention(attn: str, device: torch.device, dtype: torch.dtype) -> None
 
 
 def load_model(
-    spec: str | Path,
+    spec: str | Path | ResolvedModel,
     layout: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
@@ -74,11 +74,15 @@ def load_model(
     vision_only: bool = False,
     progress: Progress | None = None,
 ) -> VideoLLM:
-    """Load (or reuse) the model named by `spec`: profile name, Hugging Face id or local checkpoint directory."""
+    """Load (or reuse) the model named by `spec`: profile name, Hugging Face id or local checkpoint directory.
+
+    `spec` may also be what `resolve_model(spec, layout)` returned (it carries its layout): a caller that needed the
+    default frame count before loading resolves once.
+    """
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     check_attention(attn, torch_device, torch_dtype)
-    resolved = resolve_model(spec, layout, progress=progress)
+    resolved = spec if isinstance(spec, ResolvedModel) else resolve_model(spec, layout, progress=progress)
     key = (resolved.name, str(resolved.path), resolved.layout, str(torch_device), torch_dtype, attn, vision_only)
     if key in _LOADED:
         return _LOADED[key]

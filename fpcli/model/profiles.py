@@ -71,11 +71,15 @@ class ResolvedModel:
     profile: ModelProfile | None = None
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as the environment says now, or as huggingface_hub read it at import."""
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    return flag or bool(constants.HF_HUB_OFFLINE)
 
 
-def _hub_cache_dir() -> Path:
+def hub_cache_dir() -> Path:
     """The hub cache as the environment says *now* (huggingface_hub reads it once, at import)."""
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"]).expanduser()
@@ -88,10 +92,10 @@ def _hub_cache_dir() -> Path:
 
 def _fetch_from_hub(repo_id: str) -> Path:
     """A local snapshot of `repo_id`: from the cache, else downloaded (unless offline)."""
-    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    cache_dir = _hub_cache_dir()
+    cache_dir = hub_cache_dir()
     how = f"download it with `hf download {repo_id}` on a machine with internet access, or pass a local directory"
     try:  # LocalEntryNotFoundError (an OSError) when the snapshot is not cached
         return Path(
@@ -99,7 +103,7 @@ def _fetch_from_hub(repo_id: str) -> Path:
         )
     except (OSError, ValueError):
         pass
-    if _env_flag("HF_HUB_OFFLINE") or constants.HF_HUB_OFFLINE:
+    if hub_offline():
         raise ModelError(
             f"model {repo_id} is not in the local Hugging Face cache ({cache_dir}) and HF_HUB_OFFLINE is set; {how}"
         )
@@ -118,7 +122,7 @@ def _fetch_from_hub(repo_id: str) -> Path:
         raise ModelError(f"model {repo_id} is not cached and the hub is unreachable ({first_line}); {how}") from None
 
 
-def _looks_like_hub_id(spec: str) -> bool:
+def looks_like_hub_id(spec: str) -> bool:
     parts = spec.split("/")
     return len(parts) == 2 and all(parts) and not spec.startswith((".", "~")) and " " not in spec
 
@@ -147,6 +151,18 @@ def check_checkpoint_dir(path: Path) -> None:
     raise ModelError(f"{path} has no model weights (model.safetensors or model.safetensors.index.json)")
 
 
+def _frames(profile: ModelProfile | None, layout: str) -> int:
+    return profile.default_frames if profile and layout == profile.layout else DEFAULT_FRAMES[layout]
+
+
+def known_default_frames(spec: str | Path, layout: str | None = None) -> int | None:
+    """The default frame count of `spec` when it is known without finding the checkpoint (a profile, or a
+    layout given); None when it depends on the checkpoint's forestprune.json (then `resolve_model` says)."""
+    profile = PROFILES.get(str(spec))
+    chosen = layout or (profile.layout if profile else None)
+    return None if chosen is None else _frames(profile, chosen)
+
+
 def resolve_model(spec: str | Path, layout: str | None = None, progress: Progress | None = None) -> ResolvedModel:
     """Turn a profile name, hub id or directory into a local checkpoint directory and its layout."""
     if layout is not None and layout not in LAYOUTS:
@@ -162,13 +178,12 @@ def resolve_model(spec: str | Path, layout: str | None = None, progress: Progres
             path = _fetch_from_hub(profile.repo_id)
     elif Path(spec_str).expanduser().is_dir():
         path = Path(spec_str).expanduser().resolve()
-    elif _looks_like_hub_id(spec_str):
+    elif looks_like_hub_id(spec_str):
         path = _fetch_from_hub(spec_str)
     else:
         known = ", ".join(PROFILES)
         raise ModelError(f"model {spec_str!r} is not a profile ({known}), a local directory or a Hugging Face id")
     check_checkpoint_dir(path)
     chosen = layout or (profile.layout if profile else None) or _layout_file(path) or "onevision"
-    frames = profile.default_frames if profile and chosen == profile.layout else DEFAULT_FRAMES[chosen]
     name = profile.name if profile else spec_str
-    return ResolvedModel(name=name, path=path, layout=chosen, default_frames=frames, profile=profile)
+    return ResolvedModel(name=name, path=path, layout=chosen, default_frames=_frames(profile, chosen), profile=profile)

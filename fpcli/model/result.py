@@ -1,8 +1,31 @@
-"""What one answered question reports: `AnswerResult` and its JSON form (the CLI's `--json` schema)."""
+"""What one answered question reports: `AnswerResult` and its JSON form (the CLI's `--json` schema).
+
+The JSON form rounds measurements to what they can resolve, so that results read and diff cleanly: seconds to
+0.1 ms, memory to 0.1 MB, TFLOPs to 6 significant digits. The functions below are the rules, for any other
+JSON form that reports the same measurements (`forestprune stats`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+
+
+def round_seconds(seconds: float) -> float:
+    return round(float(seconds), 4)
+
+
+def round_timings(stages: dict[str, float]) -> dict[str, float]:
+    """Stage -> seconds, rounded, plus `total`: the sum of the rounded stages, so that they add up."""
+    rounded = {name: round_seconds(seconds) for name, seconds in stages.items()}
+    return {**rounded, "total": round_seconds(sum(rounded.values()))}
+
+
+def round_megabytes(megabytes: float) -> float:
+    return round(float(megabytes), 1)
+
+
+def round_tflops(tflops: float) -> float:
+    return float(f"{tflops:.6g}")
 
 
 @dataclass
@@ -33,7 +56,8 @@ class Timings:
         return self.load + self.decode + self.encode + self.prune + self.prefill + self.generate
 
     def to_dict(self) -> dict[str, float]:
-        return {**asdict(self), "total": self.total}
+        """The stages and their total, rounded (`round_timings`)."""
+        return round_timings(asdict(self))
 
 
 @dataclass
@@ -81,6 +105,7 @@ class AnswerResult:
             "per_frame_kept": [int(k) for k in self.per_frame_kept],
             "timestamps": [float(t) for t in self.timestamps],
             "timing_s": self.timing_s.to_dict(),
-            "peak_memory_mb": self.peak_memory_mb,
-            "prefill_tflops": asdict(self.prefill_tflops),
+            "peak_memory_mb": round_megabytes(self.peak_memory_mb),
+            "prefill_tflops": {"before": round_tflops(self.prefill_tflops.before),
+                               "after": round_tflops(self.prefill_tflops.after)},
         }
