@@ -176,7 +176,7 @@ def test_batch_resumes_after_interrupted_run(clips: Path, tiny_onevision_dir: Pa
     resumed = invoke("batch", jobs, "--model", tiny_onevision_dir, *FAST, "--out", out)
     assert resumed.exit_code == 0, resumed.stderr
     assert "Dropped the cut-short last line" in resumed.stderr
-    assert "Resuming" in resumed.stderr and "1 of 3 items already done" in resumed.stderr
+    assert f"Resuming {out}: 1 of 3 items already done, 0 failed item(s) to retry." in resumed.stderr.splitlines()
     assert "Batch: 2 ok, 0 failed, 1 already done (3 items)" in resumed.stderr
     assert [r["id"] for r in records(out)] == ["q0", "q1", "q2"]
     again = invoke("batch", jobs, "--model", "/nonexistent/model", "--out", out)  # all done: no model needed
@@ -220,7 +220,13 @@ def test_items_that_cannot_run_load_no_model(clips: Path, tiny_onevision_dir: Pa
     out = tmp_path / "results.jsonl"
     failing = invoke("batch", jobs, "--model", tiny_onevision_dir, *FAST, "--out", out)
     assert failing.exit_code == 1
-    assert [r["status"] for r in records(out)] == ["error"] * 3
+    failed = records(out)
+    assert [r["status"] for r in failed] == ["error"] * 3
+    assert failed[0]["error"] == (
+        "unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune")
+    assert failed[1]["error"] == f"file not found ({clips / 'nope.mp4'})"
+    assert failed[2]["error"].startswith("not a video file ffmpeg can read (")
+    assert failed[2]["error"].endswith(f") ({tmp_path / 'notes.mp4'})")
     assert load_calls == [] and "Loaded" not in failing.stderr
     with jobs.open("a") as more:
         more.write(f"- {{id: all, video: {clips / 'a.mp4'}, question: Q, options: {{method: none}}}}\n"
@@ -240,7 +246,11 @@ def test_batch_model_failure_is_fatal(clips: Path, tmp_path: Path):
     jobs.write_text(f"- {{video: {clips / 'a.mp4'}, question: 'Q?'}}\n")
     result = invoke("batch", jobs, "--model", tmp_path / "empty-dir", "--out", tmp_path / "r.jsonl")
     assert result.exit_code == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert result.stderr.splitlines() == [  # the model error ends the batch: no item recorded, no summary
+        f"Writing results to {tmp_path / 'r.jsonl'}.",
+        f"Error: model '{tmp_path / 'empty-dir'}' is not a profile (llava-ov-0.5b, llava-ov-7b, llava-ov-72b, "
+        "llava-video-7b), a local directory or a Hugging Face id",
+    ]
     assert (tmp_path / "r.jsonl").read_text() == ""
 
 
@@ -249,4 +259,4 @@ def test_batch_out_must_differ_from_jobs(tmp_path: Path):
     jobs.write_text("")
     result = invoke("batch", jobs, "--out", jobs)
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"Error: --out must not be the jobs file ({jobs})")
+    assert result.stderr.splitlines() == [f"Error: --out must not be the jobs file ({jobs})"]

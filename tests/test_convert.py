@@ -8,6 +8,7 @@ error and leave OUT_DIR as it was.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from tiny_original import (
 )
 from typer.testing import CliRunner
 
-from fpcli.model.convert import convert_checkpoint, ensure_converted
+from fpcli.model.convert import MARKER, convert_checkpoint, ensure_converted, human_size
 from fpcli.model.convert_config import VISION_TOWERS
 from fpcli.model.convert_keys import ConversionError
 from fpcli.model.errors import ModelError
@@ -229,9 +230,12 @@ def test_cli_convert(original, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["convert", str(original), str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(f"Converted {original} -> {tmp_path / 'out'}: ")
-    assert result.stdout.count("\n") == 1 and "tensors" in result.stdout
-    assert "Converting" in result.stderr
+    marker = json.loads((tmp_path / "out" / MARKER).read_text())
+    assert re.fullmatch(rf"Converted {re.escape(str(original))} -> {re.escape(str(tmp_path / 'out'))}: "
+                        rf"{marker['tensors']} tensors, {re.escape(human_size(marker['total_size']))}"
+                        r", layout video, \d+\.\d s\n", result.stdout)
+    assert result.stderr.splitlines()[0].startswith(f"Converting {original} into ")
+    assert result.stderr.splitlines()[-1] == f"Use it with: forestprune ask VIDEO QUESTION --model {tmp_path / 'out'}"
 
     again = runner.invoke(app, ["convert", str(original), str(tmp_path / "out")])
     assert again.exit_code == 1 and again.stdout == ""

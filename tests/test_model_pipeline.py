@@ -9,7 +9,6 @@ import torch
 
 from fpcli.model import GenerationConfig, ModelError, load_model
 from fpcli.model.flops import prefill_flops
-from fpcli.model.generate import prefill_logits
 from fpcli.model.preprocess import Preprocessor, preprocess_frames
 from fpcli.model.sequence import time_instruction, visual_sequence
 
@@ -114,7 +113,9 @@ def test_onevision_ratio0_equals_transformers(ov):
     with torch.inference_mode():
         expected = ov.model(input_ids=input_ids, pixel_values_videos=pixels).logits
     assert prepared.inputs_embeds.shape[1] == len(ids)
-    torch.testing.assert_close(prefill_logits(ov.model, prepared.inputs_embeds), expected, atol=1e-5, rtol=1e-5)
+    with torch.inference_mode():
+        logits = ov.model(inputs_embeds=prepared.inputs_embeds, use_cache=False).logits  # [1, L, V]
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
 
     res = ov.answer(clip, question, ratio=0.0, method="none", generation=GenerationConfig(max_new_tokens=12))
     reference = ov.model.generate(
@@ -233,7 +234,7 @@ def test_errors_are_one_line(ov, monkeypatch):
     clip = make_clip(3)
     with pytest.raises(ModelError, match=r"the prompt must contain the video token <video> exactly once"):
         ov.answer(clip, "what is <video> here?", method="uniform")
-    with pytest.raises(ValueError, match="ratio"):
+    with pytest.raises(ValueError, match=r"^ratio must be in \[0, 1\), got 1.5$"):
         ov.prepare(clip, "q", ratio=1.5, method="uniform")
     with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 1"):
         GenerationConfig(max_new_tokens=0)

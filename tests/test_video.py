@@ -51,7 +51,9 @@ def test_frames_equal_sequential_decode(video_dir: Path, name: str) -> None:
 @pytest.mark.parametrize("name", INDEXABLE)
 def test_seeking_path_handles_clean_files(video_dir: Path, name: str, no_fallback: None) -> None:
     clip = sample_frames(video_dir / name, 5)
-    assert len(clip) == 5
+    reference = reference_frames(video_dir / name)
+    assert clip.indices.tolist() == uniform_indices(len(reference), 5).tolist()
+    assert_exact(clip, reference)
 
 
 def test_truncated_mp4_keeps_what_decodes(video_dir: Path) -> None:

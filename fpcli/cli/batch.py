@@ -260,8 +260,8 @@ def default_out(jobs: Path) -> Path:
 
 def batch(
     ctx: typer.Context,
-    jobs_file: Annotated[Path, typer.Argument(metavar="JOBS", help="YAML or JSONL file of {video, question, [id], "
-                                              "[options]} items.", show_default=False, dir_okay=False)],
+    jobs_file: Annotated[Path, typer.Argument(metavar="JOBS", help="YAML or JSONL file of {video, question, \\[id], "
+                                              "\\[options]} items.", show_default=False, dir_okay=False)],
     out: Annotated[
         Optional[Path],
         typer.Option("--out", "-o", dir_okay=False, rich_help_panel="Output", show_default=False,

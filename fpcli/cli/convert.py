@@ -19,10 +19,12 @@ from fpcli.cli.progress import Reporter
 
 def convert(
     source: Annotated[str, typer.Argument(
+        metavar="SOURCE", show_default=False,
         help="Hugging Face id (lmms-lab/LLaVA-Video-7B-Qwen2) or local directory of an original LLaVA-NeXT "
-             "checkpoint (LlavaQwenForCausalLM).", show_default=False)],
+             "checkpoint (LlavaQwenForCausalLM).")],
     out_dir: Annotated[Path, typer.Argument(
-        help="Where to write the transformers checkpoint; must be empty or new unless --force.", show_default=False)],
+        metavar="OUT_DIR", show_default=False,
+        help="Where to write the transformers checkpoint; must be empty or new unless --force.")],
     force: Annotated[bool, typer.Option(
         "--force", "-f", help="Replace a non-empty OUT_DIR (only once the new checkpoint is complete).")] = False,
     quiet: Quiet = False,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 import typer
 from rich.console import Console
 from rich.rule import Rule
+from rich.text import Text
 
 from fpcli.cli.errors import EXIT_FAILURE, Fatal, report, usage_error
 from fpcli.cli.options import ModelSettings, RunSettings
@@ -165,7 +166,7 @@ def each_video(paths: list[Path], work: Callable[[Path], dict[str, Any]], show: 
             print(json.dumps(result, ensure_ascii=False), flush=True)
             continue
         if len(paths) > 1:
-            out.print(Rule(str(path), align="left"))
+            out.print(Rule(Text(str(path)), align="left"))  # Text: a [..] in a path is not markup
         show(out, result)
     if failed:
         raise typer.Exit(EXIT_FAILURE)

@@ -36,8 +36,6 @@ LABELS = {
     "load": "Loading model",
     "download": "Downloading",
     "convert": "Converting",
-    "prefill": "Prefill",
-    "generate": "Generating",
 }
 BYTE_STAGES = {"download", "convert"}
 

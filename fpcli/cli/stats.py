@@ -128,7 +128,7 @@ def stats(
     compare: Annotated[
         Optional[str],
         typer.Option("--compare", rich_help_panel="Pruning", show_default=False,
-                     help="More methods to run on the same features, comma-separated: uniform,gprune,dycoke."),
+                     help="More methods to run on the same features, comma-separated (e.g. uniform,gprune,dycoke)."),
     ] = None,
     frames: Frames = None,
     fps: Fps = None,

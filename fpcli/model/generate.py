@@ -39,10 +39,9 @@ class Generated:
     generate_s: float
 
 
-def _cache_names(model) -> tuple[str, str]:
-    """(forward keyword, output attribute) of the KV cache: `cache` in recent transformers, else past_key_values."""
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    return name, name
+def _cache_name(model) -> str:
+    """The KV cache's forward keyword and output attribute: `cache` in recent transformers, else past_key_values."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 class _Picker:
@@ -60,16 +59,10 @@ class _Picker:
 
 
 @torch.inference_mode()
-def prefill_logits(model, inputs_embeds: Tensor) -> Tensor:
-    """Logits [1, L, V] of a full forward pass over inputs_embeds [1, L, D] (used by tests and diagnostics)."""
-    return model(inputs_embeds=inputs_embeds, use_cache=False).logits
-
-
-@torch.inference_mode()
 def generate(model, inputs_embeds: Tensor, config: GenerationConfig, eos_ids: set[int]) -> Generated:
     """Decode up to `config.max_new_tokens` tokens after inputs_embeds [1, L, D]; stops after an EOS token."""
     device = inputs_embeds.device
-    cache_arg, cache_attr = _cache_names(model)
+    cache_name = _cache_name(model)
     pick = _Picker(config, device)
     start = now(device)
     out = model(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1)
@@ -77,8 +70,8 @@ def generate(model, inputs_embeds: Tensor, config: GenerationConfig, eos_ids: se
     ids = [int(token)]  # int() waits for the GPU, so the prefill clock below is honest
     prefilled = now(device)
     while len(ids) < config.max_new_tokens and ids[-1] not in eos_ids:
-        cache = getattr(out, cache_attr)
-        out = model(input_ids=token[:, None], use_cache=True, logits_to_keep=1, **{cache_arg: cache})
+        cache = getattr(out, cache_name)
+        out = model(input_ids=token[:, None], use_cache=True, logits_to_keep=1, **{cache_name: cache})
         token = pick(out.logits[:, -1])
         ids.append(int(token))
     return Generated(ids=ids, prefill_s=prefilled - start, generate_s=now(device) - prefilled)
