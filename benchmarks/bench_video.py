@@ -14,6 +14,7 @@ re-encoding), cached in DIR (default: <tmp>/forestprune-bench, about 55 MB).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +24,9 @@ import numpy as np
 
 from fpcli.video import sample_frames
 from fpcli.video.indices import uniform_indices
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fixtures_video import repeat_packets  # noqa: E402  (the tests' long videos are made the same way)
 
 WIDTH, HEIGHT, RATE, CLIP_SECONDS, GOP = 1280, 720, 25, 10, 250
 
@@ -50,21 +54,6 @@ def encode_clip(path: Path) -> None:
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
-
-
-def repeat_clip(clip: Path, path: Path, copies: int) -> None:
-    """`copies` back-to-back copies of `clip`'s packets, timestamps shifted, nothing re-encoded."""
-    with av.open(str(clip)) as src, av.open(str(path), "w") as out:
-        source = src.streams.video[0]
-        packets = [p for p in src.demux(source) if p.size > 0]
-        span = max(p.pts for p in packets) - min(p.pts for p in packets) + packets[0].duration
-        stream = out.add_stream_from_template(source)
-        for k in range(copies):
-            for p in packets:
-                q = av.Packet(bytes(p))
-                q.pts, q.dts, q.duration = p.pts + k * span, p.dts + k * span, p.duration
-                q.is_keyframe, q.time_base, q.stream = p.is_keyframe, source.time_base, stream
-                out.mux(q)
 
 
 def sequential(path: Path, indices: np.ndarray) -> np.ndarray:
@@ -102,7 +91,7 @@ def main() -> None:
     for name, file, copies, frames in cases:
         path = args.cache / file
         if not path.exists():
-            repeat_clip(clip, path, copies)
+            repeat_packets(clip, path, copies)
         with av.open(str(path)) as container:
             total = container.streams.video[0].frames
         indices = uniform_indices(total, frames)
