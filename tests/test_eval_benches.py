@@ -87,7 +87,7 @@ def test_nextqa(tmp_path: Path) -> None:
     root = make_nextqa(tmp_path)
     items = load_bench("nextqa", root)
     assert [(i.id, i.answer, i.category) for i in items] == [("4010069381_6", "C", "CW"), ("4010069381_7", "A", "TN")]
-    assert items[0].question == "why did the square move" and items[0].options[4] == "it flew"
+    assert items[0].question == "why did the square move " and items[0].options[4] == "it flew"
     assert items[0].video == root / "NExTVideo" / "4010069381.mp4"
 
 

@@ -23,7 +23,7 @@ PAPER = {
     "mlvu": "What color is the square?\nA. white\nB. red" + PAPER_POST,
     "longvideobench": "What returns at the end?\nA. the first scene\nB. a new scene\nC. nothing" + PAPER_POST,
     "mvbench": "Question: What happens in action_sequence?\nOptions:\n(A) it stops\n(B) it moves\n(C) it turns" + PAPER_POST,
-    "nextqa": "why did the square move\nA. to hide\nB. to eat\nC. it was pushed\nD. it fell\nE. it flew" + PAPER_POST,
+    "nextqa": "why did the square move \nA. to hide\nB. to eat\nC. it was pushed\nD. it fell\nE. it flew" + PAPER_POST,
     "jsonl": "How many scenes?\nA. 1\nB. 2\nC. 3" + PAPER_POST,
 }
 

@@ -11,7 +11,7 @@ from fpcli.eval.scoring import REFERENCE
 from fpcli.eval.table1 import Table1
 
 _SIZE = (720, 440)
-_MARGIN = (64, 24, 150, 48)  # left, top, right (legend), bottom
+_MARGIN = (64, 36, 150, 48)  # left, top, right (legend), bottom
 _COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -35,8 +35,8 @@ def plot_accuracy(table: Table1, path: str | Path, *, bench: str | None = None) 
     xs = [x for points in series.values() for x, _ in points] or [0.0, 1.0]
     ys = [y for points in series.values() for _, y in points] + ([reference] if reference is not None else [])
     x0, x1 = min(xs), max(xs)
-    if x1 == x0:
-        x0, x1 = x0 - 0.05, x1 + 0.05
+    span = (x1 - x0) or 1.0
+    x0, x1 = x0 - 0.05 * span, x1 + 0.05 * span  # keep the end points off the frame
     y0, y1 = min(ys), max(ys)
     pad = max((y1 - y0) * 0.1, 1.0)
     y0, y1 = y0 - pad, y1 + pad
@@ -49,7 +49,6 @@ def plot_accuracy(table: Table1, path: str | Path, *, bench: str | None = None) 
     image = Image.new("RGB", _SIZE, "white")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
-    draw.rectangle([left, top, left + width, top + height], outline="black")
     for k in range(5):  # y grid and labels
         y = y0 + (y1 - y0) * k / 4
         _, py = at(x0, y)
@@ -58,8 +57,10 @@ def plot_accuracy(table: Table1, path: str | Path, *, bench: str | None = None) 
     for x in sorted(set(xs)):
         px, _ = at(x, y0)
         draw.text((px, top + height + 6), f"{x:g}", fill="black", font=font, anchor="ma")
+    draw.rectangle([left, top, left + width, top + height], outline="black")
     draw.text((left + width / 2, _SIZE[1] - 14), "pruning ratio", fill="black", font=font, anchor="mm")
-    draw.text((8, top), f"{table.titles.get(bench, bench) if bench else 'average'} accuracy %", fill="black", font=font)
+    title = f"{table.titles[bench] if bench else 'average'} accuracy %"
+    draw.text((left + width / 2, top / 2), title, fill="black", font=font, anchor="mm")
     legend_y = top
     if reference is not None:
         _, py = at(x0, reference)

@@ -20,22 +20,26 @@ def _parenthesised(item: EvalItem) -> str:
     return "".join(f"({letter}) {option}\n" for letter, option in zip(item.letters, item.options))
 
 
+def _question(item: EvalItem, bp: p.BenchProtocol) -> str:
+    return item.question.strip() if bp.strip_question else item.question
+
+
 def _plain(item: EvalItem, bp: p.BenchProtocol, post: str) -> str:
-    return f"{bp.pre_prompt}{item.question}\n{_lettered(item)}{post}"
+    return f"{bp.pre_prompt}{_question(item, bp)}\n{_lettered(item)}{post}"
 
 
 def _mvbench_paper(item: EvalItem, bp: p.BenchProtocol, post: str) -> str:
     # model_mvbench.py qa_template: "Question: q\nOptions:\n(A) c\n...", right-stripped
-    return f"{bp.pre_prompt}Question: {item.question}\nOptions:\n{_parenthesised(item)}".rstrip() + post
+    return f"{bp.pre_prompt}Question: {_question(item, bp)}\nOptions:\n{_parenthesised(item)}".rstrip() + post
 
 
 def _mvbench_lmms(item: EvalItem, bp: p.BenchProtocol, post: str) -> str:
     # mvbench_doc_to_text: no space after "Question:", "Option:" singular, every option line ends in \n
-    return f"{bp.pre_prompt}Question:{item.question}\nOption:\n{_parenthesised(item)}{post}"
+    return f"{bp.pre_prompt}Question:{_question(item, bp)}\nOption:\n{_parenthesised(item)}{post}"
 
 
 def _videomme_lmms(item: EvalItem, bp: p.BenchProtocol, post: str) -> str:
-    return f"{bp.pre_prompt}{p.VIDEOMME_LMMS_INSTRUCTION}\n{item.question}\n{_lettered(item)}\n{post}"
+    return f"{bp.pre_prompt}{p.VIDEOMME_LMMS_INSTRUCTION}\n{_question(item, bp)}\n{_lettered(item)}\n{post}"
 
 
 def _question_full(item: EvalItem, bp: p.BenchProtocol, post: str) -> str:

@@ -71,6 +71,7 @@ class BenchProtocol:
     fps: dict[str, float] = field(default_factory=dict)
     time_bound: bool = False
     time_instruction: bool = False
+    strip_question: bool = False  # lmms-eval's nextqa strips the question; the authors' script does not
     choices: int | None = None
     prune_options: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -110,67 +111,54 @@ def _paper_forest(tau_s: float, tau_p: float) -> dict[str, dict[str, float]]:
     return {"forestprune": {"tau_s": tau_s, "tau_p": tau_p, "node_ratio": 0.5}}
 
 
-def _paper(bench: str, frames: int, **kw: Any) -> BenchProtocol:
-    base: dict[str, Any] = {
-        "frames": {"onevision": frames, "video": frames},
-        "index_rule": "floor",
-        "prompt_style": LETTERED,
-        "post_prompt": PAPER_POST,
-        "max_new_tokens": 4096,
-        "parser": MMMU_EMPTY,
-        "aggregation": MICRO,
-        "choices": 5,
-        "prune_options": _paper_forest(0.9, 0.8),
-    }
-    base.update(kw)
-    return BenchProtocol(bench=bench, **base)
+def _table(defaults: dict[str, Any], rows: dict[str, dict[str, Any]]) -> dict[str, BenchProtocol]:
+    """One BenchProtocol per benchmark: the protocol's defaults, overridden by the benchmark's row."""
+    return {bench: BenchProtocol(bench=bench, **{**defaults, **row}) for bench, row in rows.items()}
+
+
+def _frames(n: int) -> dict[str, int | None]:
+    return {"onevision": n, "video": n}
 
 
 PAPER = Protocol(
     name="paper",
     description="the ForestPrune authors' released evaluation scripts (LLaVA-Video-7B-Qwen2, greedy)",
-    benches={
-        "videomme": _paper("videomme", 64, parser=MMMU, choices=4, prune_options=_paper_forest(0.8, 0.5)),
-        "mlvu": _paper("mlvu", 32),
-        "longvideobench": _paper("longvideobench", 64),
-        "mvbench": _paper("mvbench", 64, index_rule="segment", time_bound=True, prompt_style=MVBENCH_PAPER,
-                          max_new_tokens=1024, choices=None),
-        "nextqa": _paper("nextqa", 64, parser=MMMU),
-        "jsonl": _paper("jsonl", 64, parser=MMMU, choices=None),
-    },
+    benches=_table(
+        {"index_rule": "floor", "prompt_style": LETTERED, "post_prompt": PAPER_POST, "max_new_tokens": 4096,
+         "parser": MMMU_EMPTY, "aggregation": MICRO, "choices": 5, "prune_options": _paper_forest(0.9, 0.8)},
+        {
+            "videomme": {"frames": _frames(64), "parser": MMMU, "choices": 4, "prune_options": _paper_forest(0.8, 0.5)},
+            "mlvu": {"frames": _frames(32)},
+            "longvideobench": {"frames": _frames(64)},
+            "mvbench": {"frames": _frames(64), "index_rule": "segment", "time_bound": True,
+                        "prompt_style": MVBENCH_PAPER, "max_new_tokens": 1024, "choices": None},
+            "nextqa": {"frames": _frames(64), "parser": MMMU},
+            "jsonl": {"frames": _frames(64), "parser": MMMU, "choices": None},
+        },
+    ),
 )
-
-
-def _lmms(bench: str, **kw: Any) -> BenchProtocol:
-    # llava_onevision: max_frames_num=32, uniform np.linspace(..., dtype=int); llava_vid:
-    # max_frames_num=20 at fps=1, falling back to 20 uniform frames when the video is longer.
-    base: dict[str, Any] = {
-        "frames": {"onevision": 32, "video": 20},
-        "fps": {"video": 1.0},
-        "index_rule": "floor",
-        "prompt_style": LETTERED,
-        "max_new_tokens": 16,
-        "aggregation": MICRO,
-    }
-    base.update(kw)
-    return BenchProtocol(bench=bench, **base)
-
 
 LMMS_EVAL = Protocol(
     name="lmms-eval",
     description="lmms-eval's task prompts, extraction and aggregation, with its llava_onevision / llava_vid frame counts",
-    benches={
-        "videomme": _lmms("videomme", prompt_style=VIDEOMME_LMMS, post_prompt=LMMS_LETTER_POST,
-                          post_prompt_video="The best answer is:", parser=MCQ_EXTRACT, choices=4),
-        "mlvu": _lmms("mlvu", prompt_style=QUESTION_FULL, post_prompt="\nOnly give the best option.\nBest option: (",
-                      parser=MCQ_EXTRACT, choices=4, aggregation=MACRO_CATEGORY),
-        "longvideobench": _lmms("longvideobench", post_prompt="\nAnswer with the option's letter from the given choices directly.\n",
-                                max_new_tokens=32, parser=LVB),
-        "mvbench": _lmms("mvbench", prompt_style=MVBENCH_LMMS, post_prompt="Only give the best option.\n",
-                         parser=MVBENCH_ACC, aggregation=MACRO_ANSWERED),
-        "nextqa": _lmms("nextqa", post_prompt="", max_new_tokens=1024, parser=MMMU, choices=5),
-        "jsonl": _lmms("jsonl", post_prompt=LMMS_LETTER_POST, parser=MCQ_EXTRACT),
-    },
+    benches=_table(
+        # llava_onevision: max_frames_num=32, np.linspace(..., dtype=int); llava_vid: max_frames_num=20 at
+        # fps=1, falling back to 20 uniform frames when the video is longer
+        {"frames": {"onevision": 32, "video": 20}, "fps": {"video": 1.0}, "index_rule": "floor",
+         "prompt_style": LETTERED, "max_new_tokens": 16, "aggregation": MICRO},
+        {
+            "videomme": {"prompt_style": VIDEOMME_LMMS, "post_prompt": LMMS_LETTER_POST,
+                         "post_prompt_video": "The best answer is:", "parser": MCQ_EXTRACT, "choices": 4},
+            "mlvu": {"prompt_style": QUESTION_FULL, "post_prompt": "\nOnly give the best option.\nBest option: (",
+                     "parser": MCQ_EXTRACT, "choices": 4, "aggregation": MACRO_CATEGORY},
+            "longvideobench": {"post_prompt": "\nAnswer with the option's letter from the given choices directly.\n",
+                               "max_new_tokens": 32, "parser": LVB},
+            "mvbench": {"prompt_style": MVBENCH_LMMS, "post_prompt": "Only give the best option.\n",
+                        "parser": MVBENCH_ACC, "aggregation": MACRO_ANSWERED},
+            "nextqa": {"post_prompt": "", "max_new_tokens": 1024, "parser": MMMU, "choices": 5, "strip_question": True},
+            "jsonl": {"post_prompt": LMMS_LETTER_POST, "parser": MCQ_EXTRACT},
+        },
+    ),
 )
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (PAPER, LMMS_EVAL)}

@@ -25,7 +25,7 @@ def load(data: Path) -> list[EvalItem]:
             id=f"{video}_{field(row, 'qid', source, i)}",  # qid counts questions within one video
             bench="nextqa",
             video=first_existing([data / "NExTVideo" / f"{video}.{ext}" for ext in ("mp4", "MP4")]),
-            question=str(field(row, "question", source, i)).strip(),
+            question=str(field(row, "question", source, i)),  # as is: the authors do not strip it, lmms-eval does
             options=options,
             answer=field(row, "answer", source, i),
             source=str(source),
