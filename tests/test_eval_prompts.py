@@ -68,9 +68,13 @@ def test_protocol_table_values() -> None:
     assert paper.for_bench("mvbench").sampling("video", 2.0, 6.5) == {
         "num_frames": 64, "index_rule": "segment", "start": 2.0, "end": 6.5}
     assert paper.for_bench("nextqa").sampling("onevision", 2.0, 6.5) == {"num_frames": 64, "index_rule": "floor"}
-    assert lmms.for_bench("mvbench").sampling("onevision", 2.0, 6.5) == {"num_frames": 32, "index_rule": "floor"}
+    assert lmms.for_bench("mvbench").sampling("onevision", 2.0, 6.5) == {
+        "num_frames": 32, "index_rule": "floor", "start": 2.0, "end": 6.5}
+    assert lmms.for_bench("mvbench").sampling("onevision") == {"num_frames": 32, "index_rule": "floor"}
     assert lmms.for_bench("videomme").sampling("video") == {
         "num_frames": 20, "index_rule": "floor", "fps": 1.0, "max_frames": 20}
+    assert lmms.for_bench("videomme").sampling("video", frames=64) == {
+        "num_frames": 64, "index_rule": "floor", "fps": 1.0, "max_frames": 64}
     assert [lmms.for_bench(b).max_new_tokens for b in ("videomme", "mlvu", "longvideobench", "mvbench", "nextqa")] == [
         16, 16, 32, 16, 1024]
 

@@ -147,6 +147,7 @@ def test_shards_merge_to_one_run(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert saved["groups"][0]["n"] == 12 and saved["table1"]["benches"] == ["jsonl"]
     assert saved["missing_videos"] == whole.missing_videos
+    assert saved["settings"]["jsonl"]["post_prompt"].startswith("\nPlease answer directly")
 
 
 def test_shard_split(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ MACRO_ANSWERED = "macro-answered"  # mean over categories, each over its non-emp
 class BenchProtocol:
     """How one benchmark is run and scored under one protocol.
 
-    frames        layout -> frames sampled uniformly (None: the model profile's own count)
+    frames        layout -> frames sampled uniformly
     fps           layout -> sampling rate in frames/s, `frames` then the cap (lmms-eval llava_vid)
     index_rule    "floor" (np.linspace(..., dtype=int)), "round", or "segment" (MVBench midpoints)
     time_bound    sample inside the item's (start, end) when it has one
@@ -59,7 +59,7 @@ class BenchProtocol:
     """
 
     bench: str
-    frames: dict[str, int | None]
+    frames: dict[str, int]
     index_rule: str
     prompt_style: str
     post_prompt: str
@@ -78,13 +78,17 @@ class BenchProtocol:
     def post_prompt_for(self, layout: str) -> str:
         return self.post_prompt_video if layout == "video" and self.post_prompt_video is not None else self.post_prompt
 
-    def sampling(self, layout: str, start: float | None = None, end: float | None = None) -> dict[str, Any]:
-        """The keyword arguments of fpcli.video.sample_frames (what the feature cache keys on)."""
+    def sampling(
+        self, layout: str, start: float | None = None, end: float | None = None, *, frames: int | None = None
+    ) -> dict[str, Any]:
+        """The keyword arguments of fpcli.video.sample_frames (what the feature cache keys on);
+        `frames` (a user's --frames) replaces the protocol's count, the rest stays."""
         check_layout(layout)
-        kwargs: dict[str, Any] = {"num_frames": self.frames[layout], "index_rule": self.index_rule}
+        count = self.frames[layout] if frames is None else frames
+        kwargs: dict[str, Any] = {"num_frames": count, "index_rule": self.index_rule}
         if layout in self.fps:
             kwargs["fps"] = self.fps[layout]
-            kwargs["max_frames"] = self.frames[layout]
+            kwargs["max_frames"] = count
         if self.time_bound and start is not None:
             kwargs["start"], kwargs["end"] = start, end
         return kwargs
@@ -116,7 +120,7 @@ def _table(defaults: dict[str, Any], rows: dict[str, dict[str, Any]]) -> dict[st
     return {bench: BenchProtocol(bench=bench, **{**defaults, **row}) for bench, row in rows.items()}
 
 
-def _frames(n: int) -> dict[str, int | None]:
+def _frames(n: int) -> dict[str, int]:
     return {"onevision": n, "video": n}
 
 
@@ -153,8 +157,10 @@ LMMS_EVAL = Protocol(
                      "parser": MCQ_EXTRACT, "choices": 4, "aggregation": MACRO_CATEGORY},
             "longvideobench": {"post_prompt": "\nAnswer with the option's letter from the given choices directly.\n",
                                "max_new_tokens": 32, "parser": LVB},
+            # lmms-eval reads pre-cut clips (no bound); on the authors' full-length videos the bound
+            # stands in for the cut
             "mvbench": {"prompt_style": MVBENCH_LMMS, "post_prompt": "Only give the best option.\n",
-                        "parser": MVBENCH_ACC, "aggregation": MACRO_ANSWERED},
+                        "parser": MVBENCH_ACC, "aggregation": MACRO_ANSWERED, "time_bound": True},
             "nextqa": {"post_prompt": "", "max_new_tokens": 1024, "parser": MMMU, "choices": 5, "strip_question": True},
             "jsonl": {"post_prompt": LMMS_LETTER_POST, "parser": MCQ_EXTRACT},
         },

@@ -152,6 +152,7 @@ class RunSummary:
     questions: int
     missing_videos: list[str] = field(default_factory=list)
     failed: int = 0
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # bench -> the protocol's constants used
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -183,13 +184,15 @@ def summarize(run_dirs: list[Path]) -> RunSummary:
             if key not in merged or (merged[key].get("status") != OK and record.get("status") == OK):
                 merged[key] = record
     records = list(merged.values())
-    groups = score_groups(records, get_protocol(infos[0].protocol))
+    protocol = get_protocol(infos[0].protocol)
+    groups = score_groups(records, protocol)
     missing = sorted({str(r["video"]) for r in records if r.get("kind") == MISSING_VIDEO})
     return RunSummary(
         protocol=infos[0].protocol, model=infos[0].model, run_dirs=[str(d) for d in run_dirs], groups=groups,
         table1=build_table1(groups), videos_encoded=sum(i.videos_encoded for i in infos),
         prefills=sum(i.prefills for i in infos), questions=sum(i.questions for i in infos),
         missing_videos=missing, failed=sum(r.get("status") != OK for r in records),
+        settings={b: protocol.for_bench(b).to_dict() for b in sorted({g.bench for g in groups})},
     )
 
 
