@@ -67,6 +67,8 @@ class BenchProtocol:
     parser: str
     aggregation: str
     pre_prompt: str = ""
+    # the qwen_1_5 conversation template's system turn, used by the authors' scripts and lmms-eval's wrappers
+    system_prompt: str = "You are a helpful assistant."
     post_prompt_video: str | None = None  # the llava_vid wrapper's own post prompt, when the task has one
     fps: dict[str, float] = field(default_factory=dict)
     time_bound: bool = False
