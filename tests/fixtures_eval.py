@@ -94,6 +94,8 @@ def mvbench_rows(task: str) -> list[dict[str, Any]]:
                            "candidates": ["it stops", "it moves", "it turns"], "answer": "it moves"}
     if task == "action_sequence":
         row.update(start=2.0, end=6.5)
+    if task == "action_prediction":  # the main revision's json names the source video and its bound
+        row.update(video="USNP1.mp4", start=1.3, end=15.4)
     return [row]
 
 
@@ -103,6 +105,8 @@ def make_mvbench(root: Path) -> Path:
     link_video(root / "video" / "star" / "Charades_v1_480" / "action_sequence_clip.mp4")  # full video + bound
     link_video(root / "video" / "clevrer" / "video_validation" / "object_existence_clip.mp4", "moving_object.mp4")
     link_video(root / "sta" / "sta_video_segment" / "action_localization_clip.mp4")  # pre-cut, at the top level
+    link_video(root / "video" / "star" / "Charades_segment" / "USNP1_1.2999999999999998_15.4.mp4")  # pre-cut by bound
+    link_video(root / "video" / "star" / "Charades_segment" / "USNP1_0.0_1.3.mp4")  # another cut of the same video
     return root
 
 

@@ -78,9 +78,12 @@ def test_mvbench_all_tasks_and_bounds(tmp_path: Path) -> None:
     assert sequence.time_bound == (2.0, 6.5)  # a full-length video: sampled inside its bound
     assert by_task["action_localization"].video == root / "sta" / "sta_video_segment" / "action_localization_clip.mp4"
     assert by_task["object_existence"].time_bound is None
+    prediction = by_task["action_prediction"]
+    assert prediction.video == root / "video" / "star" / "Charades_segment" / "USNP1_1.2999999999999998_15.4.mp4"
+    assert prediction.time_bound is None  # the clip is the bound
     missing = missing_videos(items)
-    assert len(missing) == 17
-    assert root / "video" / "star" / "Charades_segment" / "action_prediction_clip.mp4" in missing
+    assert len(missing) == 16
+    assert root / "video" / "clevrer" / "video_validation" / "moving_count_clip.mp4" in missing
 
 
 def test_nextqa(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ video/ (or the folder itself) in each task's source folder. lmms-eval (tasks/mvb
 DATA_LIST) reads pre-cut clips (star/Charades_segment, sta/sta_video_segment, ...) and ignores
 start/end; the authors (llava/eval/model_mvbench.py, build_data_list) read the full videos
 (star/Charades_v1_480, sta/sta_video) and sample inside [start, end]. Both folders are looked for,
-the full-video one first: an item gets `time_bound` only when its video is a full-length clip.
+the full-video one first: an item gets `time_bound` only when its video is a full-length clip. A
+row naming its source video (USNP1.mp4, the `main` revision's json) finds its pre-cut clip by name
+and bound (star/Charades_segment/USNP1_1.3_15.4.mp4).
 The authors read episodic_reasoning from JPEG frame folders (tvqa/frames_fps3_hq); only its video
 form (tvqa/video_fps3_hq_segment) is read here, so that task is always unbounded.
 """
@@ -59,8 +61,32 @@ def _roots(data: Path, folder: str) -> list[Path]:
     return roots
 
 
-def _video(data: Path, task: MVBenchTask, name: str, bound: tuple[float, float] | None):
-    """(path, time_bound): the full-length video with its bound if present, else the pre-cut clip."""
+class _Segments:
+    """The pre-cut clips of a folder by source video: `<stem>_<start>_<end>.mp4` (star/Charades_segment in
+    the `video` revision), for rows that name the source video and its bound (the `main` revision's json)."""
+
+    def __init__(self) -> None:
+        self._by_root: dict[Path, dict[str, list[tuple[float, float, Path]]]] = {}
+
+    def find(self, root: Path, name: str, bound: tuple[float, float]) -> Path | None:
+        if root not in self._by_root:
+            clips: dict[str, list[tuple[float, float, Path]]] = {}
+            for path in sorted(root.glob("*.mp4")) if root.is_dir() else []:
+                parts = path.stem.rsplit("_", 2)
+                try:
+                    clips.setdefault(parts[0], []).append((float(parts[1]), float(parts[2]), path))
+                except (IndexError, ValueError):
+                    continue
+            self._by_root[root] = clips
+        for start, end, path in self._by_root[root].get(Path(name).stem, []):
+            if abs(start - bound[0]) <= 1e-6 and abs(end - bound[1]) <= 1e-6:
+                return path
+        return None
+
+
+def _video(data: Path, task: MVBenchTask, name: str, bound: tuple[float, float] | None, segments: _Segments):
+    """(path, time_bound): the full-length video with its bound if present, else the pre-cut clip
+    (named as in the row, or after the row's source video and bound)."""
     if task.full is not None and bound is not None:
         for root in _roots(data, task.full):
             if (root / name).is_file():
@@ -68,6 +94,9 @@ def _video(data: Path, task: MVBenchTask, name: str, bound: tuple[float, float] 
     for root in _roots(data, task.segments):
         if (root / name).exists():
             return root / name, None
+        clip = None if bound is None else segments.find(root, name, bound)
+        if clip is not None:
+            return clip, None
     return _roots(data, task.segments)[0] / name, None
 
 
@@ -83,11 +112,12 @@ def _bound(row: dict, source: Path, index: int) -> tuple[float, float] | None:
 def load(data: Path) -> list[EvalItem]:
     find_file(data, "mvbench", ["json/*.json"])  # a folder without json/ at all: say what is expected
     items = []
+    segments = _Segments()
     for task in TASKS:
         source = find_file(data, "mvbench", [f"json/{task.name}.json"])
         for i, row in enumerate(read_rows(source)):
             options = [str(c) for c in field(row, "candidates", source, i)]
-            video, bound = _video(data, task, str(field(row, "video", source, i)), _bound(row, source, i))
+            video, bound = _video(data, task, str(field(row, "video", source, i)), _bound(row, source, i), segments)
             items.append(make_item(
                 id=f"{task.name}_{i}",
                 bench="mvbench",
