@@ -39,13 +39,16 @@ def write_json(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 VIDEOMME_ROWS = [
-    {"video_id": "001", "duration": "short", "domain": "Knowledge", "sub_category": "Astronomy", "videoID": "fFjv93ACGo8",
+    {"video_id": "001", "duration": "short", "domain": "Knowledge", "sub_category": "Astronomy",
+     "videoID": "fFjv93ACGo8",
      "question_id": "001-1", "task_type": "Counting Problem", "question": "How many scenes are shown?",
      "options": ["A. One.", "B. Two.", "C. Three.", "D. Four."], "answer": "C"},
-    {"video_id": "001", "duration": "short", "domain": "Knowledge", "sub_category": "Astronomy", "videoID": "fFjv93ACGo8",
+    {"video_id": "001", "duration": "short", "domain": "Knowledge", "sub_category": "Astronomy",
+     "videoID": "fFjv93ACGo8",
      "question_id": "001-2", "task_type": "Object Recognition", "question": "What is moving?",
      "options": ["A. A square.", "B. A car.", "C. A dog.", "D. Nothing."], "answer": "A"},
-    {"video_id": "002", "duration": "long", "domain": "Sports Competition", "sub_category": "Football", "videoID": "absent01",
+    {"video_id": "002", "duration": "long", "domain": "Sports Competition", "sub_category": "Football",
+     "videoID": "absent01",
      "question_id": "002-1", "task_type": "Action Recognition", "question": "Who scores?",
      "options": ["A. Nobody.", "B. The keeper.", "C. The striker.", "D. The referee."], "answer": "C"},
 ]
@@ -58,7 +61,8 @@ def make_videomme(root: Path, rows: list[dict[str, Any]] | None = None) -> Path:
 
 
 MLVU_ROWS = [
-    {"video_name": "plotQA/movie101_66.mp4", "duration": 10.0, "question": "What color is the square?\n(A) white\n(B) red",
+    {"video_name": "plotQA/movie101_66.mp4", "duration": 10.0,
+     "question": "What color is the square?\n(A) white\n(B) red",
      "candidates": ["white", "red"], "answer": "A", "task_type": "plotQA", "question_id": "plotQA_0"},
     {"video_name": "count/count_3.mp4", "duration": 10.0,
      "question": "How many cuts are there?\n(A) 1\n(B) 2\n(C) 3\n(D) 4",
@@ -129,7 +133,8 @@ def make_nextqa(root: Path, rows: list[dict[str, Any]] | None = None) -> Path:
 JSONL_ROWS = [
     {"id": "cuts", "video": "clips/cuts.mp4", "question": "How many scenes?", "options": ["1", "2", "3"], "answer": "C",
      "category": "counting"},
-    {"id": "move", "video": "clips/move.mp4", "question": "What moves?", "options": ["a square", "a circle"], "answer": 0},
+    {"id": "move", "video": "clips/move.mp4", "question": "What moves?", "options": ["a square", "a circle"],
+     "answer": 0},
 ]
 
 

@@ -151,8 +151,8 @@ def test_bad_answers_in_hub_files(tmp_path: Path) -> None:
     with pytest.raises(EvalInputError, match=r"^item 4010069381_6: answer 5 is not one of its 5 options"):
         load_bench("nextqa", make_nextqa(tmp_path / "n", [dict(NEXTQA_ROWS[0], answer=5)]))
     root = make_mvbench(tmp_path / "m")
-    write_json(root / "json" / "state_change.json", [dict(json.loads((root / "json" / "state_change.json").read_text())[0],
-                                                          answer="it flies")])
+    row = json.loads((root / "json" / "state_change.json").read_text())[0]
+    write_json(root / "json" / "state_change.json", [dict(row, answer="it flies")])
     with pytest.raises(EvalInputError, match=r"^item state_change_0: answer 'it flies' is not one of its 3 options"):
         load_bench("mvbench", root)
 

@@ -66,7 +66,8 @@ def test_parse_response_paper() -> None:
     again = parse_response(_item(), bp, "", method="forestprune", ratio=0.9, seed=1)
     assert first == again and first.fallback is True and first.parsed in CHOICES
     assert first.parsed == prediction_rng(1, _item(), "forestprune", 0.9).choice(CHOICES)
-    picks = {parse_response(_item(), bp, "", method="forestprune", ratio=r, seed=1).parsed for r in (0.5, 0.6, 0.7, 0.8, 0.9)}
+    ratios = (0.5, 0.6, 0.7, 0.8, 0.9)
+    picks = {parse_response(_item(), bp, "", method="forestprune", ratio=r, seed=1).parsed for r in ratios}
     assert len(picks) > 1  # each (item, method, ratio) has its own seeded pick
 
 

@@ -22,7 +22,8 @@ PAPER = {
     "videomme": "How many scenes are shown?\nA. One.\nB. Two.\nC. Three.\nD. Four." + PAPER_POST,
     "mlvu": "What color is the square?\nA. white\nB. red" + PAPER_POST,
     "longvideobench": "What returns at the end?\nA. the first scene\nB. a new scene\nC. nothing" + PAPER_POST,
-    "mvbench": "Question: What happens in action_sequence?\nOptions:\n(A) it stops\n(B) it moves\n(C) it turns" + PAPER_POST,
+    "mvbench": "Question: What happens in action_sequence?\nOptions:\n(A) it stops\n(B) it moves\n(C) it turns"
+               + PAPER_POST,
     "nextqa": "why did the square move \nA. to hide\nB. to eat\nC. it was pushed\nD. it fell\nE. it flew" + PAPER_POST,
     "jsonl": "How many scenes?\nA. 1\nB. 2\nC. 3" + PAPER_POST,
 }
@@ -30,7 +31,8 @@ PAPER = {
 LMMS = {
     "videomme": "Select the best answer to the following multiple-choice question based on the video and the subtitles."
                 " Respond with only the letter (A, B, C, or D) of the correct option.\nHow many scenes are shown?\n"
-                "A. One.\nB. Two.\nC. Three.\nD. Four.\n\nAnswer with the option's letter from the given choices directly.",
+                "A. One.\nB. Two.\nC. Three.\nD. Four.\n\n"
+                "Answer with the option's letter from the given choices directly.",
     "mlvu": "What color is the square?\n(A) white\n(B) red\nOnly give the best option.\nBest option: (",
     "longvideobench": "What returns at the end?\nA. the first scene\nB. a new scene\nC. nothing\n"
                       "Answer with the option's letter from the given choices directly.\n",

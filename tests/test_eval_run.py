@@ -10,7 +10,7 @@ import pytest
 from fixtures_eval import link_video, make_mvbench, make_videomme
 
 from fpcli.eval import (
-    EvalInputError, RunDir, RunInfo, failure_record, get_protocol, load_bench, parse_response, parse_shard, plan_run,
+    EvalInputError, RunDir, RunInfo, get_protocol, load_bench, parse_response, parse_shard, plan_run,
     prediction_key, prediction_record, shard_items, summarize, write_summary,
 )
 from fpcli.eval.items import make_item
@@ -46,9 +46,7 @@ def _run(items, run_dir: Path, protocol: str = "paper", shard: str | None = None
         plan = plan_run(items, METHODS, RATIOS, done=run.done)
         for group in plan.groups:
             if not group.video.is_file():
-                for session in group.sessions:
-                    for item in session.items:
-                        run.append(failure_record(item, session.method, session.ratio, "file not found", MISSING_VIDEO))
+                assert run.fail_group(group, "file not found", MISSING_VIDEO) == group.questions
                 continue
             run.count(videos_encoded=1)
             for session in group.sessions:
@@ -125,7 +123,7 @@ def test_resume_after_interruption(tmp_path: Path) -> None:
 
 def test_run_dir_refuses_another_run(tmp_path: Path) -> None:
     RunDir(tmp_path, RunInfo("jsonl", "paper", "tiny", "video")).close()
-    with pytest.raises(EvalInputError, match=r"^holds another run \(jsonl, paper, tiny, shard None\); give a new --out"):
+    with pytest.raises(EvalInputError, match=r"^holds another run \(jsonl, paper, tiny, shard None\); give a new"):
         RunDir(tmp_path, RunInfo("jsonl", "lmms-eval", "tiny", "video"))
 
 
@@ -176,7 +174,8 @@ def test_benches_merge_into_table1(tmp_path: Path) -> None:
     items = load_bench("videomme", make_videomme(tmp_path / "vm"))
     with RunDir(tmp_path / "videomme", RunInfo("videomme", "paper", "tiny", "video")) as run:
         for item in items[:2]:
-            parsed = parse_response(item, get_protocol("paper").for_bench("videomme"), item.answer, method="none", ratio=0)
+            bp = get_protocol("paper").for_bench("videomme")
+            parsed = parse_response(item, bp, item.answer, method="none", ratio=0)
             run.append(prediction_record(item, "none", 0, item.answer, parsed, tokens={}, timing_s={}))
     table = summarize([tmp_path / "jsonl", tmp_path / "videomme"]).table1
     assert table.benches == ["videomme", "jsonl"]

@@ -146,7 +146,7 @@ PAPER = Protocol(
 
 LMMS_EVAL = Protocol(
     name="lmms-eval",
-    description="lmms-eval's task prompts, extraction and aggregation, with its llava_onevision / llava_vid frame counts",
+    description="lmms-eval's task prompts, extraction and aggregation; its llava_onevision / llava_vid frame counts",
     benches=_table(
         # llava_onevision: max_frames_num=32, np.linspace(..., dtype=int); llava_vid: max_frames_num=20 at
         # fps=1, falling back to 20 uniform frames when the video is longer

@@ -17,7 +17,7 @@ from fpcli.eval.errors import EvalError, EvalInputError
 from fpcli.eval.items import EvalItem
 from fpcli.eval.jsonl_log import JsonlLog, read_records, replace_file
 from fpcli.eval.parsing import Parsed
-from fpcli.eval.plan import PredictionKey, prediction_key
+from fpcli.eval.plan import PredictionKey, VideoGroup, prediction_key
 from fpcli.eval.protocols import get_protocol
 from fpcli.eval.scoring import GroupScore, score_groups
 from fpcli.eval.table1 import Table1, build_table1
@@ -120,6 +120,16 @@ class RunDir:
 
     def append(self, record: dict[str, Any]) -> None:
         self.log.append(record)
+
+    def fail_group(self, group: VideoGroup, error: str, kind: str = "error") -> int:
+        """Record every pending question of `group` as failed (a missing or undecodable video);
+        returns how many records were written."""
+        written = 0
+        for session in group.sessions:
+            for item in session.items:
+                self.append(failure_record(item, session.method, session.ratio, error, kind))
+                written += 1
+        return written
 
     def count(self, *, videos_encoded: int = 0, prefills: int = 0, questions: int = 0) -> None:
         """Add to the run's cost counters and save them."""

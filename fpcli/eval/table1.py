@@ -52,7 +52,10 @@ def build_table1(scores: list[GroupScore]) -> Table1:
     for method, _ in by_row:
         methods.setdefault(method, len(methods))
     rows = []
-    for (method, ratio), cols in sorted(by_row.items(), key=lambda kv: (kv[0][0] != REFERENCE, methods[kv[0][0]], kv[0][1])):
+    def order(key: tuple[str, float]) -> tuple[bool, int, float]:
+        return key[0] != REFERENCE, methods[key[0]], key[1]
+
+    for (method, ratio), cols in sorted(by_row.items(), key=lambda kv: order(kv[0])):
         cells = {b: Cell(cols[b].accuracy, cols[b].retain) if b in cols else Cell(None, None) for b in benches}
         rows.append(Table1Row(
             method=method, ratio=ratio, cells=cells,

@@ -57,7 +57,13 @@ class _Rule:
     """Which frame indices to take, once the frame times are known."""
 
     def __init__(
-        self, num_frames: int, fps: float | None, max_frames: int, index_rule: str, start: float | None, end: float | None
+        self,
+        num_frames: int,
+        fps: float | None,
+        max_frames: int,
+        index_rule: str,
+        start: float | None,
+        end: float | None,
     ) -> None:
         self.num_frames, self.fps, self.max_frames = num_frames, fps, max_frames
         self.index_rule, self.start, self.end = index_rule, start, end
@@ -201,9 +207,8 @@ def _check_sampling(
     if index_rule not in INDEX_RULES:
         raise VideoError(f"index_rule must be one of {', '.join(INDEX_RULES)}, got {index_rule!r}", path)
     for name, value in (("start", start), ("end", end)):
-        if value is not None and not (
-            isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and np.isfinite(value) and value >= 0
-        ):
+        number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        if value is not None and not (number and np.isfinite(value) and value >= 0):
             raise VideoError(f"{name} must be a number of seconds >= 0, got {value!r}", path)
     if start is not None and end is not None and end < start:
         raise VideoError(f"end ({end}) must not be before start ({start})", path)
