@@ -34,10 +34,11 @@ SHARD_BYTES = 40_000  # the tiny model is ~126 kB: several output shards
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_tower():
-    """The tiny SigLIP is a vision tower the converter knows, like google/siglip-so400m-patch14-384."""
-    VISION_TOWERS[TINY_TOWER] = TINY_TOWER_CONFIG
-    yield
-    del VISION_TOWERS[TINY_TOWER]
+    """The tiny SigLIP is a vision tower the converter knows, like google/siglip-so400m-patch14-384 (registered for
+    this module only, and taken out again even when a test fails)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(VISION_TOWERS, TINY_TOWER, TINY_TOWER_CONFIG)
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,8 @@ def test_load_both_layouts(tiny_onevision_dir, tiny_video_dir):
     assert type(ov.model).__name__ == "LlavaOnevisionForConditionalGeneration"
     vid = load_model(tiny_video_dir, device="cpu")
     assert (vid.layout, vid.default_frames) == ("video", 64)
-    assert load_model(tiny_onevision_dir, device="cpu") is ov  # loaded once per process
+    again = load_model(tiny_onevision_dir, device="cpu")
+    assert again is not ov and again.model is not ov.model  # a new model per call: the caller holds it
     assert load_model(tiny_onevision_dir, device="cpu", dtype="bfloat16").dtype == torch.bfloat16
 
 
@@ -130,8 +131,13 @@ def test_vision_only_reads_no_llm_weights(tiny_onevision_dir, tmp_path):
     for name, value in full.vision.projector.state_dict().items():
         assert torch.equal(stats.vision.projector.state_dict()[name], value), name
     assert torch.equal(stats.vision.image_newline, full.vision.image_newline)
-    with pytest.raises(ModelError, match="vision_only=True"):
-        stats.prepare(None, "question")
+    features = stats.encode_clip(SimpleNamespace(path="c.mp4", frames=torch.zeros(2, 8, 8, 3, dtype=torch.uint8).numpy(),
+                                                 indices=[0, 1], timestamps=[0.0, 0.5], duration=1.0))
+    assert features.features.shape == (2, 64, 32)  # the vision tower alone encodes
+    for needs_llm in (lambda: stats.start(features, ratio=0.5, method="uniform"),
+                      lambda: stats.check_fits(2, "question", 0.5, "uniform")):
+        with pytest.raises(ModelError, match="vision_only=True"):
+            needs_llm()
     with pytest.raises(ModelError, match=rf"^cannot load {re.escape(str(ckpt))}: "):
         load_model(ckpt, device="cpu")  # the LLM shard is gone, so a full load must fail
 
