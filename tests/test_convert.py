@@ -276,6 +276,6 @@ def test_ensure_converted_offline_converts_once(original, tmp_path, monkeypatch)
     messages.clear()
     assert ensure_converted(repo_id, notify=messages.append) == path and messages == []
 
-    with pytest.raises(ConversionError, match="is not in the Hugging Face cache") as error:
+    with pytest.raises(ConversionError, match="is not in the local Hugging Face cache") as error:
         ensure_converted("tiny-org/not-cached", notify=messages.append)
     assert "hf download tiny-org/not-cached" in error.value.hint

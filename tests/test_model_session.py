@@ -83,8 +83,9 @@ def test_prompt_parts_tokenize_as_the_whole_prompt(llm):
         ids, at = llm.prompt_ids([question], [], clip.duration, clip.timestamps)
         prompt = tok.decode(ids)
         before, after = prompt.split(token)
-        parts = tok(before, add_special_tokens=False).input_ids + [token_id] + tok(after, add_special_tokens=False).input_ids
-        assert parts == ids.tolist() == tok(prompt, add_special_tokens=False).input_ids and ids[at] == token_id
+        encode = lambda text: tok(text, add_special_tokens=False).input_ids  # noqa: E731
+        parts = [*encode(before), token_id, *encode(after)]
+        assert parts == ids.tolist() == encode(prompt) and ids[at] == token_id
 
 
 def test_time_instruction_and_system_prompt(tiny_video_dir):
@@ -120,7 +121,8 @@ def test_history_feeds_earlier_turns(llm):
     first = session.ask(QUESTIONS[0], GEN)
     second = session.ask(QUESTIONS[1], GEN)
     assert session.turns == [(QUESTIONS[0], first.answer), (QUESTIONS[1], second.answer)]
-    video_turn = "<video>\n" + (time_instruction(clip.duration, clip.timestamps) + "\n" if llm.layout == "video" else "")
+    timed = time_instruction(clip.duration, clip.timestamps) + "\n" if llm.layout == "video" else ""
+    video_turn = "<video>\n" + timed
     messages = [
         {"role": "user", "content": video_turn + QUESTIONS[0]}, {"role": "assistant", "content": first.answer},
         {"role": "user", "content": QUESTIONS[1]}, {"role": "assistant", "content": second.answer},

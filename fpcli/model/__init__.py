@@ -3,8 +3,8 @@
     llm = load_model("llava-ov-0.5b")
     result = llm.answer(clip, "What is the man doing?", ratio=0.9)
 
-    features = llm.encode_clip(clip)                    # several questions: the vision tower once,
-    session = llm.start(features, ratio=0.9, method="forestprune")   # pruning and the visual prefill once
+    features = llm.encode_clip(clip)  # several questions: the vision tower once,
+    session = llm.start(features, ratio=0.9, method="forestprune")  # pruning and the visual prefill once
     for question in questions:
         print(session.ask(question, GenerationConfig()).answer)
 
@@ -50,8 +50,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "ModelError", "ModelInputError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames", "register_profile",
-    "resolve_model", *_LAZY,
+    "ModelError", "ModelInputError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames",
+    "register_profile", "resolve_model", *_LAZY,
 ]
 
 

@@ -2,9 +2,9 @@
 
 The loop is ours rather than `model.generate` so that prefill and generation are timed separately, and so that a
 prefill can extend a cache that already holds a prompt prefix (`ClipSession` prefills the visual tokens once per
-clip and each question's text on top of them). Greedy decoding picks the argmax exactly as `generate(do_sample=False)` does (the equivalence test
-checks it); with a temperature > 0 tokens are sampled from softmax(logits / temperature) with a seeded generator,
-without top-k/top-p truncation or repetition penalty.
+clip and each question's text on top of them). Greedy decoding picks the argmax exactly as
+`generate(do_sample=False)` does (the equivalence test checks it); with a temperature > 0 tokens are sampled from
+softmax(logits / temperature) with a seeded generator, without top-k/top-p truncation or repetition penalty.
 """
 
 from __future__ import annotations
