@@ -42,7 +42,8 @@ class TokenCounts:
 
 @dataclass
 class Timings:
-    """Seconds per stage; `total` is their sum. `load` is non-zero only for a model's first answer."""
+    """Seconds per stage; `total` is their sum. The model layer reports `load` as 0: the caller that holds the
+    model adds its load time where it wants it counted (the CLI: on a process's first result)."""
 
     load: float = 0.0
     decode: float = 0.0

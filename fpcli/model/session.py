@@ -90,7 +90,8 @@ class ClipSession:
         self._cache, self._prefix_ids = None, None  # free the old prefix before building the next
         device = self.llm.device
         start = now(device)
-        embeds = torch.cat([self.llm.embed(prefix_ids), self.visual.to(self.llm.dtype)])[None]  # [1, P, D]
+        text = self.llm.embed(prefix_ids)  # [P_text, D]
+        embeds = torch.cat([text, self.visual.to(text.dtype)])[None]  # [1, P, D]
         _, cache = prefill(self.llm.model, embeds)
         self._unreported_s["prefill"] += now(device) - start
         self._cache, self._prefix_ids, self._prefix_len = cache, prefix_ids, embeds.shape[1]
