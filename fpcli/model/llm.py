@@ -181,12 +181,12 @@ class VideoLLM:
         """Prune `features` once (timed) and open a session of questions about them (see fpcli.model.session)."""
         self._require_llm()
         with out_of_memory_is_model_error("pruning", features.frames):
+            tokens = features.features.to(self.device)  # [T, N, D]; a no-op unless they were kept elsewhere
             start = now(self.device)
-            pruned = prune(features.features, grid=features.grid, ratio=ratio, method=method, **(options or {}))
+            pruned = prune(tokens, grid=features.grid, ratio=ratio, method=method, **(options or {}))
             prune_s = now(self.device) - start
-            visual, newlines = visual_sequence(
-                features.features, pruned.keep, features.grid, self.vision.image_newline, self.layout
-            )  # [K + newlines, D]
+            newline = self.vision.image_newline
+            visual, newlines = visual_sequence(tokens, pruned.keep, features.grid, newline, self.layout)  # [K+n, D]
         return ClipSession(self, features, pruned, prune_s, visual, newlines, history)
 
     def eos_token_ids(self) -> set[int]:
