@@ -27,13 +27,13 @@ FAST = ["--frames", "3", "--max-new-tokens", "3"]
 
 ANSWER_KEYS = {
     "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
-    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops",
+    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings",
 }
 TOKEN_KEYS = {"visual_before", "visual_after", "newline", "text", "prompt", "generated"}
 TIMING_KEYS = {"load", "decode", "encode", "prune", "prefill", "generate", "total"}
 STATS_KEYS = {
     "video", "model", "layout", "method", "ratio", "frames", "grid", "tokens", "per_frame_kept", "timestamps",
-    "timing_s", "peak_memory_mb", "forest", "compare",
+    "timing_s", "peak_memory_mb", "forest", "compare", "warnings",
 }
 FOREST_KEYS = {"nodes", "trees", "roots_before", "roots_after", "depth_histogram"}
 
@@ -165,8 +165,12 @@ def test_ask_goes_on_after_a_bad_video(videos: Path, tiny_onevision_dir: Path):
                     "--json")
     assert result.exit_code == 1
     assert [r["video"] for r in json_lines(result.stdout)] == [str(videos / "a.mp4")]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and errors[0].endswith(f"({videos / 'broken.mp4'})")
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("Loaded ")]
+    assert lines[0].startswith(f"failed [1/2] {videos / 'broken.mp4'}: ")
+    assert lines[0].endswith(f"({videos / 'broken.mp4'})")
+    assert re.fullmatch(rf"ok     \[2/2\] {re.escape(str(videos / 'a.mp4'))} \(\d+\.\d s\)", lines[1])
+    assert re.fullmatch(r"Done: 1 ok, 1 failed \(2 videos\) in \d+\.\d s", lines[2])
+    assert len(lines) == 3
 
 
 @pytest.mark.parametrize("command", ["ask", "stats"])
@@ -285,9 +289,15 @@ def test_stats_human_output_and_viz(videos: Path, tiny_onevision_dir: Path, tmp_
     assert result.exit_code == 0, result.stderr
     out = result.stdout
     for expected in ("visual tokens", "(50.0% kept)", "forest", "depth 0", "methods on the same features",
-                     "dycoke", "frame", "00:00.00"):
+                     "dycoke", "retention      one cell per frame"):
         assert expected in out
-    assert sum(line.strip().startswith(("0 ", "1 ", "2 ", "3 ")) for line in out.splitlines()) >= 4  # bar per frame
+    strips = [line for line in out.splitlines() if re.fullmatch(r" +00:00  [·▁▂▃▄▅▆▇█]{4}", line)]
+    assert len(strips) == 1  # compact: 4 frames, one strip line, no row per frame
+    assert "00:00.00" not in out
+    table = invoke("stats", videos / "a.mp4", "--model", tiny_onevision_dir, "--frames", "4", "--ratio", "0.5",
+                   "--frames-table").stdout
+    assert "00:00.00" in table and "retention      one cell" not in table
+    assert sum(line.strip().startswith(("0 ", "1 ", "2 ", "3 ")) for line in table.splitlines()) == 4  # row per frame
     with Image.open(picture) as image:
         assert image.format == "PNG"
         pixels = np.asarray(image.convert("RGB"))

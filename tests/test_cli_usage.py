@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from fpcli import __version__
 from fpcli.cli import app
 from fpcli.cli.errors import CliError, describe
-from fpcli.cli.options import RunSettings
+from fpcli.cli.settings import RunSettings
 
 runner = CliRunner()
 NO_MODEL = ["--model", "/nonexistent/model"]
@@ -131,7 +131,8 @@ def test_ratio_not_given_is_zero_for_method_none():
     assert RunSettings(method="uniform", ratio=0.5).prune_ratio == 0.5
     assert RunSettings().override({"method": "none"}).prune_ratio == 0.0  # a batch item's option
     assert RunSettings(method="none").override({"method": "uniform"}).prune_ratio == 0.9
-    assert RunSettings(ratio=0.5).override({"method": "none"}).prune_ratio == 0.5  # then rejected by prune
+    with pytest.raises(ValueError, match="^method 'none' keeps every token; ratio must be 0$"):
+        RunSettings(ratio=0.5).override({"method": "none"})
 
 
 def test_bad_video_of_a_profile_fails_without_resolving_the_model(monkeypatch: pytest.MonkeyPatch, video: Path):
@@ -269,7 +270,7 @@ def test_describe_known_errors(tmp_path: Path):
 def test_default_model_follows_cuda(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     import torch
 
-    from fpcli.cli.loading import default_model
+    from fpcli.cli.runner import default_model
     from fpcli.cli.progress import Reporter
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -313,7 +314,7 @@ def test_item_overrides_are_checked():
 
 
 def test_prune_options_by_method():
-    settings = RunSettings(tau_s=0.7, seed=3, compare=("uniform", "forestprune", "random"))
+    settings = RunSettings(method_options={"tau_s": 0.7}, seed=3, compare=("uniform", "forestprune", "random"))
     assert settings.prune_options() == {"tau_s": 0.7}
     assert settings.prune_options("random") == {"seed": 3}
     assert settings.prune_options("uniform") == {}

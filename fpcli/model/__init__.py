@@ -25,6 +25,7 @@ from fpcli.model.profiles import (
 if TYPE_CHECKING:
     from fpcli.model.encode import EncodedVideo
     from fpcli.model.generate import GenerationConfig
+    from fpcli.model.inspect import StatsResult
     from fpcli.model.llm import PreparedInput, VideoLLM
     from fpcli.model.loading import load_model
     from fpcli.model.result import AnswerResult, PrefillTflops, Timings, TokenCounts
@@ -39,6 +40,7 @@ _LAZY = {
     "TokenCounts": "fpcli.model.result",
     "Timings": "fpcli.model.result",
     "PrefillTflops": "fpcli.model.result",
+    "StatsResult": "fpcli.model.inspect",
 }
 
 __all__ = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from fpcli.model.result import AnswerResult, PrefillTflops, Timings, TokenCounts
 from fpcli.model.sequence import render_prompt, splice, user_text, visual_sequence
 from fpcli.model.timing import now, peak_memory_mb, reset_peak_memory
 from fpcli.prune import PruneResult, prune
+
+if TYPE_CHECKING:
+    from fpcli.model.inspect import StatsResult
 
 DEFAULT_ENCODE_CHUNK = {"cuda": 32, "cpu": 8}  # frames per vision-tower call
 
@@ -172,6 +175,23 @@ class VideoLLM:
         timing = Timings(encode=encoded.encode_s, prune=prune_s)
         return PreparedInput(inputs_embeds, pruned, encoded.grid, counts, flops, timing)
 
+    def inspect(
+        self,
+        clip,
+        *,
+        ratio: float,
+        method: str,
+        options: dict | None = None,
+        compare: Mapping[str, Mapping] | Sequence[str] = (),
+        decode_s: float = 0.0,
+        progress: Progress | None = None,
+    ) -> StatsResult:
+        """What pruning keeps of `clip`, without generating (needs only the vision tower): see fpcli.model.inspect."""
+        from fpcli.model.inspect import inspect_clip
+
+        return inspect_clip(self, clip, ratio=ratio, method=method, options=options, compare=compare,
+                            decode_s=decode_s, progress=progress)
+
     def eos_token_ids(self) -> set[int]:
         """Tokens that end an answer: the generation config's EOS ids and the tokenizer's EOS."""
         ids = set()
@@ -222,4 +242,5 @@ class VideoLLM:
             peak_memory_mb=peak_memory_mb(self.device),
             prefill_tflops=prepared.prefill_tflops,
             generated_ids=out.ids,
+            warnings=list(getattr(clip, "warnings", [])),
         )
