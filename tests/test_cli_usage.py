@@ -308,9 +308,19 @@ def test_item_overrides_are_checked():
         ({"frames": "8"}, "option 'frames' must be int, got '8'"),
         ({"ratio": True}, "option 'ratio' must be float, got True"),
         ({"model": "x"}, "unknown option 'model'"),
+        ({"tau_s": 5}, "tau_s must be a number in [-1, 1], got 5"),
+        ({"method": "uniform", "tau_s": 0.5}, "unknown option 'tau_s' (allowed: ratio, method, frames, fps, "
+         "max_new_tokens, temperature, seed)"),
     ]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
             base.override(options)
+
+
+def test_item_method_options():
+    base = RunSettings(method_options={"tau_s": 0.5})
+    assert base.override({"tau-p": 0.1}).method_options == {"tau_s": 0.5, "tau_p": 0.1}
+    assert base.override({"method": "uniform"}).method_options == {}  # the command line's tau_s is forestprune's
+    assert base.override({"method": "random", "seed": 4}).prune_options() == {"seed": 4}
 
 
 def test_prune_options_by_method():

@@ -16,8 +16,7 @@ import typer
 
 from fpcli.cli.config import load_config
 from fpcli.cli.errors import set_debug
-from fpcli.model import PROFILES
-from fpcli.model.profiles import LAYOUTS
+from fpcli.model import LAYOUTS, PROFILES
 from fpcli.prune import available_methods, options_of
 
 MAX_FRAMES = 1024  # --frames upper bound, and the cap of --fps sampling

@@ -104,9 +104,6 @@ class RunSettings:
         for name in self.method_options:
             if name not in taken:
                 validate(self.prune_ratio, self.method, **{name: self.method_options[name]})  # raises, naming it
-        for name, value in (("frames", self.frames), ("max_new_tokens", self.max_new_tokens)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ValueError(f"{name} must be an int, got {value!r}")
         if self.frames is not None and not 1 <= self.frames <= MAX_FRAMES:
             raise ValueError(f"frames must be in 1..{MAX_FRAMES}, got {self.frames}")
         if self.fps is not None and not self.fps > 0:
@@ -123,10 +120,12 @@ class RunSettings:
         item's pruning method (tau_s, or any option a registered method declares), typed by its declaration.
         """
         changes: dict[str, Any] = {}
-        method_options = dict(self.method_options)
         names = {str(key).replace("-", "_"): value for key, value in options.items()}
         method = names.get("method", self.method)
         accepted = options_of(method) if method in available_methods() else {}
+        # An item with its own method keeps only the command line's options that this method takes.
+        method_options = {name: value for name, value in self.method_options.items()
+                          if method == self.method or name in accepted}
         for name, value in names.items():
             if name in ITEM_SETTINGS:
                 changes[name] = _item_value(name, value)

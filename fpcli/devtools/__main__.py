@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fpcli.model.profiles import LAYOUTS
+from fpcli.model import LAYOUTS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_
 from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 
-from fpcli.model.profiles import LAYOUTS
+from fpcli.model import LAYOUTS
 
 IMAGE_SIZE = 30
 PATCH_SIZE = 2

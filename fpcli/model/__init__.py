@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from fpcli.model.errors import ModelError
 from fpcli.model.profiles import (
+    LAYOUTS,
     PROFILES,
     ModelProfile,
     ResolvedModel,
@@ -44,7 +45,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "ModelError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames", "register_profile",
+    "LAYOUTS", "ModelError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames", "register_profile",
     "resolve_model", *_LAZY,
 ]
 
