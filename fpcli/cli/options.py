@@ -20,6 +20,8 @@ from fpcli.model import LAYOUTS, PROFILES
 from fpcli.prune import available_methods, options_of
 
 MAX_FRAMES = 1024  # --frames upper bound, and the cap of --fps sampling
+MIN_NEW_TOKENS = 1
+MIN_TEMPERATURE = 0.0
 DEFAULT_RATIO = 0.9
 DEFAULT_METHOD = "forestprune"
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -142,9 +144,9 @@ Fps = Annotated[
     typer.Option("--fps", callback=_check_fps, rich_help_panel=PRUNE_PANEL, show_default=False,
                  help=f"Sample a frame every 1/FPS seconds instead; --frames is then the cap (default {MAX_FRAMES})."),
 ]
-MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=1, rich_help_panel=GENERATION_PANEL,
+MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=MIN_NEW_TOKENS, rich_help_panel=GENERATION_PANEL,
                                            help="Longest answer, in tokens.")]
-Temperature = Annotated[float, typer.Option("--temperature", min=0.0, rich_help_panel=GENERATION_PANEL,
+Temperature = Annotated[float, typer.Option("--temperature", min=MIN_TEMPERATURE, rich_help_panel=GENERATION_PANEL,
                                             help="Sampling temperature; 0 = greedy.")]
 Seed = Annotated[int, typer.Option("--seed", rich_help_panel=GENERATION_PANEL,
                                    help="Seed for sampling and for a method that takes a seed (random).")]

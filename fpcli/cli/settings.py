@@ -20,6 +20,8 @@ from fpcli.cli.options import (
     DEFAULT_SEED,
     DEFAULT_TEMPERATURE,
     MAX_FRAMES,
+    MIN_NEW_TOKENS,
+    MIN_TEMPERATURE,
     Attention,
 )
 from fpcli.prune import available_methods, options_of, validate
@@ -97,7 +99,9 @@ class RunSettings:
 
     def check(self) -> None:
         """Ratio, methods and options against the registry (ValueError with its message). Each given option must
-        be taken by one of the methods run; with one method, the registry's own message names what it takes."""
+        be taken by one of the methods run; with one method, the registry's own message names what it takes.
+        The sampling and generation bounds are those the options declare (fpcli.cli.options), for values that
+        come from a batch item rather than a flag."""
         for method in self.methods():
             validate(self.prune_ratio, method, **self.prune_options(method))
         taken = {name for method in self.methods() for name in options_of(method)}
@@ -108,10 +112,10 @@ class RunSettings:
             raise ValueError(f"frames must be in 1..{MAX_FRAMES}, got {self.frames}")
         if self.fps is not None and not self.fps > 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.max_new_tokens < MIN_NEW_TOKENS:
+            raise ValueError(f"max_new_tokens must be >= {MIN_NEW_TOKENS}, got {self.max_new_tokens}")
+        if self.temperature < MIN_TEMPERATURE:
+            raise ValueError(f"temperature must be >= {MIN_TEMPERATURE:g}, got {self.temperature}")
 
     def override(self, options: dict[str, Any]) -> RunSettings:
         """A copy with a batch item's `options` applied and checked; ValueError names a bad key or value.
