@@ -82,8 +82,8 @@ def test_version():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--ratio", "1.5"], "Error: Invalid value for '--ratio' / '-r': 1.5 is not in [0, 1)"),
-        (["--ratio", "-0.1"], "Error: Invalid value for '--ratio' / '-r': -0.1 is not in [0, 1)"),
+        (["--ratio", "1.5"], "Error: Invalid value for '--ratio' / '-r': ratio must be in [0, 1), got 1.5"),
+        (["--ratio", "-0.1"], "Error: Invalid value for '--ratio' / '-r': ratio must be in [0, 1), got -0.1"),
         (["--method", "nope"], "Error: unknown method 'nope'; available: none, uniform, random"),
         (["--frames", "0"], "Error: Invalid value for '--frames' / '-f'"),
         (["--frames", "1025"], "Error: Invalid value for '--frames' / '-f'"),
@@ -188,7 +188,7 @@ def test_config_bad_value_names_the_file(video: Path, tmp_path: Path, text: str,
     result = run("ask", video, "What?", "--config", config)
     assert result.exit_code == 2
     assert result.stderr.splitlines()[0] == (
-        f"Error: Invalid value for '--config': 'ratio' in {config}: {shown} is not in [0, 1) "
+        f"Error: Invalid value for '--config': 'ratio' in {config}: ratio must be in [0, 1), got {shown} "
         "(the fraction of visual tokens to drop)")
 
 

@@ -18,6 +18,7 @@ from fpcli.cli.config import load_config
 from fpcli.cli.errors import set_debug
 from fpcli.model import LAYOUTS, PROFILES
 from fpcli.prune import available_methods, options_of
+from fpcli.prune.registry import check_ratio
 
 MAX_FRAMES = 1024  # --frames upper bound, and the cap of --fps sampling
 MIN_NEW_TOKENS = 1
@@ -52,10 +53,12 @@ class Attention(str, Enum):
     flash_attention_2 = "flash_attention_2"
 
 
-def check_ratio(value: Optional[float]) -> Optional[float]:
-    if value is not None and not 0 <= value < 1:  # also rejects NaN
-        raise typer.BadParameter(f"{value} is not in [0, 1) (the fraction of visual tokens to drop)")
-    return value
+def _check_ratio(value: Optional[float]) -> Optional[float]:
+    """The pruning registry's rule, at parse time."""
+    try:
+        return None if value is None else check_ratio(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{exc} (the fraction of visual tokens to drop)") from None
 
 
 def _check_fps(value: Optional[float]) -> Optional[float]:
@@ -113,7 +116,7 @@ DTypeOpt = Annotated[DType, typer.Option("--dtype", rich_help_panel=MODEL_PANEL,
 Attn = Annotated[Attention, typer.Option("--attn", rich_help_panel=MODEL_PANEL, help="Attention implementation.")]
 Ratio = Annotated[
     Optional[float],
-    typer.Option("--ratio", "-r", callback=check_ratio, rich_help_panel=PRUNE_PANEL, show_default=False,
+    typer.Option("--ratio", "-r", callback=_check_ratio, rich_help_panel=PRUNE_PANEL, show_default=False,
                  help=f"Fraction of visual tokens to drop, in [0, 1) (default {DEFAULT_RATIO}; 0 with --method none)."),
 ]
 Method = Annotated[

@@ -40,6 +40,7 @@ __all__ = [
     "PruneResult",
     "Selection",
     "available_methods",
+    "check_ratio",
     "implementation",
     "keep_count",
     "options_of",
@@ -156,7 +157,7 @@ def validate(ratio: float, method: str, **options: object) -> dict[str, object]:
     Raises ValueError naming the argument and what is allowed. Shape-free: `none` keeps every token, so only
     ratio 0 is valid for it (whatever the video's size).
     """
-    ratio = _check_ratio(ratio)
+    ratio = check_ratio(ratio)
     entry = _entry(method)
     unknown = [name for name in options if name not in entry.options]
     if unknown and not entry.any_options:
@@ -222,7 +223,8 @@ def _check_grid(grid: object, n: int) -> tuple[int, int]:
     return h, w
 
 
-def _check_ratio(ratio: object) -> float:
+def check_ratio(ratio: object) -> float:
+    """`ratio` as a float, or ValueError: the one rule for a pruning ratio (0 <= ratio < 1)."""
     if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
         raise ValueError(f"ratio must be a number in [0, 1), got {ratio!r}")
     if not 0 <= ratio < 1:  # also rejects NaN
@@ -270,7 +272,7 @@ def prune(
     _check_features(features)
     t, n, _ = features.shape
     grid = _check_grid(grid, n)
-    ratio = _check_ratio(ratio)
+    ratio = check_ratio(ratio)
     options = validate(ratio, method, **options)
     fn = implementation(method)
     k = keep_count(ratio, t * n)
