@@ -15,7 +15,7 @@ from fpcli.model.sequence import time_instruction, visual_sequence
 
 RESULT_KEYS = [
     "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
-    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops",
+    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings",
 ]  # fmt: skip
 
 
@@ -274,3 +274,22 @@ def test_errors_are_one_line(ov, monkeypatch):
     assert str(err.value) == (
         "CUDA out of memory while encoding 3 frames; use fewer frames (--frames) or a higher pruning ratio (--ratio)"
     )
+
+
+def test_inspect_prunes_one_encoding_with_each_method(ov):
+    clip = make_clip(4, seed=3)
+    clip.warnings = ["cut short"]
+    result = ov.inspect(clip, ratio=0.5, method="forestprune", options={"tau_s": 0.5},
+                        compare={"uniform": {}, "forestprune": {}, "random": {"seed": 1}}, decode_s=0.125)
+    data = result.to_dict()
+    assert list(data) == ["video", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
+                          "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "forest", "compare",
+                          "warnings"]
+    assert (data["method"], data["ratio"], data["frames"], data["grid"]) == ("forestprune", 0.5, 4, [8, 8])
+    assert data["tokens"] == {"visual_before": 256, "visual_after": 128, "newline": 1}
+    assert sum(data["per_frame_kept"]) == 128 and data["forest"]["nodes"] > 0
+    assert [run["method"] for run in data["compare"]] == ["uniform", "random"]  # the main method is not repeated
+    assert data["compare"][0]["per_frame_kept"] == [32, 32, 32, 32] and data["compare"][0]["forest"] is None
+    assert data["timing_s"]["load"] == 0.0 and data["timing_s"]["decode"] == 0.125
+    assert data["timestamps"] == [0.0, 0.25, 0.5, 0.75] and data["warnings"] == ["cut short"]
+    assert result.keep.tolist() == sorted(result.keep.tolist()) and len(result.keep) == 128

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from fpcli.model.errors import ModelError, ModelInputError
 from fpcli.model.profiles import (
+    LAYOUTS,
     PROFILES,
     ModelProfile,
     ResolvedModel,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from fpcli.model.clip_features import ClipFeatures
     from fpcli.model.encode import EncodedVideo
     from fpcli.model.generate import GenerationConfig
+    from fpcli.model.inspect import StatsResult
     from fpcli.model.llm import VideoLLM
     from fpcli.model.loading import load_model
     from fpcli.model.result import AnswerResult, PrefillTflops, Timings, TokenCounts
@@ -47,10 +49,11 @@ _LAZY = {
     "TokenCounts": "fpcli.model.result",
     "Timings": "fpcli.model.result",
     "PrefillTflops": "fpcli.model.result",
+    "StatsResult": "fpcli.model.inspect",
 }
 
 __all__ = [
-    "ModelError", "ModelInputError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames",
+    "LAYOUTS", "ModelError", "ModelInputError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames",
     "register_profile", "resolve_model", *_LAZY,
 ]
 

@@ -10,7 +10,7 @@ out-of-memory anywhere becomes a ModelError that says how to need less memory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from fpcli.model.sequence import conversation, render_prompt, user_text, visual_
 from fpcli.model.timing import now, reset_peak_memory
 from fpcli.prune import available_methods, prune
 from fpcli.prune.registry import keep_count
+
+if TYPE_CHECKING:
+    from fpcli.model.inspect import StatsResult
 
 DEFAULT_ENCODE_CHUNK = {"cuda": 32, "cpu": 8}  # frames per vision-tower call
 
@@ -188,6 +191,23 @@ class VideoLLM:
             newline = self.vision.image_newline
             visual, newlines = visual_sequence(tokens, pruned.keep, features.grid, newline, self.layout)  # [K+n, D]
         return ClipSession(self, features, pruned, prune_s, visual, newlines, history)
+
+    def inspect(
+        self,
+        clip,
+        *,
+        ratio: float,
+        method: str,
+        options: dict | None = None,
+        compare: Mapping[str, Mapping] | Sequence[str] = (),
+        decode_s: float = 0.0,
+        progress: Progress | None = None,
+    ) -> StatsResult:
+        """What pruning keeps of `clip`, without generating (needs only the vision tower): see fpcli.model.inspect."""
+        from fpcli.model.inspect import inspect_clip
+
+        return inspect_clip(self, clip, ratio=ratio, method=method, options=options, compare=compare,
+                            decode_s=decode_s, progress=progress)
 
     def eos_token_ids(self) -> set[int]:
         """Tokens that end an answer: the generation config's EOS ids and the tokenizer's EOS."""

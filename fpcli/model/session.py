@@ -158,4 +158,5 @@ class ClipSession:
                 after=llm.prefill_tflops(counts.prompt),
             ),
             generated_ids=out.ids,
+            warnings=list(features.warnings),
         )
