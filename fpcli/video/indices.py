@@ -60,18 +60,27 @@ def bounded_indices(
     return inside[uniform_indices(int(inside.size), num_frames, rule)].astype(np.int64)
 
 
-def rate_indices(seconds: np.ndarray, duration: float, fps: float, max_frames: int, rule: str = "round") -> np.ndarray:
-    """int64 [T] the frame on screen at times 0, 1/fps, 2/fps, ... before `duration`.
+def rate_picks(seconds: np.ndarray, duration: float, fps: float) -> np.ndarray:
+    """int64 [T] the frame on screen at times 0, 1/fps, 2/fps, ... before `duration`, however many.
 
     seconds: [F] ascending frame times. Frame times rather than frame counts, so variable frame
-    rate video is sampled evenly in time. More than `max_frames` samples fall back to
-    `max_frames` uniform ones over the whole video (by `rule`, "segment" counting as "floor").
+    rate video is sampled evenly in time.
     """
-    total = int(seconds.shape[0])
     steps = max(int(np.ceil(duration * fps - 1e-9)), 1)
     times = np.arange(steps, dtype=np.float64) / fps  # [steps]
     picked = np.unique(np.searchsorted(seconds, times + 1e-9, side="right") - 1)
-    picked = picked[picked >= 0].astype(np.int64)
+    return picked[picked >= 0].astype(np.int64)
+
+
+def capped_rule(rule: str) -> str:
+    """The uniform rule a capped rate sampling falls back to ("segment" counting as "floor")."""
+    return "round" if rule == "round" else "floor"
+
+
+def rate_indices(seconds: np.ndarray, duration: float, fps: float, max_frames: int, rule: str = "round") -> np.ndarray:
+    """`rate_picks`, except that more than `max_frames` samples fall back to `max_frames` uniform
+    ones over the whole video (by `rule`, see `capped_rule`)."""
+    picked = rate_picks(seconds, duration, fps)
     if picked.shape[0] > max_frames:
-        return uniform_indices(total, max_frames, "round" if rule == "round" else "floor")
+        return uniform_indices(int(seconds.shape[0]), max_frames, capped_rule(rule))
     return picked

@@ -8,11 +8,13 @@ from collections.abc import Callable
 import av
 import numpy as np
 from av import VideoFrame
+from av.container import InputContainer
+from av.video.stream import VideoStream
 
 from fpcli.video.clip import VideoClip
 from fpcli.video.decode import IndexMismatch, decode_by_seeking, decode_sequentially, prepare
 from fpcli.video.errors import VideoError
-from fpcli.video.indices import INDEX_RULES, bounded_indices, rate_indices
+from fpcli.video.indices import INDEX_RULES, bounded_indices, capped_rule, rate_picks, uniform_indices
 from fpcli.video.picture import frame_to_rgb
 from fpcli.video.probe import FrameIndex, ffmpeg_reason, index_frames, open_video
 
@@ -40,7 +42,8 @@ def sample_frames(
     over the frames shown inside it, "segment" converts it to frame numbers with the stream's
     average rate as MVBench does. Rate mode (`fps` given, `num_frames` ignored, no bound): the
     frame on screen every 1/fps seconds, at most `max_frames` (more fall back to `max_frames`
-    uniform ones by `index_rule`). `progress("decode", done, total)` is called as frames are taken.
+    uniform ones by `index_rule`, and say so in `clip.warnings`, as does a file whose readable part
+    is shorter than its header states). `progress("decode", done, total)` is called as frames are taken.
     Raises VideoError, with a one-line message naming the file, for anything that is not a
     readable video with at least one decodable frame.
     """
@@ -68,11 +71,17 @@ class _Rule:
         self.num_frames, self.fps, self.max_frames = num_frames, fps, max_frames
         self.index_rule, self.start, self.end = index_rule, start, end
 
-    def choose(self, seconds: np.ndarray, duration: float, fps_avg: float) -> np.ndarray:
-        """int64 indices in sampling order (ascending; repeats possible with "floor"/"segment")."""
-        if self.fps is not None:
-            return rate_indices(seconds, duration, self.fps, self.max_frames, self.index_rule)
-        return bounded_indices(seconds, self.num_frames, self.index_rule, self.start, self.end, fps_avg or 25.0)
+    def choose(self, seconds: np.ndarray, duration: float, fps_avg: float) -> tuple[np.ndarray, list[str]]:
+        """int64 indices in sampling order (ascending; repeats possible with "floor"/"segment"), and a
+        warning when rate sampling had to be capped."""
+        if self.fps is None:
+            return bounded_indices(seconds, self.num_frames, self.index_rule, self.start, self.end, fps_avg or 25.0), []
+        picked = rate_picks(seconds, duration, self.fps)
+        if picked.shape[0] <= self.max_frames:
+            return picked, []
+        capped = f"sampling at {self.fps:g} fps gives {picked.shape[0]} frames, more than the cap of " \
+                 f"{self.max_frames}: took {self.max_frames} frames evenly spread over the video instead"
+        return uniform_indices(len(seconds), self.max_frames, capped_rule(self.index_rule)), [capped]
 
 
 def _sample(path: str | os.PathLike, rule: _Rule, progress: Progress | None) -> VideoClip:
@@ -83,10 +92,11 @@ def _sample(path: str | os.PathLike, rule: _Rule, progress: Progress | None) -> 
         if index.total == 0:
             raise VideoError("has no video frames", path)
         fps_avg = float(stream.average_rate or 0)
+        header = _header_seconds(container, stream)
         if index.seekable:
             seconds = index.seconds()  # [F]
             duration = float(seconds[-1]) + _last_frame_seconds(index)
-            chosen = rule.choose(seconds, duration, fps_avg)
+            chosen, warnings = rule.choose(seconds, duration, fps_avg)
             wanted = np.unique(chosen)  # each frame is decoded once, repeated afterwards
             taken = _Taken(wanted, progress)
             prepare(stream, frame_threads=True)
@@ -95,13 +105,16 @@ def _sample(path: str | os.PathLike, rule: _Rule, progress: Progress | None) -> 
             plan = np.union1d(wanted, [index.total - 1])
             try:
                 decode_by_seeking(container, stream, index, plan, taken.keep)
-                return _clip(path, taken, chosen, seconds, duration, fps_avg)
+                warnings += _cut_short(header, duration, fps_avg)
+                return _clip(path, taken, chosen, seconds, duration, fps_avg, warnings)
             except IndexMismatch:
                 pass  # the index was wrong about this file: count frames the slow, sure way
-    return _sample_by_counting(path, rule, progress)
+    return _sample_by_counting(path, rule, progress, header)
 
 
-def _sample_by_counting(path: str | os.PathLike, rule: _Rule, progress: Progress | None) -> VideoClip:
+def _sample_by_counting(
+    path: str | os.PathLike, rule: _Rule, progress: Progress | None, header: float | None
+) -> VideoClip:
     """Two forward decodes: one counts the frames that decode, one takes the wanted ones."""
     container, stream = open_video(path)
     with container:
@@ -113,7 +126,7 @@ def _sample_by_counting(path: str | os.PathLike, rule: _Rule, progress: Progress
     seconds = _seconds_of(times, fps_avg)
     step = float(np.median(np.diff(seconds))) if len(seconds) > 1 else (1 / fps_avg if fps_avg else 0.0)
     duration = float(seconds[-1]) + step
-    chosen = rule.choose(seconds, duration, fps_avg)
+    chosen, warnings = rule.choose(seconds, duration, fps_avg)
     wanted = np.unique(chosen)
     taken = _Taken(wanted, progress)
     container, stream = open_video(path)
@@ -126,7 +139,7 @@ def _sample_by_counting(path: str | os.PathLike, rule: _Rule, progress: Progress
                 break
     if taken.count != len(wanted):  # the second decode gave fewer frames than the first
         raise VideoError("decoding is not repeatable (file corrupt)", path)
-    return _clip(path, taken, chosen, seconds, duration, fps_avg)
+    return _clip(path, taken, chosen, seconds, duration, fps_avg, warnings + _cut_short(header, duration, fps_avg))
 
 
 class _Taken:
@@ -162,8 +175,35 @@ class _Taken:
             self.progress("decode", self.count, len(self.wanted))
 
 
+def _header_seconds(container: InputContainer, stream: VideoStream) -> float | None:
+    """The duration the file's header promises (stream, else container), None when it states none."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+def _cut_short(header: float | None, duration: float, fps_avg: float) -> list[str]:
+    """A warning when the readable part is shorter than the header says by more than two frames (and 1%):
+    a file cut short (an interrupted download or copy) that still samples, but only its beginning."""
+    if header is None or header <= 0:
+        return []
+    slack = max(2 / fps_avg if fps_avg else 0.0, 0.01 * header)
+    if duration >= header - slack:
+        return []
+    return [f"only {duration:.2f} s of the {header:.2f} s the file's header states can be read (file cut short?); "
+            "sampled from the readable part"]
+
+
 def _clip(
-    path: str | os.PathLike, taken: _Taken, chosen: np.ndarray, seconds: np.ndarray, duration: float, fps_avg: float
+    path: str | os.PathLike,
+    taken: _Taken,
+    chosen: np.ndarray,
+    seconds: np.ndarray,
+    duration: float,
+    fps_avg: float,
+    warnings: list[str],
 ) -> VideoClip:
     total = len(seconds)
     if not fps_avg:
@@ -179,6 +219,7 @@ def _clip(
         fps=fps_avg,
         duration=duration,
         total_frames=total,
+        warnings=warnings,
     )
 
 
