@@ -8,8 +8,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fpcli.eval import JsonlLog, parse_shard, shard_items
+from fpcli.eval import parse_shard, shard_items
 from fpcli.eval.items import make_item
+from fpcli.jsonl import JsonlLog
 
 
 def _open(path: Path) -> JsonlLog:

@@ -10,7 +10,6 @@
 from fpcli.eval.benches import BENCHES, Bench, get_bench, load_bench
 from fpcli.eval.errors import EvalError, EvalInputError
 from fpcli.eval.items import EvalItem, missing_videos
-from fpcli.eval.jsonl_log import JsonlLog
 from fpcli.eval.parsing import Parsed, parse_response
 from fpcli.eval.plan import RunPlan, plan_run, prediction_key
 from fpcli.eval.plot import plot_accuracy
@@ -23,7 +22,7 @@ from fpcli.eval.table1 import Table1, build_table1
 
 __all__ = [
     "BENCHES", "PROTOCOLS", "Bench", "BenchProtocol", "EvalError", "EvalInputError", "EvalItem", "GroupScore",
-    "JsonlLog", "Parsed", "Protocol", "RunDir", "RunInfo", "RunPlan", "RunSummary", "Shard", "Table1",
+    "Parsed", "Protocol", "RunDir", "RunInfo", "RunPlan", "RunSummary", "Shard", "Table1",
     "build_prompt", "build_table1", "failure_record", "get_bench", "get_protocol", "load_bench", "missing_videos",
     "parse_response", "parse_shard", "plan_run", "plot_accuracy", "prediction_key", "prediction_record",
     "score_groups", "shard_items", "summarize", "write_summary",

@@ -15,7 +15,7 @@ from typing import Any
 
 from fpcli.eval.errors import EvalError, EvalInputError
 from fpcli.eval.items import EvalItem
-from fpcli.eval.jsonl_log import JsonlLog, read_records, replace_file
+from fpcli.jsonl import JsonlLog, read_records, replace_file
 from fpcli.eval.parsing import Parsed
 from fpcli.eval.plan import PredictionKey, VideoGroup, prediction_key
 from fpcli.eval.protocols import get_protocol

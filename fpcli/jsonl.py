@@ -1,9 +1,9 @@
 """An append-only JSONL log that survives crashes: one write + fsync per record, torn tails repaired.
 
-The generic part of `forestprune batch`'s results file, below the CLI so the evaluation run
-directory uses the same guarantees: a record is on disk before the next item starts; Ctrl-C is held
-until a write completes; on reopen a last line cut short by a hard crash, unreadable lines, failed
-records (to be retried) and duplicates are dropped, by one atomic rewrite.
+Below the CLI and the evaluation layer, which both keep results this way (`forestprune batch`'s
+results file, an evaluation run's predictions): a record is on disk before the next item starts;
+Ctrl-C is held until a write completes; on reopen a last line cut short by a hard crash, unreadable
+lines, failed records (to be retried) and duplicates are dropped, by one atomic rewrite.
 """
 
 from __future__ import annotations
@@ -80,24 +80,30 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], bool, int]:
 class JsonlLog:
     """Records keyed by `key(record)`; `is_done(record)` says which count as finished.
 
-    On open, `done` holds the finished records by key (the first of duplicates); failed records are
-    dropped so their items run again (`retrying` counts them)."""
+    On open, `done` holds the finished records by key (the first of duplicates). Records that
+    `owned(record)` claims (default: all) are the ones this run may redo: their failures are dropped
+    so they run again (`retrying` counts them), and so are their duplicates; other records are kept
+    as they are."""
 
-    def __init__(self, path: Path, key: Key, is_done: Callable[[dict[str, Any]], bool]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: Key,
+        is_done: Callable[[dict[str, Any]], bool],
+        owned: Callable[[dict[str, Any]], bool] = lambda record: True,
+    ) -> None:
         self.path = path
-        self.key = key
         records, self.truncated, self.unreadable = read_records(path)
         self.done: dict[Any, dict[str, Any]] = {}
         self.retrying = 0
         kept = []
         for record in records:
-            k = key(record)
-            if not is_done(record):
-                self.retrying += 1
+            k, finished = key(record), is_done(record)
+            if owned(record) and (not finished or k in self.done):
+                self.retrying += not finished
                 continue
-            if k in self.done:
-                continue
-            self.done[k] = record
+            if finished and k is not None and k not in self.done:
+                self.done[k] = record
             kept.append(record)
         if self.truncated or self.unreadable or len(kept) != len(records):
             replace_file(path, b"".join(_line(r) for r in kept))
