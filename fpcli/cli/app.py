@@ -17,6 +17,7 @@ from fpcli.cli import errors
 from fpcli.cli.ask import ask
 from fpcli.cli.batch import batch
 from fpcli.cli.convert import convert
+from fpcli.cli.eval import eval_command
 from fpcli.cli.options import Debug
 from fpcli.cli.stats import stats
 
@@ -80,6 +81,7 @@ app.command("ask")(ask)
 app.command("stats")(stats)
 app.command("batch")(batch)
 app.command("convert")(convert)
+app.command("eval")(eval_command)
 
 
 def main() -> None:

@@ -50,14 +50,14 @@ def expand_videos(paths: list[Path]) -> list[Path]:
     return videos
 
 
-def default_model(device: str, reporter: Reporter) -> str:
-    """llava-video-7b when CUDA can be used, llava-ov-0.5b otherwise; says which on stderr."""
+def default_model(device: str, reporter: Reporter, gpu_default: str = GPU_DEFAULT) -> str:
+    """`gpu_default` (llava-video-7b) when CUDA can be used, llava-ov-0.5b otherwise; says which on stderr."""
     import torch
 
     if device != "cpu" and torch.cuda.is_available():
-        reporter.message(f"No --model given: using {GPU_DEFAULT} (CUDA is available).")
-        return GPU_DEFAULT
-    reporter.message(f"No --model given: using {CPU_DEFAULT} (no CUDA device; {GPU_DEFAULT} needs a GPU).")
+        reporter.message(f"No --model given: using {gpu_default} (CUDA is available).")
+        return gpu_default
+    reporter.message(f"No --model given: using {CPU_DEFAULT} (no CUDA device; {gpu_default} needs a GPU).")
     return CPU_DEFAULT
 
 
@@ -71,12 +71,15 @@ def _fatal() -> Iterator[None]:
 
 
 class LazyModel:
-    """The command's model, loaded once at its first use (`get`); `default_frames` is known before that."""
+    """The command's model, loaded once at its first use (`get`); `default_frames` and `layout` are known before
+    that. `gpu_default` is the model used without --model when CUDA is there (a protocol may name its own)."""
 
-    def __init__(self, settings: ModelSettings, reporter: Reporter, vision_only: bool = False) -> None:
+    def __init__(self, settings: ModelSettings, reporter: Reporter, vision_only: bool = False,
+                 gpu_default: str = GPU_DEFAULT) -> None:
         self.settings = settings
         self.reporter = reporter
         self.vision_only = vision_only
+        self.gpu_default = gpu_default
         self._spec: Optional[str] = settings.model
         self._resolved: Optional[ResolvedModel] = None
         self._llm: Optional[VideoLLM] = None
@@ -85,23 +88,38 @@ class LazyModel:
     @property
     def spec(self) -> str:
         if self._spec is None:
-            self._spec = default_model(self.settings.device, self.reporter)
+            self._spec = default_model(self.settings.device, self.reporter, self.gpu_default)
         return self._spec
 
     @property
     def default_frames(self) -> int:
         """The profile's frame count (32 or 64), or the checkpoint's layout's; no weights are read."""
-        from fpcli.model import known_default_frames, resolve_model
+        from fpcli.model import known_default_frames
 
         if self._llm is not None:
             return self._llm.default_frames
         frames = known_default_frames(self.spec, self.settings.layout)
-        if frames is not None:
-            return frames
+        return frames if frames is not None else self._resolve().default_frames
+
+    @property
+    def layout(self) -> str:
+        """--layout, else the profile's, else the checkpoint's (resolving it); no weights are read."""
+        from fpcli.model import PROFILES
+
+        if self._llm is not None:
+            return self._llm.layout
+        if self.settings.layout is not None:
+            return self.settings.layout
+        profile = PROFILES.get(self.spec)
+        return profile.layout if profile is not None else self._resolve().layout
+
+    def _resolve(self) -> ResolvedModel:
+        from fpcli.model import resolve_model
+
         if self._resolved is None:
             with _fatal():
                 self._resolved = resolve_model(self.spec, self.settings.layout, progress=self.reporter.callback)
-        return self._resolved.default_frames
+        return self._resolved
 
     def get(self) -> VideoLLM:
         """The loaded model: loaded on the first call, the same object after."""

@@ -105,6 +105,7 @@ class Protocol:
     description: str
     benches: dict[str, BenchProtocol]
     seed: int = 0  # seeds the parsers' random fallback, per prediction
+    model: str | None = None  # the model profile the source evaluates, the default on CUDA (None: the CLI's)
 
     def for_bench(self, bench: str) -> BenchProtocol:
         if bench not in self.benches:
@@ -129,6 +130,7 @@ def _frames(n: int) -> dict[str, int]:
 PAPER = Protocol(
     name="paper",
     description="the ForestPrune authors' released evaluation scripts (LLaVA-Video-7B-Qwen2, greedy)",
+    model="llava-video-7b",  # scripts/eval_*.sh CKPT=lmms-lab/LLaVA-Video-7B-Qwen2
     benches=_table(
         {"index_rule": "floor", "prompt_style": LETTERED, "post_prompt": PAPER_POST, "max_new_tokens": 4096,
          "parser": MMMU_EMPTY, "aggregation": MICRO, "choices": 5, "prune_options": _paper_forest(0.9, 0.8)},

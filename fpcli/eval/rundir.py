@@ -9,24 +9,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fpcli.eval.errors import EvalError, EvalInputError
 from fpcli.eval.items import EvalItem
-from fpcli.jsonl import JsonlLog, read_records, replace_file
 from fpcli.eval.parsing import Parsed
-from fpcli.eval.plan import PredictionKey, VideoGroup, prediction_key
+from fpcli.eval.plan import PredictionKey, Session, VideoGroup, prediction_key
 from fpcli.eval.protocols import get_protocol
 from fpcli.eval.scoring import GroupScore, score_groups
 from fpcli.eval.table1 import Table1, build_table1
+from fpcli.jsonl import JsonlLog, read_records, replace_file
 
 PREDICTIONS = "predictions.jsonl"
 RUN = "run.json"
 SUMMARY = "summary.json"
 OK, FAILED = "ok", "error"
 MISSING_VIDEO = "missing_video"  # the `kind` of a failure whose video is not a file
+BROKEN_VIDEO = "broken_video"  # ... whose video cannot be decoded
 
 
 def record_key(record: dict[str, Any]) -> PredictionKey:
@@ -62,6 +64,13 @@ def failure_record(item: EvalItem, method: str, ratio: float, error: str, kind: 
         "method": method, "ratio": prediction_key(item.bench, item.id, method, ratio)[3], "status": FAILED,
         "kind": kind, "error": error, "answer": item.answer, "correct": False,
     }
+
+
+def failure_records(sessions: Iterable[Session], error: str, kind: str = "error") -> Iterator[dict[str, Any]]:
+    """A failure record for every question of `sessions` (a video or a session that could not run)."""
+    for session in sessions:
+        for item in session.items:
+            yield failure_record(item, session.method, session.ratio, error, kind)
 
 
 @dataclass
@@ -125,10 +134,9 @@ class RunDir:
         """Record every pending question of `group` as failed (a missing or undecodable video);
         returns how many records were written."""
         written = 0
-        for session in group.sessions:
-            for item in session.items:
-                self.append(failure_record(item, session.method, session.ratio, error, kind))
-                written += 1
+        for record in failure_records(group.sessions, error, kind):
+            self.append(record)
+            written += 1
         return written
 
     def count(self, *, videos_encoded: int = 0, prefills: int = 0, questions: int = 0) -> None:
@@ -161,6 +169,7 @@ class RunSummary:
     prefills: int
     questions: int
     missing_videos: list[str] = field(default_factory=list)
+    broken_videos: list[str] = field(default_factory=list)
     failed: int = 0
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # bench -> the protocol's constants used
 
@@ -197,11 +206,12 @@ def summarize(run_dirs: list[Path]) -> RunSummary:
     protocol = get_protocol(infos[0].protocol)
     groups = score_groups(records, protocol)
     missing = sorted({str(r["video"]) for r in records if r.get("kind") == MISSING_VIDEO})
+    broken = sorted({str(r["video"]) for r in records if r.get("kind") == BROKEN_VIDEO})
     return RunSummary(
         protocol=infos[0].protocol, model=infos[0].model, run_dirs=[str(d) for d in run_dirs], groups=groups,
         table1=build_table1(groups), videos_encoded=sum(i.videos_encoded for i in infos),
         prefills=sum(i.prefills for i in infos), questions=sum(i.questions for i in infos),
-        missing_videos=missing, failed=sum(r.get("status") != OK for r in records),
+        missing_videos=missing, broken_videos=broken, failed=sum(r.get("status") != OK for r in records),
         settings={b: protocol.for_bench(b).to_dict() for b in sorted({g.bench for g in groups})},
     )
 
