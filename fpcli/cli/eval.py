@@ -186,9 +186,8 @@ def eval_command(
 
     if merge:
         given = [name for name, value in (("--data", data), ("--shard", shard), ("--limit", limit)) if value]
-        if not args or given:
-            raise errors.usage_error(f"--merge takes RUN_DIR... (and --out, --json, --plot), not {given[0]}" if given
-                                     else "--merge needs at least one RUN_DIR")
+        if given:
+            raise errors.usage_error(f"--merge takes RUN_DIR... (and --out, --json, --plot), not {given[0]}")
         raise typer.Exit(_show(merge_runs([Path(a) for a in args], out), json_output, plot))
     if len(args) != 1:
         raise errors.usage_error(f"give one BENCH, got {len(args)} arguments (several run directories: --merge)")
