@@ -199,7 +199,8 @@ EvalProtocolOpt = Annotated[ProtocolName, typer.Option(
     help="paper: the ForestPrune authors' scripts; lmms-eval: that project's tasks (docs/eval.md).")]
 EvalMethods = Annotated[Optional[str], typer.Option(
     "--methods", rich_help_panel=EVAL_PANEL, show_default=False,
-    help=f"Methods, comma-separated; none (the reference) runs once, at ratio 0 (default {','.join(DEFAULT_METHODS)}).")]
+    help=f"Methods, comma-separated; none (the reference) runs once, at ratio 0 "
+    f"(default {','.join(DEFAULT_METHODS)}).")]
 EvalRatios = Annotated[Optional[str], typer.Option(
     "--ratios", rich_help_panel=EVAL_PANEL, show_default=False,
     help=f"Pruning ratios, comma-separated (default {','.join(f'{r:g}' for r in DEFAULT_RATIOS)}).")]

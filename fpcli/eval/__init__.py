@@ -1,4 +1,4 @@
-"""fpcli.eval: benchmarks, protocols, answer parsing and scoring, run directories (no model code).
+"""fpcli.eval: benchmarks, protocols, answer parsing and scoring, run directories, and the model loop over them.
 
     from fpcli.eval import load_bench, get_protocol, build_prompt, parse_response
     items = load_bench("mvbench", "~/data/MVBench")          # list[EvalItem]
@@ -32,7 +32,8 @@ __all__ = [
     "BENCHES", "DEFAULT_METHODS", "DEFAULT_PROTOCOL", "DEFAULT_RATIOS", "PROTOCOLS", "Bench", "BenchProtocol", "Counts",
     "EvalError", "EvalInputError", "EvalItem", "EvalOutcome", "EvalRequest", "GroupScore", "ModelSource",
     "Parsed", "PreparedRun", "Protocol", "RunDir", "RunInfo", "RunPlan", "RunSummary", "Shard", "Table1",
-    "build_prompt", "build_table1", "failure_record", "get_bench", "get_protocol", "load_bench", "merge_runs", "missing_videos",
-    "parse_response", "parse_shard", "plan_run", "plot_accuracy", "prediction_key", "prediction_record",
-    "prepare_eval", "run_eval", "run_video", "score_groups", "shard_items", "summarize", "write_summary",
+    "build_prompt", "build_table1", "failure_record", "get_bench", "get_protocol", "load_bench", "merge_runs",
+    "missing_videos", "parse_response", "parse_shard", "plan_run", "plot_accuracy", "prediction_key",
+    "prediction_record", "prepare_eval", "run_eval", "run_video", "score_groups", "shard_items", "summarize",
+    "write_summary",
 ]
