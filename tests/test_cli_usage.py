@@ -106,7 +106,7 @@ def test_bad_prune_option_is_usage_error(video: Path):
     result = run("stats", video, *NO_MODEL, "--compare", "uniform,nope")
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
-        "Error: unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune",
+        "Error: unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip",
         "Hint: see 'forestprune stats --help'",
     ]
 

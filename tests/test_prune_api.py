@@ -12,7 +12,7 @@ from fpcli.prune import Forest, PruneResult, Selection, available_methods, prune
 from fpcli.prune import registry
 from fpcli.prune.registry import keep_count
 
-BUILTIN = ["none", "uniform", "random", "gprune", "divprune", "dycoke", "forestprune"]
+BUILTIN = ["none", "uniform", "random", "gprune", "divprune", "dycoke", "forestprune", "visionzip"]
 
 
 def features(t=2, n=4, d=3, dtype=torch.float32):

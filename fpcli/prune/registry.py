@@ -8,7 +8,10 @@ A method is one function registered under a name:
 It receives the validated features [T, N, D], the grid (H, W) and the exact number of
 tokens to keep, and returns a `Selection` of k unique flat indices (frame*N + row*W + col).
 Its keyword-only parameters are its options: `prune(..., strength=2.0)` reaches it, and an
-option it does not declare is rejected with a ValueError before it is called.
+option it does not declare is rejected with a ValueError before it is called. A keyword-only
+parameter named after a vision-tower extra (`fpcli.prune.extras.VISION_EXTRAS`, e.g.
+`vision_attention`) is not an option: prune() fills it from its `extras=` argument. A merging
+method returns the features of its kept positions too (`Selection.features`).
 `prune()` owns everything the methods share: argument checks, the token budget K, the
 contract check on what the method returned, sorting and the per-frame counts.
 """
@@ -20,10 +23,12 @@ import math
 import numbers
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import torch
 from torch import Tensor
+
+from fpcli.prune.extras import VISION_EXTRAS, method_extras, sorted_merged_features
 
 if TYPE_CHECKING:  # forest.py registers a method itself, so importing it here would be circular
     from fpcli.prune.forest import Forest
@@ -40,10 +45,12 @@ __all__ = [
 
 @dataclass
 class Selection:
-    """What a method returns: k unique flat token indices (any order) and, optionally, its forest."""
+    """What a method returns: k unique flat token indices (any order) and, optionally, its forest and the
+    merged features of those positions (row i belongs to keep[i]; None: the input features are kept as they are)."""
 
     keep: Tensor  # LongTensor [k]
     forest: Forest | None = None
+    features: Tensor | None = None  # [k, D], the input's dtype and device
 
 
 @dataclass
@@ -56,6 +63,7 @@ class PruneResult:
     ratio: float
     k: int
     forest: Forest | None = None
+    features: Tensor | None = None  # [K, D] merged features in the order of `keep`; None: features[keep] as is
 
 
 SelectFn = Callable[..., Selection]
@@ -66,6 +74,7 @@ class _Method:
     fn: SelectFn
     options: tuple[str, ...]  # keyword-only parameter names, in declaration order
     any_options: bool  # the function takes **options and checks them itself
+    extras: tuple[str, ...] = ()  # vision-tower extras it takes as keyword-only parameters
 
 
 _METHODS: dict[str, _Method] = {}
@@ -84,9 +93,10 @@ def register_method(name: str) -> Callable[[SelectFn], SelectFn]:
         if name in _METHODS:
             raise ValueError(f"method {name!r} is already registered")
         params = inspect.signature(fn).parameters.values()
-        options = tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+        keyword_only = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        options = tuple(p for p in keyword_only if p not in VISION_EXTRAS)
         any_options = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-        _METHODS[name] = _Method(fn, options, any_options)
+        _METHODS[name] = _Method(fn, options, any_options, tuple(p for p in keyword_only if p in VISION_EXTRAS))
         return fn
 
     return decorator
@@ -175,6 +185,8 @@ def prune(
     grid: tuple[int, int],
     ratio: float,
     method: str = "forestprune",
+    *,
+    extras: Mapping[str, Tensor] | None = None,
     **options: object,
 ) -> PruneResult:
     """Select which visual tokens of a video to keep.
@@ -184,6 +196,8 @@ def prune(
     ratio: fraction of tokens removed, 0 <= ratio < 1; K = `keep_count(ratio, T*N)` tokens are
         kept (round half up, at least 1).
     method: a name from `available_methods()`; options are that method's keyword-only parameters.
+    extras: the vision tower's per-token side outputs (`VISION_EXTRAS`, e.g. ClipFeatures.extras); a method
+        gets those it declares, the others are ignored; one it declares and that is missing is a ValueError.
 
     Raises ValueError naming the argument and its allowed values for any invalid input.
     """
@@ -192,8 +206,12 @@ def prune(
     grid = _check_grid(grid, n)
     ratio = _check_ratio(ratio)
     entry = _lookup(method, options)
+    inputs = method_extras(method, entry.extras, extras, features)
     k = keep_count(ratio, t * n)
-    selection = entry.fn(features, grid, k, **options)
+    selection = entry.fn(features, grid, k, **inputs, **options)
     keep = _check_selection(selection, method, k, t * n, features.device)
+    merged = sorted_merged_features(selection, method, features)
     per_frame = torch.bincount(keep // n, minlength=t)  # [T]
-    return PruneResult(keep=keep, per_frame=per_frame, method=method, ratio=ratio, k=k, forest=selection.forest)
+    return PruneResult(
+        keep=keep, per_frame=per_frame, method=method, ratio=ratio, k=k, forest=selection.forest, features=merged
+    )
