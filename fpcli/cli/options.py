@@ -334,9 +334,11 @@ def check_prune(settings: RunSettings) -> None:
 
     from fpcli.prune import prune
 
-    features = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(0))  # [T, N, D]
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 4, 8, generator=generator)  # [T, N, D]
+    extras = {"vision_attention": torch.rand(2, 4, generator=generator), "vision_keys": features}  # like encode's
     for method in settings.methods():
-        prune(features, (2, 2), settings.prune_ratio, method, **settings.prune_options(method))
+        prune(features, (2, 2), settings.prune_ratio, method, extras=extras, **settings.prune_options(method))
 
 
 def settings_from(ctx: typer.Context) -> tuple[RunSettings, ModelSettings]:

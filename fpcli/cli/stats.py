@@ -42,14 +42,14 @@ if TYPE_CHECKING:
     from fpcli.prune import PruneResult
 
 
-def timed_prune(features: torch.Tensor, grid: tuple[int, int], settings: RunSettings, method: str
-                ) -> tuple[PruneResult, float]:
-    """Prune with `method`; seconds measured when the device has finished (CUDA-synchronised)."""
+def timed_prune(features: torch.Tensor, grid: tuple[int, int], settings: RunSettings, method: str,
+                extras: dict[str, torch.Tensor]) -> tuple[PruneResult, float]:
+    """Prune with `method` (vision-tower extras at hand); seconds measured when the device has finished."""
     from fpcli.model.timing import now
     from fpcli.prune import prune
 
     start = now(features.device)
-    result = prune(features, grid, settings.prune_ratio, method, **settings.prune_options(method))
+    result = prune(features, grid, settings.prune_ratio, method, extras=extras, **settings.prune_options(method))
     return result, now(features.device) - start
 
 
@@ -70,7 +70,7 @@ def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: 
     encoded = llm.encode(clip.frames, progress=reporter.callback)
     features, grid = encoded.features, tuple(encoded.grid)  # [T, N, D], (H, W)
     frames, before = features.shape[0], features.shape[0] * features.shape[1]
-    runs = [timed_prune(features, grid, settings, method) for method in settings.methods()]
+    runs = [timed_prune(features, grid, settings, method, encoded.extras) for method in settings.methods()]
     main, prune_s = runs[0]
     timing = {"load": model.load_s_once(), "decode": decode_s, "encode": encoded.encode_s, "prune": prune_s}
     result = {

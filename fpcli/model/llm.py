@@ -146,10 +146,12 @@ class VideoLLM:
         with _out_of_memory_is_model_error("processing", len(clip.frames)):
             encoded = self.encode(clip.frames, progress=progress)
             start = now(self.device)
-            pruned = prune(encoded.features, grid=encoded.grid, ratio=ratio, method=method, **(prune_options or {}))
+            pruned = prune(
+                encoded.features, encoded.grid, ratio, method, extras=encoded.extras, **(prune_options or {})
+            )
             prune_s = now(self.device) - start
             visual, newlines = visual_sequence(
-                encoded.features, pruned.keep, encoded.grid, self.vision.image_newline, self.layout
+                encoded.features, pruned.keep, encoded.grid, self.vision.image_newline, self.layout, pruned.features
             )
             with torch.inference_mode():
                 text_embeds = self.model.get_input_embeddings()(input_ids.to(self.device))  # [L_text, D]
