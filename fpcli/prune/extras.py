@@ -77,4 +77,4 @@ def sorted_merged_features(selection: Selection, method: str, features: Tensor) 
         raise RuntimeError(
             f"method {method!r} must return features {features.dtype} [{k}, {dim}] on {features.device}, got {got}"
         )
-    return merged[selection.keep.argsort()]  # [K, D], row i belongs to the i-th smallest kept index
+    return merged.index_select(0, selection.keep.argsort())  # [K, D], row i belongs to the i-th smallest kept index

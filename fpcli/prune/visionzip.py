@@ -24,7 +24,7 @@ from torch import Tensor
 
 from fpcli.prune.registry import Selection, register_method
 
-DOMINANT_SHARE = 54 / 64  # the paper's video setting: 54 dominant + 10 contextual of 64 tokens per frame
+DOMINANT_SHARE = 54 / 64  # VisionZip's 64-token setting: 54 dominant + 10 contextual
 
 
 def frame_budgets(k: int, t: int) -> list[int]:
@@ -42,40 +42,35 @@ def _check_share(dominant_share: object) -> None:
         raise ValueError(f"dominant_share must be a number in [0, 1], got {dominant_share!r}")
 
 
-def _zip_frames(
-    flat: Tensor, frames: Tensor, n: int, attention: Tensor, keys: Tensor, dominant: int, contextual: int
-) -> tuple[Tensor, Tensor]:
-    """Frames that share one budget: (flat kept indices [F*(d+c)], their features [F*(d+c), D]).
+def _contextual(
+    features: Tensor, keys: Tensor, is_dominant: Tensor, contextual: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Contextual tokens of every frame: (positions [T, C], valid [T, C], merged features [T, C, D]).
 
-    flat: all features [T*N, D]; frames: LongTensor [F]; attention [F, N]; keys [F, N, Dk].
+    features [T, N, D]; keys [T, N, Dk]; is_dominant [T, N] bool; contextual: c_t per frame [T]; C = max c_t
+    (slots j >= c_t of a frame are padding, valid False). Merging is one [T, C, N] @ [T, N, D] product with a 0/1
+    assignment matrix, so the features are read in place, never gathered.
     """
-    count = len(frames)
-    base = frames[:, None] * n  # [F, 1]
-    order = attention.sort(dim=1, descending=True, stable=True).indices  # [F, N], ties to the lower index
-    top = order[:, :dominant]  # [F, d]
-    is_dominant = torch.zeros(count, n, dtype=torch.uint8, device=flat.device).scatter_(1, top, 1)
-    rest = is_dominant.sort(dim=1, stable=True).indices[:, : n - dominant]  # [F, M], grid order
-    kept, feats = [base + top], [flat[base + top]]  # [F, d], [F, d, D]
-    if contextual:
-        remaining = n - dominant
-        step = max(1, remaining // contextual)
-        local = torch.arange(contextual, device=flat.device) * step  # [c]: arange(0, M, step)[:c]
-        is_target = torch.zeros(remaining, dtype=torch.bool, device=flat.device)
-        is_target[local] = True
-        targets, others = rest[:, local], rest[:, ~is_target]  # [F, c], [F, M - c]
-        unit = F.normalize(keys.float(), dim=-1)  # [F, N, Dk]
-        rows = torch.arange(count, device=flat.device)[:, None]  # [F, 1]
-        similarity = unit[rows, others] @ unit[rows, targets].transpose(1, 2)  # [F, M - c, c]
-        assign = similarity.argmax(dim=2)  # [F, M - c], the first (lowest-index) target on ties
-        dim = flat.shape[1]
-        sums = flat[base + targets].float()  # [F, c, D]
-        sums.scatter_add_(1, assign[..., None].expand(-1, -1, dim), flat[base + others].float())
-        members = torch.ones(count, contextual, device=flat.device).scatter_add_(
-            1, assign, torch.ones_like(assign, dtype=torch.float32)
-        )  # [F, c], the target itself included
-        kept.append(base + targets)
-        feats.append((sums / members[..., None]).to(flat.dtype))
-    return torch.cat(kept, 1).reshape(-1), torch.cat(feats, 1).reshape(-1, flat.shape[1])
+    t, n, _ = features.shape
+    slots = int(contextual.max())
+    remaining = n - is_dominant.sum(dim=1)  # [T], M per frame
+    step = (remaining // contextual.clamp(min=1)).clamp(min=1)  # [T]
+    rest = is_dominant.to(torch.uint8).sort(dim=1, stable=True).indices  # [T, N]: the non-dominant first, grid order
+    slot = torch.arange(slots, device=features.device)  # [C]
+    valid = slot < contextual[:, None]  # [T, C]
+    at = (slot * step[:, None]).clamp(max=n - 1)  # [T, C], index into `rest`: arange(0, M, step)[:c]
+    targets = rest.gather(1, at)  # [T, C] grid positions (padding slots: any position, masked out)
+    unit = F.normalize(keys.float(), dim=-1)  # [T, N, Dk]
+    similarity = unit @ unit.gather(1, targets[..., None].expand(-1, -1, unit.shape[-1])).transpose(1, 2)
+    similarity = similarity.masked_fill(~valid[:, None, :], -math.inf)  # [T, N, C]
+    rest_rank = (~is_dominant).cumsum(dim=1) - 1  # [T, N], a non-dominant token's place among the frame's rest
+    is_target = ~is_dominant & (rest_rank % step[:, None] == 0) & (rest_rank // step[:, None] < contextual[:, None])
+    owner = torch.where(is_target, rest_rank // step[:, None], similarity.argmax(dim=2))  # [T, N], ties: 1st target
+    owner = owner.masked_fill(is_dominant, -1)  # the dominant tokens join no one
+    assignment = (owner[:, None, :] == slot[None, :, None]) & valid[..., None]  # [T, C, N]
+    sums = assignment.to(features.dtype) @ features  # [T, C, D]
+    members = assignment.sum(dim=2).clamp(min=1)  # [T, C], the target itself included
+    return targets, valid, (sums.float() / members[..., None]).to(features.dtype)
 
 
 @register_method("visionzip")
@@ -91,17 +86,19 @@ def select_visionzip(
     """Per frame: the most-attended tokens as they are, the rest merged into contextual tokens by key similarity."""
     _check_share(dominant_share)
     t, n, _ = features.shape
-    flat = features.reshape(t * n, -1)  # [T*N, D], a view
-    budgets = torch.tensor(frame_budgets(k, t), device=features.device)  # [T]
-    kept, feats = [], []
-    for budget in sorted(set(budgets.tolist())):  # at most two distinct budgets: two batched passes
-        if budget == 0:
-            continue
-        frames = (budgets == budget).nonzero()[:, 0]  # [F]
-        dominant = dominant_count(budget, dominant_share)
-        index, merged = _zip_frames(
-            flat, frames, n, vision_attention[frames], vision_keys[frames], dominant, budget - dominant
-        )
-        kept.append(index)
-        feats.append(merged)
-    return Selection(keep=torch.cat(kept), features=torch.cat(feats))
+    budgets = frame_budgets(k, t)
+    shares = {budget: dominant_count(budget, dominant_share) for budget in set(budgets)}  # at most two budgets
+    dominant = torch.tensor([shares[budget] for budget in budgets], device=features.device)  # [T]
+    contextual = torch.tensor(budgets, device=features.device) - dominant  # [T]
+    order = vision_attention.sort(dim=1, descending=True, stable=True).indices  # [T, N], ties to the lower index
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(n, device=features.device).expand(t, -1))
+    is_dominant = rank < dominant[:, None]  # [T, N]
+    keep = is_dominant.reshape(-1).nonzero()[:, 0]  # [sum d_t] flat indices
+    kept = features.reshape(t * n, -1).index_select(0, keep)  # [sum d_t, D], unchanged
+    if int(contextual.max()) == 0:
+        return Selection(keep=keep, features=kept)
+    targets, valid, merged = _contextual(features, vision_keys, is_dominant, contextual)
+    used = valid.reshape(-1).nonzero()[:, 0]  # [sum c_t] slots that hold a contextual token
+    flat_targets = (targets + torch.arange(t, device=features.device)[:, None] * n).reshape(-1)  # [T*C]
+    merged = merged.reshape(-1, merged.shape[-1]).index_select(0, used)  # [sum c_t, D]
+    return Selection(keep=torch.cat([keep, flat_targets[used]]), features=torch.cat([kept, merged]))
