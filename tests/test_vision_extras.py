@@ -45,7 +45,7 @@ def test_hand_computed_attention_equals_eager_attention(towers):
     expected = eager_attention(eager, pixels)
     assert extras["vision_attention"].shape == (3, 225) and extras["vision_attention"].dtype == torch.float32
     torch.testing.assert_close(extras["vision_attention"], expected, atol=1e-7, rtol=1e-5)
-    torch.testing.assert_close(extras["vision_attention"].sum(dim=1), torch.ones(3))  # each query row sums to 1
+    torch.testing.assert_close(extras["vision_attention"].sum(dim=1), torch.ones(3))  # every row sums to 1, so does their mean
 
 
 def test_encoding_returns_extras_pooled_like_the_features(towers):
@@ -75,7 +75,9 @@ def test_hooks_are_removed_and_sdpa_stays_on(towers):
     before = sdpa.encode(frames(2)).features
     assert all(not m._forward_hooks for m in projections)
     assert tower.config._attn_implementation == "sdpa"
+    attention = encoder_layers(tower)[-1].self_attn
     with pytest.raises(RuntimeError), capture_queries_keys(encoder_layers(tower)[-1]):
+        assert len(attention.q_proj._forward_hooks) == len(attention.k_proj._forward_hooks) == 1
         tower(torch.zeros(1, 3, 7, 7))  # too small for the patch embedding: the hooks go anyway
     assert all(not m._forward_hooks for m in projections)
     torch.testing.assert_close(sdpa.encode(frames(2)).features, before, atol=0, rtol=0)
