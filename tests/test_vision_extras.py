@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fpcli.model import ModelError, load_model
+from fpcli.model.clip_features import ClipFeatures
 from fpcli.model.encode import pool
 from fpcli.model.preprocess import preprocess_frames
 from fpcli.model.sequence import visual_sequence
@@ -110,12 +111,19 @@ def test_visual_sequence_uses_merged_features():
 
 def test_visionzip_merged_tokens_enter_the_prompt(tiny_onevision_dir):
     llm = load_model(tiny_onevision_dir, device="cpu")
-    clip = SimpleNamespace(path="clip.mp4", frames=frames(4, seed=2), timestamps=np.arange(4) / 2.0, duration=2.0)
-    prepared = llm.prepare(clip, "What is it?", ratio=0.75, method="visionzip")
-    pruned = prepared.pruned
+    clip = SimpleNamespace(path="clip.mp4", frames=frames(4, seed=2), indices=np.arange(4),
+                           timestamps=np.arange(4) / 2.0, duration=2.0)
+    features = llm.encode_clip(clip)
+    assert sorted(features.extras) == ["vision_attention", "vision_keys"]  # the encoding's extras, carried along
+    session = llm.start(features, ratio=0.75, method="visionzip")
+    pruned = session.pruned
     assert pruned.method == "visionzip" and pruned.per_frame.tolist() == [16, 16, 16, 16]
-    encoded = llm.encode(clip.frames)
-    assert not torch.equal(pruned.features, encoded.features.reshape(-1, encoded.features.shape[-1])[pruned.keep])
-    embeds = prepared.inputs_embeds[0]  # [L, D]; the visual block is the K merged tokens, then the newline
+    flat = features.features.reshape(-1, features.features.shape[-1])  # [T*N, D]
+    assert not torch.equal(pruned.features, flat[pruned.keep])
+    embeds = session.prompt_embeds("What is it?")[0]  # [L, D]; the visual block is the K merged tokens, then newline
     start = next(i for i in range(len(embeds)) if torch.equal(embeds[i], pruned.features[0]))
     torch.testing.assert_close(embeds[start : start + pruned.k], pruned.features, atol=0, rtol=0)
+    cached = ClipFeatures.from_parts(features.tensors(), features.meta())  # what the feature cache stores and loads
+    assert torch.equal(cached.extras["vision_keys"], features.extras["vision_keys"])
+    again = llm.start(cached, ratio=0.75, method="visionzip")
+    assert torch.equal(again.visual, session.visual)

@@ -8,9 +8,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fpcli.prune import Selection, prune, register_method
+from fpcli.prune import OptionSpec, Selection, options_of, prune, register_method, validate
 from fpcli.prune.registry import keep_count
-from fpcli.prune.visionzip import DOMINANT_SHARE, frame_budgets
+from fpcli.prune.builtin import DOMINANT_SHARE
+from fpcli.prune.visionzip import frame_budgets
 
 
 def reference_visionzip(features, attention, keys, k, share):
@@ -88,7 +89,7 @@ def test_per_frame_budget_is_exact_for_the_ratio(t, n, ratio, budgets):
 
 
 def test_default_dominant_share_is_the_papers_54_of_64():
-    assert DOMINANT_SHARE == 54 / 64
+    assert DOMINANT_SHARE.default == 54 / 64
     generator = torch.Generator().manual_seed(2)
     features, attention = torch.randn(1, 196, 4, generator=generator), torch.rand(1, 196, generator=generator)
     r = run(features, attention, torch.randn(1, 196, 3, generator=generator), 1 - 64 / 196)  # 64 tokens
@@ -106,7 +107,7 @@ def zip_inputs(draw):
     attention = torch.randint(0, 6, (t, n), generator=generator).float()  # many ties
     keys = torch.randn(t, n, dk, generator=generator)  # continuous: no similarity ties to break by rounding
     ratio = draw(st.one_of(st.sampled_from([0.0, 0.5, 0.9]), st.floats(0.0, 0.99)))
-    share = draw(st.one_of(st.sampled_from([0.0, 1.0, DOMINANT_SHARE]), st.floats(0.0, 1.0)))
+    share = draw(st.one_of(st.sampled_from([0.0, 1.0, DOMINANT_SHARE.default]), st.floats(0.0, 1.0)))
     return features, attention, keys, ratio, share
 
 
@@ -128,6 +129,27 @@ def test_dominant_share_out_of_range_names_the_option(share):
     x = torch.randn(1, 8, 2)
     with pytest.raises(ValueError, match=rf"^dominant_share must be a number in \[0, 1\], got {share!r}$"):
         run(x, torch.rand(1, 8), torch.randn(1, 8, 2), 0.5, dominant_share=share)
+
+
+def test_extras_are_not_options():
+    [spec] = options_of("visionzip").values()  # vision_attention, vision_keys are filled from extras=, not listed
+    assert (spec.name, spec.default, spec.type, spec.interval) == ("dominant_share", 54 / 64, float, "[0, 1]")
+    assert validate(0.9, "visionzip") == {"dominant_share": 54 / 64}  # no extras needed to check a call
+    assert validate(0.9, "visionzip", dominant_share=1) == {"dominant_share": 1.0}
+    with pytest.raises(ValueError, match=r"^unknown option 'vision_keys' for method 'visionzip'; "
+                                         r"accepted options: dominant_share$"):
+        validate(0.9, "visionzip", vision_keys=None)
+
+
+def test_a_users_method_declares_options_and_extras(scratch_registry):
+    @register_method("test-attended", options=[OptionSpec("frames", 1, int, (1, 8), "frames to keep from")])
+    def attended(features, grid, k, *, frames, vision_attention):
+        return Selection(keep=vision_attention[:frames].reshape(-1).argsort(descending=True)[:k])
+
+    assert list(options_of("test-attended")) == ["frames"]
+    x, attention = torch.randn(2, 4, 3), torch.tensor([[0.0, 3.0, 1.0, 2.0], [9.0, 9.0, 9.0, 9.0]])
+    r = prune(x, (2, 2), 0.75, "test-attended", extras={"vision_attention": attention}, frames=1)
+    assert r.keep.tolist() == [1, 3] and r.features is None
 
 
 def test_missing_or_malformed_extras_are_value_errors():
@@ -153,7 +175,7 @@ def test_methods_without_extras_ignore_them_and_return_no_features():
     assert r.features is None and r.k == 8
 
 
-def test_merged_features_follow_keep_after_sorting():
+def test_merged_features_follow_keep_after_sorting(scratch_registry):
     @register_method("test-reversed-merge")
     def reversed_merge(features, grid, k, *, vision_attention):
         keep = vision_attention.reshape(-1).argsort(descending=True)[:k]  # any order
@@ -165,7 +187,7 @@ def test_merged_features_follow_keep_after_sorting():
     assert r.features.tolist() == [[-6, -7], [-8, -9], [-10, -11]]
 
 
-def test_merged_features_of_the_wrong_shape_break_the_contract():
+def test_merged_features_of_the_wrong_shape_break_the_contract(scratch_registry):
     @register_method("test-bad-merge")
     def bad_merge(features, grid, k):
         return Selection(keep=torch.arange(k), features=torch.zeros(k, 1))

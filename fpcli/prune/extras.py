@@ -3,16 +3,16 @@
 Extras are per-token side outputs of the vision tower, pooled to the grid exactly like the features, so that
 token t*N + i of an extra describes token t*N + i of the features. A method asks for one by declaring a
 keyword-only parameter of that name; `prune(..., extras=...)` hands it over after checking its shape here.
+Torch is imported only when a check runs, so the registry (which imports this) stays torch-free to list methods.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping
 
-import torch
-from torch import Tensor
-
 if TYPE_CHECKING:  # registry.py imports this module
+    from torch import Tensor
+
     from fpcli.prune.registry import Selection
 
 # name -> shape, in the dimensions of the features [T, N, D]; the model layer produces exactly these.
@@ -26,6 +26,9 @@ def method_extras(
     method: str, names: tuple[str, ...], extras: Mapping[str, Tensor] | None, features: Tensor
 ) -> dict[str, Tensor]:
     """The extras `method` declares, taken from `extras` and checked against features [T, N, D]."""
+    import torch
+    from torch import Tensor
+
     given = extras or {}
     t, n, _ = features.shape
     chosen = {}
@@ -62,6 +65,8 @@ def sorted_merged_features(selection: Selection, method: str, features: Tensor) 
 
     A method that returns features of the wrong shape, dtype or device breaks its contract: RuntimeError.
     """
+    from torch import Tensor
+
     merged = selection.features
     if merged is None:
         return None

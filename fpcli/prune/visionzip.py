@@ -24,8 +24,6 @@ from torch import Tensor
 
 from fpcli.prune.registry import Selection, register_method
 
-DOMINANT_SHARE = 54 / 64  # VisionZip's 64-token setting: 54 dominant + 10 contextual
-
 
 def frame_budgets(k: int, t: int) -> list[int]:
     """Tokens kept per frame: K spread over T frames, sizes differing by at most one, summing to K."""
@@ -35,11 +33,6 @@ def frame_budgets(k: int, t: int) -> list[int]:
 def dominant_count(budget: int, dominant_share: float) -> int:
     """round-half-up(budget * dominant_share), exact for the decimal the user typed (as `keep_count`)."""
     return math.floor(Fraction(repr(float(dominant_share))) * budget + Fraction(1, 2))
-
-
-def _check_share(dominant_share: object) -> None:
-    if isinstance(dominant_share, bool) or not isinstance(dominant_share, (int, float)) or not 0 <= dominant_share <= 1:
-        raise ValueError(f"dominant_share must be a number in [0, 1], got {dominant_share!r}")
 
 
 def _contextual(
@@ -79,12 +72,14 @@ def select_visionzip(
     grid: tuple[int, int],
     k: int,
     *,
-    dominant_share: float = DOMINANT_SHARE,
+    dominant_share: float,
     vision_attention: Tensor,
     vision_keys: Tensor,
 ) -> Selection:
-    """Per frame: the most-attended tokens as they are, the rest merged into contextual tokens by key similarity."""
-    _check_share(dominant_share)
+    """Per frame: the most-attended tokens as they are, the rest merged into contextual tokens by key similarity.
+
+    dominant_share (default and range declared in fpcli.prune.builtin) is checked by the registry before this runs;
+    the extras come from prune(..., extras=)."""
     t, n, _ = features.shape
     budgets = frame_budgets(k, t)
     shares = {budget: dominant_count(budget, dominant_share) for budget in set(budgets)}  # at most two budgets

@@ -1,5 +1,9 @@
 """Tiny random LLaVA-OneVision checkpoints in the real on-disk format, built offline.
 
+Random weights: a model loaded from one answers noise. It exists to try and test the whole pipeline (sampling,
+encoding, pruning, layouts, generation, output) without downloading anything: `python -m fpcli.devtools
+tiny-checkpoint DIR`, then `forestprune ask VIDEO QUESTION --model DIR`. The tests build theirs with it too.
+
 `build_tiny_checkpoint(dir)` writes what `llava-hf/llava-onevision-qwen2-*-ov-hf` ships (config.json,
 model.safetensors, generation config, a Qwen2 byte-level BPE tokenizer with `<image>`/`<video>` special tokens and
 a ChatML chat template, image/video preprocessor configs with SigLIP normalisation), only with tiny sizes in the
@@ -19,6 +23,8 @@ import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
 from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
+
+from fpcli.model import LAYOUTS
 
 IMAGE_SIZE = 30
 PATCH_SIZE = 2
@@ -132,8 +138,8 @@ def build_tiny_checkpoint(directory: str | Path, layout: str = "onevision", seed
 
     Deterministic from `seed` (the global torch RNG state is left untouched).
     """
-    if layout not in ("onevision", "video"):
-        raise ValueError(f"layout must be 'onevision' or 'video', got {layout!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     from transformers import (
         GenerationConfig,
         LlavaOnevisionConfig,
