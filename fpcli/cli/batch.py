@@ -36,6 +36,7 @@ import yaml
 from fpcli.cli import errors
 from fpcli.cli.ask import answer_video
 from fpcli.cli.loading import LazyModel
+from fpcli.cli.on_ray import GpusPerWorker, RayAddress, RaySettings, Workers
 from fpcli.cli.options import (
     Attention,
     Attn,
@@ -282,6 +283,9 @@ def batch(
     temperature: Temperature = 0.0,
     seed: Seed = 0,
     config: Config = None,
+    ray: RayAddress = None,
+    workers: Workers = None,
+    gpus_per_worker: GpusPerWorker = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -291,16 +295,19 @@ def batch(
 
     A failing item is recorded with its error and the batch goes on.
 
+    With --ray: on Ray workers, each with its own model; the results file is the same.
+
     Exit code 0 when every item succeeded, 1 otherwise, 130 when interrupted.
     """
     base, model_settings = settings_from(ctx)
+    on_ray = RaySettings.from_params(ctx.params)
     out = out or default_out(jobs_file)
     if out.resolve() == jobs_file.resolve():
         raise errors.usage_error("--out must not be the jobs file", out)
     jobs = read_jobs(jobs_file)
     log = ResultsLog(out, {job.id for job in jobs})
     try:
-        code = _run(jobs, log, base, model_settings, quiet, errors.debug_enabled(ctx.meta))
+        code = _run(jobs, log, base, model_settings, quiet, errors.debug_enabled(ctx.meta), on_ray)
     finally:
         log.close()
     raise typer.Exit(code)
@@ -321,7 +328,7 @@ def _answer(llm: LazyModel, job: Job, base: RunSettings, reporter: Reporter, deb
 
 
 def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: ModelSettings, quiet: bool,
-         debug: bool) -> int:
+         debug: bool, on_ray: Optional[RaySettings] = None) -> int:
     """Run the pending items; print the summary; return the exit code."""
     pending = [job for job in jobs if job.id not in log.done]
     counts: Counter[str] = Counter()
@@ -337,20 +344,29 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
                              f"{log.retrying} failed item(s) to retry.")
         else:
             reporter.message(f"Writing results to {log.path}.")
-        llm = LazyModel(model_settings, reporter)
         task = reporter.task("Batch", total=len(pending))
+
+        def finish(job: Job, record: dict[str, Any], seconds: float, worker: str = "") -> None:
+            log.append(record)
+            counts[record["status"]] += 1
+            reporter.advance(task)
+            where = f"[{counts.total()}/{len(pending)}] {job.id} {job.video}"
+            if record["status"] == "ok":
+                reporter.message(f"ok     {where} ({seconds:.1f} s{', ' + worker if worker else ''})")
+            else:
+                reporter.console.print(f"failed {where}: {record['error']}", markup=False)
+
         try:
-            for number, job in enumerate(pending, 1):
-                item_start = time.perf_counter()
-                record = _answer(llm, job, base, reporter, debug)
-                log.append(record)
-                counts[record["status"]] += 1
-                reporter.advance(task)
-                where = f"[{number}/{len(pending)}] {job.id} {job.video}"
-                if record["status"] == "ok":
-                    reporter.message(f"ok     {where} ({time.perf_counter() - item_start:.1f} s)")
-                else:
-                    reporter.console.print(f"failed {where}: {record['error']}", markup=False)
+            if on_ray is not None:
+                from fpcli.cli.on_ray import run_batch
+
+                run_batch(pending, base, model_settings, on_ray, reporter, finish)
+            else:
+                llm = LazyModel(model_settings, reporter)
+                for job in pending:
+                    item_start = time.perf_counter()
+                    record = _answer(llm, job, base, reporter, debug)
+                    finish(job, record, time.perf_counter() - item_start)
         except KeyboardInterrupt:
             interrupted = True
     left = len(pending) - counts["ok"] - counts["error"]
