@@ -11,6 +11,14 @@ driver. Ray is optional (`pip install "forestprune[ray]"`) and imported only whe
 - worker.py:  UnitWorker (an actor's body) and the handler protocol
 - engine.py:  run_units on a pool of actors, re-queueing what a dead worker had not reported
 - run.py:     run_on_ray, all of the above in one call
+
+`eval` plugs in the same way as `batch` (fpcli/cli/on_ray.py): give the command `cls=RayCommand` and the options
+RayAddress, Workers, GpusPerWorker (RaySettings.from_params reads them), and call run_on_ray with the benchmark's
+questions as items, `key` = the question's video, `ident` = its id, a factory = functools.partial(EvalHandler,
+settings...) whose handler loads the model in the worker and is `__call__(video, questions)`: the eval runner's
+per-video function, a generator yielding one scored record per question in order (decode and encode the video once,
+then ask each question on the prefix cache), and on_result = the run directory's fsynced writer. A question's
+ordinary exception fails only that question; a model that cannot load raises WorkerFatal (ends the run).
 """
 
 from fpcli.scale.cluster import INSTALL, Cluster, WorkerPlan, connect, plan_workers, require_ray
