@@ -6,6 +6,7 @@ import functools
 import os
 import signal
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -174,6 +175,45 @@ def test_ordinary_error_is_reported_once_not_retried(local_ray, tmp_path: Path):
     assert [(r.id, r.error, r.value) for r in failed] == [("v0q1", "ValueError: bad item v0q1", None)]
     assert attempts == Counter({item["id"]: 1 for item in items})
     assert (report.ok, report.failed) == (5, 1)
+
+
+@pytest.mark.ray
+def test_item_that_kills_its_worker_fails_after_three_deaths(local_ray, tmp_path: Path):
+    items = _items(1, 3)
+    items[0]["exit"] = True
+    results, attempts, report = _run(tmp_path, items, workers=1)
+    assert [(r.id, r.ok) for r in results] == [("v0q0", False), ("v0q1", True), ("v0q2", True)]
+    assert results[0].error.startswith("the worker process died 3 times while running this item (")
+    assert attempts == Counter({"v0q0": 3, "v0q1": 1, "v0q2": 1})
+    assert (report.worker_deaths, report.requeued, report.failed) == (3, 3 + 3 + 2, 1)
+
+
+@pytest.mark.ray
+def test_ctrl_c_on_the_driver_stops_the_workers(local_ray, tmp_path: Path):
+    items = _items(2, 3, sleep=0.2)
+    seen: list = []
+
+    def interrupt_at_second(result):
+        seen.append(result)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, items, workers=2, on_result=interrupt_at_second)
+    pids = {result.value["pid"] for result in seen}
+    deadline = time.monotonic() + 10
+    while pids and time.monotonic() < deadline:  # ray.kill is asynchronous: the processes exit soon after
+        pids = {pid for pid in pids if _alive(pid)}
+        time.sleep(0.1)
+    assert not pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.mark.ray

@@ -101,3 +101,29 @@ def test_ray_usage_and_address_errors(jobs: Path, tmp_path: Path):
     lines = far.stderr.splitlines()
     assert "Error: cannot reach the Ray cluster at ray://127.0.0.1:1: connection refused" in lines
     assert lines[-1].startswith("Hint: start one with `ray start --head`")
+
+
+def test_ray_alone_means_a_local_instance():
+    from typer.main import get_command
+
+    command = get_command(app).commands["batch"]
+
+    def parsed(*args: str) -> tuple:
+        params = command.make_context("batch", list(args)).params
+        return params["ray"], params["workers"]
+
+    assert parsed("jobs.yaml", "--ray") == ("local", None)
+    assert parsed("jobs.yaml", "--ray", "--workers", "2") == ("local", 2)
+    assert parsed("jobs.yaml", "--ray", "auto", "--workers", "3") == ("auto", 3)
+    assert parsed("jobs.yaml", "--ray=ray://head:10001") == ("ray://head:10001", None)
+    assert parsed("jobs.yaml") == (None, None)
+
+
+def test_model_that_cannot_load_on_a_worker_ends_the_batch_like_one_process(local_ray, jobs: Path, tmp_path: Path):
+    args = ("batch", jobs, "--model", tmp_path / "no-model", "--frames", "2")
+    single = invoke(*args, "--out", tmp_path / "single.jsonl")
+    on_ray = invoke(*args, "--out", tmp_path / "ray.jsonl", "--ray")
+    assert single.exit_code == on_ray.exit_code == 1
+    error = [line for line in single.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(error) == 1 and error[0] in on_ray.stderr.splitlines()
+    assert on_ray.stdout == ""

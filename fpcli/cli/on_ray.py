@@ -8,7 +8,9 @@ same path on every node (a shared filesystem) when the cluster has several.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
 
@@ -125,11 +127,12 @@ def run_batch(pending: list[Job], base: RunSettings, model_settings: ModelSettin
             "question": job.question, "error": result.error}
         finish(job, record, result.seconds, result.worker)
 
-    try:
-        report = run_on_ray(pending, key=lambda job: str(job.video), ident=lambda job: job.id,
-                            factory=functools.partial(BatchHandler, base, model_settings), on_result=received, address=ray.address,
-                            workers=ray.workers, gpus_per_worker=ray.gpus_per_worker,
-                            on_start=_describe_start(reporter))
+    try:  # Ray prints its own notes (a worker died) on stdout, which carries only results: they go to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            report = run_on_ray(pending, key=lambda job: str(job.video), ident=lambda job: job.id,
+                                factory=functools.partial(BatchHandler, base, model_settings), on_result=received,
+                                address=ray.address, workers=ray.workers, gpus_per_worker=ray.gpus_per_worker,
+                                on_start=_describe_start(reporter))
     except ForestpruneError as exc:
         raise errors.CliError(exc.what, exc.path, exc.hint, exc.exit_code) from exc
     counts = ", ".join(f"{name} {count}" for name, count in report.per_worker.items())

@@ -6,10 +6,11 @@ item the moment a worker yields it. The driver alone calls `on_result` (which wr
 item. What this module adds is re-queueing:
 
 - a worker that dies (killed, out of memory, its node lost) fails its generator with a RayActorError; the items
-  of its unit not yet reported go back to the front of the queue, for any free worker, Ray restarting the dead one
-  (up to MAX_RESTARTS times each). Reported items are never run again;
-- an item whose worker died MAX_DEATHS times while it was the next to finish is reported failed, so one item
-  that kills its worker (a video too long for the memory) cannot stop the run;
+  of its unit not yet reported go back to the front of the queue, for any free worker, and Ray restarts the dead
+  one, which gets work again once it answers a ping. Reported items are never run again (an item the worker
+  finished but whose result had not reached the driver yet runs again: it was never written);
+- each death is blamed on the first unreported item of the unit; an item blamed MAX_DEATHS times is reported
+  failed, so one item that kills its worker (a video too long for the memory) cannot stop the run;
 - an item that fails with an ordinary exception is reported failed by the worker and not retried;
 - a handler that raises WorkerFatal (or a factory that cannot build one) ends the run with that error.
 Every actor is killed when the run ends, also on Ctrl-C (KeyboardInterrupt propagates after that).
@@ -27,8 +28,7 @@ from fpcli.scale.errors import ScaleError, WorkerFatal
 from fpcli.scale.units import WorkUnit
 from fpcli.scale.worker import Handler, Outcome, UnitWorker, describe
 
-MAX_RESTARTS = 3  # per actor
-MAX_DEATHS = 3  # per item
+MAX_DEATHS = 3  # per item: each death is blamed on the first unreported item, so a run always ends
 INSTALL_EVERYWHERE = "install forestprune, with the same Python packages, on every node of the cluster"
 
 
@@ -102,17 +102,18 @@ class _Pool:
         self.lost = (exceptions.RayActorError, exceptions.WorkerCrashedError, exceptions.ObjectLostError,
                      exceptions.NodeDiedError)
         self.task_error = exceptions.RayTaskError
+        self.unavailable = exceptions.ActorUnavailableError  # restarting, or unreachable for a moment
         self.on_result, self.on_progress = on_result, on_progress
         self.queue = deque(units)
         self.report = RunReport(total=sum(len(unit) for unit in units))
-        actor = ray.remote(num_cpus=CPUS_PER_WORKER, num_gpus=plan.gpus_per_worker, max_restarts=MAX_RESTARTS,
+        actor = ray.remote(num_cpus=CPUS_PER_WORKER, num_gpus=plan.gpus_per_worker, max_restarts=-1,
                            max_task_retries=0)(UnitWorker)  # retries are ours: Ray's would redo reported items
         self.actors = [actor.remote(factory) for _ in range(min(plan.workers, len(units)))]
         self.names = [f"worker-{index}" for index in range(len(self.actors))]
         self.report.per_worker = dict.fromkeys(self.names, 0)
         self.idle = deque(range(len(self.actors)))
         self.running: dict[Any, _Running] = {}  # ObjectRefGenerator -> its unit
-        self.deaths: Counter[int] = Counter()
+        self.restarting: dict[Any, int] = {}  # ObjectRef of a ping -> the worker Ray is restarting
         self.item_deaths: Counter[str] = Counter()
         self.start = time.perf_counter()
 
@@ -123,13 +124,16 @@ class _Pool:
                     worker = self.idle.popleft()
                     unit = self.queue.popleft()
                     self.running[self.actors[worker].run.remote(unit)] = _Running(worker, unit)
-                if not self.running:
+                if not self.running and not self.restarting:
                     left = sum(len(unit) for unit in self.queue)
                     raise ScaleError(f"every worker died; {left} item(s) not run",
                                      hint="re-run the same command to resume")
-                ready, _ = self.ray.wait(list(self.running), num_returns=1)
-                for generator in ready:
-                    self._step(generator)
+                ready, _ = self.ray.wait([*self.running, *self.restarting], num_returns=1)
+                for waited in ready:
+                    if waited in self.restarting:
+                        self._restarted(waited)
+                    else:
+                        self._step(waited)
         finally:
             for actor in self.actors:
                 self.ray.kill(actor)
@@ -171,7 +175,6 @@ class _Pool:
         if "creation task" in reason:  # e.g. fpcli cannot be imported there: every restart would fail the same way
             raise ScaleError(f"a worker could not start: {reason}", hint=INSTALL_EVERYWHERE) from None
         self.report.worker_deaths += 1
-        self.deaths[running.worker] += 1
         rest = running.unit.rest(running.reported)
         if rest.ids:
             first = rest.ids[0]
@@ -183,8 +186,22 @@ class _Pool:
         if rest.ids:
             self.queue.appendleft(rest)
             self.report.requeued += len(rest)
-        if self.deaths[running.worker] <= MAX_RESTARTS:  # Ray restarts it; calls wait for the new process
-            self.idle.append(running.worker)
+        self._ping(running.worker)  # Ray restarts it: it gets work again once it answers
+
+    def _ping(self, worker: int) -> None:
+        self.restarting[self.actors[worker].pid.remote()] = worker
+
+    def _restarted(self, ping: Any) -> None:
+        """A worker's process answered after a restart (free again), is still coming up, or is gone for good."""
+        worker = self.restarting.pop(ping)
+        try:
+            self.ray.get(ping)
+        except self.unavailable:
+            self._ping(worker)
+            return
+        except self.lost:  # dead for good (killed for good, or it cannot be created): the others go on
+            return
+        self.idle.append(worker)
 
 
 def _fatal(cause: BaseException) -> ScaleError:
