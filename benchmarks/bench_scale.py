@@ -7,7 +7,7 @@ what a user waits for: interpreter start, Ray start (a local instance), model lo
 Each mode writes its own results file; the benchmark checks they hold the same answers and token counts.
 `--shape tiny` uses the tests' tiny random checkpoint; `--shape 0.5b` a random-weight checkpoint of
 llava-onevision-qwen2-0.5b's real sizes (SigLIP 384/14 at 1152 wide, 26 layers; Qwen2 896 wide, 24 layers,
-vocab 152000), about 3.6 GB in float32, built once into the cache folder. `--gpus-per-worker 1` with `--device
+vocab 152000; 1.03 B parameters), about 4.1 GB in float32, built once into the cache folder. `--gpus-per-worker 1` with `--device
 cuda` measures GPU workers where there are GPUs.
 """
 
@@ -41,7 +41,8 @@ def build_shape_checkpoint(directory: Path) -> Path:
         return directory
     build_tiny_checkpoint(directory)
     tiny = json.loads((directory / "config.json").read_text())
-    text = dict(tiny["text_config"], vocab_size=152000, hidden_size=896, intermediate_size=4864,
+    per_layer = ("layer_types",)  # derived from the layer count: rebuilt for 24 layers
+    text = dict({k: v for k, v in tiny["text_config"].items() if k not in per_layer}, vocab_size=152000, hidden_size=896, intermediate_size=4864,
                 num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2)
     vision = dict(tiny["vision_config"], hidden_size=1152, intermediate_size=4304, num_hidden_layers=26,
                   num_attention_heads=16, image_size=REAL_IMAGE, patch_size=REAL_PATCH)
