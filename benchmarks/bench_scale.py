@@ -1,13 +1,12 @@
 """`batch` single-process vs `batch --ray` at 1 and 2 workers: items/s, the overhead of Ray, the scaling.
 
-    python benchmarks/bench_scale.py [--shape tiny|0.5b] [--workers 1,2] [--frames 4] [--max-new-tokens 8]
+    python benchmarks/bench_scale.py [--shape tiny|llava-ov-0.5b] [--workers 1,2] [--frames 4] [--max-new-tokens 8]
 
 24 items on 8 videos (3 questions each), run by the real command in a fresh process per mode, so every figure is
 what a user waits for: interpreter start, Ray start (a local instance), model load(s), decode, encode, answer.
 Each mode writes its own results file; the benchmark checks they hold the same answers and token counts.
-`--shape tiny` uses the tests' tiny random checkpoint; `--shape 0.5b` a random-weight checkpoint of
-llava-onevision-qwen2-0.5b's real sizes (SigLIP 384/14 at 1152 wide, 26 layers; Qwen2 896 wide, 24 layers,
-vocab 152000; 1.03 B parameters), about 4.1 GB in float32, built once into the cache folder. `--gpus-per-worker 1` with `--device
+`--shape tiny` uses the tests' tiny random checkpoint; `--shape llava-ov-0.5b` a random-weight checkpoint of
+llava-onevision-qwen2-0.5b's real sizes (fpcli.devtools), about 3 GB, built once into the cache folder. `--gpus-per-worker 1` with `--device
 cuda` measures GPU workers where there are GPUs.
 """
 
@@ -25,44 +24,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from test_cli_run import write_clip  # noqa: E402  (the tests' clips: moving gradients)
-from tiny_checkpoints import build_tiny_checkpoint  # noqa: E402
+
+from fpcli.devtools.tiny_checkpoint import SHAPES, build_tiny_checkpoint  # noqa: E402
 
 VIDEOS, QUESTIONS = 8, 3
 MEASURED = ("timing_s", "peak_memory_mb")
-REAL_IMAGE, REAL_PATCH = 384, 14
-
-
-def build_shape_checkpoint(directory: Path) -> Path:
-    """The tiny checkpoint's tokenizer and processor files, with llava-onevision-qwen2-0.5b's real model sizes."""
-    import torch
-    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
-
-    if (directory / "model.safetensors.index.json").exists() or (directory / "model.safetensors").exists():
-        return directory
-    build_tiny_checkpoint(directory)
-    tiny = json.loads((directory / "config.json").read_text())
-    per_layer = ("layer_types",)  # derived from the layer count: rebuilt for 24 layers
-    text = dict({k: v for k, v in tiny["text_config"].items() if k not in per_layer}, vocab_size=152000, hidden_size=896, intermediate_size=4864,
-                num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2)
-    vision = dict(tiny["vision_config"], hidden_size=1152, intermediate_size=4304, num_hidden_layers=26,
-                  num_attention_heads=16, image_size=REAL_IMAGE, patch_size=REAL_PATCH)
-    pinpoints = [[REAL_IMAGE * i, REAL_IMAGE * j] for i in (1, 2) for j in (1, 2)]
-    config = LlavaOnevisionConfig(**{**tiny, "text_config": text, "vision_config": vision,
-                                     "image_grid_pinpoints": pinpoints})
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = LlavaOnevisionForConditionalGeneration(config).eval()
-    model.save_pretrained(directory, safe_serialization=True)
-    for name in ("preprocessor_config.json", "video_preprocessor_config.json"):
-        processor = json.loads((directory / name).read_text())
-        processor["size"] = {"height": REAL_IMAGE, "width": REAL_IMAGE}
-        if "image_grid_pinpoints" in processor:
-            processor["image_grid_pinpoints"] = pinpoints
-        (directory / name).write_text(json.dumps(processor, indent=2) + "\n")
-    grid = REAL_IMAGE // REAL_PATCH
-    processor = json.loads((directory / "processor_config.json").read_text())
-    (directory / "processor_config.json").write_text(json.dumps(dict(processor, num_image_tokens=grid * grid)) + "\n")
-    return directory
 
 
 def write_jobs(root: Path) -> Path:
@@ -97,7 +63,7 @@ def answers(out: Path) -> dict[str, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", choices=("tiny", "0.5b"), default="tiny")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
     parser.add_argument("--workers", default="1,2", help="worker counts to run with --ray, comma-separated")
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=8)
@@ -107,10 +73,8 @@ def main() -> None:
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     checkpoint = args.cache / f"checkpoint-{args.shape}"
-    if args.shape == "tiny":
-        checkpoint = checkpoint if (checkpoint / "config.json").exists() else build_tiny_checkpoint(checkpoint)
-    else:
-        checkpoint = build_shape_checkpoint(checkpoint)
+    if not (checkpoint / "config.json").exists():
+        build_tiny_checkpoint(checkpoint, shape=args.shape)
     jobs = write_jobs(args.cache)
     items = VIDEOS * QUESTIONS
     common = ["--frames", str(args.frames), "--max-new-tokens", str(args.max_new_tokens), "--device", args.device]

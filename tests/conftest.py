@@ -28,3 +28,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("ray") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Pruning methods registered inside a test disappear after it."""
+    from fpcli.prune import registry
+
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))

@@ -18,10 +18,9 @@ import typer
 from typer.core import TyperCommand
 
 from fpcli.cli import errors
-from fpcli.cli.loading import LazyModel
-from fpcli.cli.options import ModelSettings, RunSettings
 from fpcli.cli.progress import Reporter
-from fpcli.errors import ForestpruneError
+from fpcli.cli.runner import LazyModel
+from fpcli.cli.settings import ModelSettings, RunSettings
 from fpcli.scale.cluster import LOCAL
 
 if TYPE_CHECKING:
@@ -67,15 +66,15 @@ class RayCommand(TyperCommand):
 
 @dataclass(frozen=True)
 class RaySettings:
-    """Where and how wide a command runs on Ray; `from_params` is None when --ray is not given."""
+    """Where and how wide a command runs on Ray; `of` is None when --ray is not given."""
 
     address: str
     workers: Optional[int] = None
     gpus_per_worker: Optional[float] = None
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> Optional[RaySettings]:
-        address, workers, gpus = params.get("ray"), params.get("workers"), params.get("gpus_per_worker")
+    def of(cls, address: Optional[str], workers: Optional[int], gpus: Optional[float]) -> Optional[RaySettings]:
+        """From the command's --ray, --workers and --gpus-per-worker."""
         if address is None:
             if workers is not None or gpus is not None:
                 raise errors.usage_error("--workers and --gpus-per-worker need --ray")
@@ -127,14 +126,11 @@ def run_batch(pending: list[Job], base: RunSettings, model_settings: ModelSettin
             "question": job.question, "error": result.error}
         finish(job, record, result.seconds, result.worker)
 
-    try:  # Ray prints its own notes (a worker died) on stdout, which carries only results: they go to stderr
-        with contextlib.redirect_stdout(sys.stderr):
-            report = run_on_ray(pending, key=lambda job: str(job.video), ident=lambda job: job.id,
-                                factory=functools.partial(BatchHandler, base, model_settings), on_result=received,
-                                address=ray.address, workers=ray.workers, gpus_per_worker=ray.gpus_per_worker,
-                                on_start=_describe_start(reporter))
-    except ForestpruneError as exc:
-        raise errors.CliError(exc.what, exc.path, exc.hint, exc.exit_code) from exc
+    with contextlib.redirect_stdout(sys.stderr):  # Ray's own notes (a worker died) are not results: to stderr
+        report = run_on_ray(pending, key=lambda job: str(job.video), ident=lambda job: job.id,
+                            factory=functools.partial(BatchHandler, base, model_settings), on_result=received,
+                            address=ray.address, workers=ray.workers, gpus_per_worker=ray.gpus_per_worker,
+                            on_start=_describe_start(reporter))
     counts = ", ".join(f"{name} {count}" for name, count in report.per_worker.items())
     lost = f"; {report.worker_deaths} worker death(s), {report.requeued} item(s) re-queued" if report.worker_deaths else ""
     rate = report.total / report.elapsed_s if report.elapsed_s > 0 else 0.0
