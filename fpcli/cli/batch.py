@@ -155,13 +155,14 @@ def read_jobs(path: Path) -> list[Job]:
     return jobs
 
 
-def _error_record(job: Job, exc: BaseException) -> dict[str, Any]:
+def error_record(job: Job, error: str) -> dict[str, Any]:
+    """The results line of an item that failed with `error` (one line)."""
     return {
         "id": job.id,
         "status": "error",
         "video": None if job.video is None else str(job.video),
         "question": job.question,
-        "error": errors.one_line(exc),
+        "error": error,
     }
 
 
@@ -227,7 +228,7 @@ def batch(
     raise typer.Exit(code)
 
 
-def _answer(llm: LazyModel, job: Job, base: RunSettings, reporter: Reporter, debug: bool) -> dict[str, Any]:
+def answer_job(llm: LazyModel, job: Job, base: RunSettings, reporter: Reporter, debug: bool) -> dict[str, Any]:
     """The ok or error record of one item: a failure of the item is recorded, not raised, and an item with bad
     options or video loads no model. A model that cannot load ends the batch: no item could run."""
     try:
@@ -238,7 +239,7 @@ def _answer(llm: LazyModel, job: Job, base: RunSettings, reporter: Reporter, deb
     except Exception as exc:
         if debug:
             errors.report(exc, debug=True)
-        return _error_record(job, exc)
+        return error_record(job, errors.one_line(exc))
 
 
 def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: ModelSettings, quiet: bool,
@@ -280,7 +281,7 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
                 llm = LazyModel(model_settings, reporter)
                 for job in pending:
                     item_start = time.perf_counter()
-                    record = _answer(llm, job, base, reporter, debug)
+                    record = answer_job(llm, job, base, reporter, debug)
                     finish(job, record, time.perf_counter() - item_start)
         except KeyboardInterrupt:
             interrupted = True

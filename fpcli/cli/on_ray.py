@@ -91,12 +91,12 @@ class BatchHandler:
         self.llm = LazyModel(model_settings, self.reporter)
 
     def __call__(self, video: str, jobs: list[Job]) -> Iterator[dict[str, Any]]:
-        from fpcli.cli.batch import _answer
+        from fpcli.cli.batch import answer_job
         from fpcli.scale import WorkerFatal
 
         for job in jobs:
             try:
-                yield _answer(self.llm, job, self.base, self.reporter, debug=False)
+                yield answer_job(self.llm, job, self.base, self.reporter, debug=False)
             except errors.Fatal as exc:  # the model cannot load here: nor for any other item
                 message, hint, _ = errors.describe(exc)
                 raise WorkerFatal(message, hint=hint) from exc
@@ -114,6 +114,7 @@ def _describe_start(reporter: Reporter) -> Callable[[Cluster, WorkerPlan], None]
 def run_batch(pending: list[Job], base: RunSettings, model_settings: ModelSettings, ray: RaySettings,
               reporter: Reporter, finish: Callable[[Job, dict[str, Any], float, str], None]) -> None:
     """The pending jobs on Ray; `finish(job, record, seconds, worker)` on this process as each one is done."""
+    from fpcli.cli.batch import error_record
     from fpcli.scale import run_on_ray
 
     if not pending:  # all done already: no cluster needed
@@ -121,9 +122,7 @@ def run_batch(pending: list[Job], base: RunSettings, model_settings: ModelSettin
 
     def received(result: ItemResult) -> None:
         job = result.item
-        record = result.value if result.ok else {
-            "id": job.id, "status": "error", "video": None if job.video is None else str(job.video),
-            "question": job.question, "error": result.error}
+        record = result.value if result.ok else error_record(job, result.error)
         finish(job, record, result.seconds, result.worker)
 
     with contextlib.redirect_stdout(sys.stderr):  # Ray's own notes (a worker died) are not results: to stderr
