@@ -6,14 +6,14 @@
 The benchmark: a jsonl bench of 4 videos x 3 questions over sample_videos/ (the three clips, and hard_cuts.mp4 a
 second time under another name: a fourth video to encode), methods forestprune and gprune at ratios 0.7 and 0.9,
 plus `none` (5 settings: 60 predictions), the paper protocol at --frames frames and --max-new-tokens (random
-weights never stop by themselves, so both paths generate exactly that many tokens). The model is a random
+weights almost never emit an end token, so both paths generate about that many tokens per question). The model is a random
 checkpoint of llava-onevision-qwen2-0.5b's real shape (`fpcli.devtools`, built once under
 /tmp/forestprune-bench/), on the CPU, loaded once; its load is not timed.
 
-eval: `prepare_eval` + `run_eval`, seconds per question = its wall time / 60. per-item: for the first
---per-item predictions of the same plan (all of them with --per-item 0), what `forestprune ask` does per item:
-sample the video, then `VideoLLM.answer` with the same prompt, protocol settings and generation; seconds per
-question = their mean. Half of the per-item calls run before eval and half after, so a change in the machine's
+eval: `prepare_eval` + `run_eval`, seconds per question = its wall time / 60. per-item: for --per-item predictions
+evenly spaced over the same plan (so over videos and settings; all of them with --per-item 0), what
+`forestprune ask` does per item: sample the video, then `VideoLLM.answer` with the same prompt, protocol settings
+and generation; seconds per question = their mean. Half of the per-item calls run before eval and half after, so a change in the machine's
 load during the run shows in both. Counted on both paths: vision-tower passes (calls of `VideoLLM.encode`) and
 prefix prefills (the system prompt + visual tokens through the LLM: `ClipSession` prefix prefills).
 """
@@ -142,7 +142,7 @@ def main() -> None:
         prepared = prepare_eval(request)
         plan = plan_run(prepared.items, list(METHODS), list(RATIOS))
         jobs = [(item, s.method, s.ratio) for g in plan.groups for s in g.sessions for item in s.items]
-        timed = jobs if args.per_item == 0 else jobs[: args.per_item]
+        timed = jobs if args.per_item == 0 else jobs[:: max(1, len(jobs) // args.per_item)][: args.per_item]
         half = len(timed) // 2
         item_s = per_item(llm, prepared, timed[:half])
         first_encodes, first_prefixes = counting.take()
