@@ -54,7 +54,7 @@ from fpcli.cli.runner import LazyModel
 from fpcli.cli.settings import ModelSettings, plain
 
 if TYPE_CHECKING:
-    from fpcli.eval import EvalOutcome, RunSummary, Table1
+    from fpcli.eval import EvalOutcome, RunDir, RunPlan, RunSummary, Table1
 
 
 def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
@@ -124,7 +124,7 @@ class _Bar:
         self.task = None
         self.scored = self.correct = self.failed = 0
 
-    def planned(self, plan, run) -> None:
+    def planned(self, plan: RunPlan, run: RunDir) -> None:
         log = run.log
         if log.truncated:
             self.reporter.message(f"Dropped the cut-short last line of {log.path}; its prediction runs again.")

@@ -24,7 +24,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from fpcli.eval.parsing import parse_response
+from fpcli.eval.items import EvalItem
+from fpcli.eval.parsing import Parsed, parse_response
 from fpcli.eval.plan import Session, VideoGroup
 from fpcli.eval.prompts import build_prompt
 from fpcli.eval.protocols import BenchProtocol
@@ -32,6 +33,7 @@ from fpcli.eval.rundir import BROKEN_VIDEO, failure_record, failure_records, pre
 
 if TYPE_CHECKING:
     from fpcli.model import AnswerResult, ClipFeatures, GenerationConfig, VideoLLM
+    from fpcli.video import VideoClip
 
 Progress = Callable[[str, int, int], None]
 
@@ -110,8 +112,10 @@ def run_video(
             yield record
 
 
-def _ask_session(llm: VideoLLM, clip, features: ClipFeatures, session: Session, bench_protocol: BenchProtocol,
-                 generation: GenerationConfig, seed: int, counts: Counts) -> Iterator[dict[str, Any]]:
+def _ask_session(llm: VideoLLM, clip: VideoClip, features: ClipFeatures, session: Session,
+                 bench_protocol: BenchProtocol, generation: GenerationConfig, seed: int, counts: Counts
+                 ) -> Iterator[dict[str, Any]]:
+    """The records of one (method, ratio) on one encoded video: prune once, then every question on its prefix."""
     try:
         options = bench_protocol.prune_options.get(session.method, {})
         asked = llm.start(features, ratio=session.ratio, method=session.method, options=options)
@@ -136,7 +140,7 @@ def _ask_session(llm: VideoLLM, clip, features: ClipFeatures, session: Session, 
         yield _record(item, session, result, parsed)
 
 
-def _record(item, session: Session, result: AnswerResult, parsed) -> dict[str, Any]:
+def _record(item: EvalItem, session: Session, result: AnswerResult, parsed: Parsed) -> dict[str, Any]:
     out = result.to_dict()
     timing = {k: v for k, v in out["timing_s"].items() if k not in ("load", "total")}
     return prediction_record(

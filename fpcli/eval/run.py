@@ -25,8 +25,9 @@ from fpcli.eval.loop import Counts, Progress, run_video
 from fpcli.eval.plan import RunPlan, plan_run, prediction_key, settings_of
 from fpcli.eval.protocols import BenchProtocol, get_protocol
 from fpcli.eval.protocols import Protocol as EvalProtocol
-from fpcli.eval.rundir import MISSING_VIDEO, SUMMARY, RunDir, RunInfo, RunSummary, failure_records, summarize
-from fpcli.eval.rundir import write_summary
+from fpcli.eval.rundir import (
+    MISSING_VIDEO, SUMMARY, RunDir, RunInfo, RunSummary, failure_records, summarize, write_summary,
+)
 from fpcli.eval.shard import Shard, parse_shard, shard_items
 
 if TYPE_CHECKING:
