@@ -39,7 +39,7 @@ class Generated:
     generate_s: float
 
 
-def _cache_name(model) -> str:
+def cache_name(model) -> str:
     """The KV cache's forward keyword and output attribute: `cache` in recent transformers, else past_key_values."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
@@ -62,7 +62,7 @@ class _Picker:
 def generate(model, inputs_embeds: Tensor, config: GenerationConfig, eos_ids: set[int]) -> Generated:
     """Decode up to `config.max_new_tokens` tokens after inputs_embeds [1, L, D]; stops after an EOS token."""
     device = inputs_embeds.device
-    cache_name = _cache_name(model)
+    name = cache_name(model)
     pick = _Picker(config, device)
     start = now(device)
     out = model(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1)
@@ -70,8 +70,37 @@ def generate(model, inputs_embeds: Tensor, config: GenerationConfig, eos_ids: se
     ids = [int(token)]  # int() waits for the GPU, so the prefill clock below is honest
     prefilled = now(device)
     while len(ids) < config.max_new_tokens and ids[-1] not in eos_ids:
-        cache = getattr(out, cache_name)
-        out = model(input_ids=token[:, None], use_cache=True, logits_to_keep=1, **{cache_name: cache})
+        cache = getattr(out, name)
+        out = model(input_ids=token[:, None], use_cache=True, logits_to_keep=1, **{name: cache})
         token = pick(out.logits[:, -1])
         ids.append(int(token))
     return Generated(ids=ids, prefill_s=prefilled - start, generate_s=now(device) - prefilled)
+
+
+@torch.inference_mode()
+def decode(
+    model, last_logits: Tensor, cache, config: GenerationConfig, eos_ids: set[int], *, next_position: int | None = None
+) -> Generated:
+    """Decode after a prefill that returned `last_logits` [1, V] and `cache`; stops after an EOS token.
+
+    next_position: the position id of the first decoded token. Give it when the cache holds fewer tokens than the
+    prompt had positions (after in-LLM pruning); None continues at the cache's length. prefill_s is 0 (the caller
+    timed its prefill).
+    """
+    device = last_logits.device
+    name = cache_name(model)
+    pick = _Picker(config, device)
+    start = now(device)
+    token = pick(last_logits)  # [1]
+    ids = [int(token)]
+    position = cache.get_seq_length() if next_position is None else next_position
+    while len(ids) < config.max_new_tokens and ids[-1] not in eos_ids:
+        position_ids = torch.tensor([[position]], device=device)
+        out = model(
+            input_ids=token[:, None], position_ids=position_ids, use_cache=True, logits_to_keep=1, **{name: cache}
+        )
+        cache = getattr(out, name)
+        token = pick(out.logits[:, -1])
+        ids.append(int(token))
+        position += 1
+    return Generated(ids=ids, prefill_s=0.0, generate_s=now(device) - start)

@@ -1,0 +1,145 @@
+"""In-LLM methods' algorithms on crafted tensors, against literal references of the authors' steps."""
+
+import pytest
+import torch
+
+from fpcli.model.inllm import IN_LLM_METHODS, options_of, validate
+from fpcli.model.inllm.fastv import keep_top_visual
+from fpcli.model.inllm.framefusion import merge_runs, previous_frame_similarity, remaining_sparsity
+from fpcli.model.inllm.sttm import Pyramid, sttm_nodes, temporal_merge
+
+
+def test_keep_top_visual_keeps_text_and_the_attention_peaks():
+    visual = torch.tensor([-1, 0, 1, 2, 3, 4, -1, -1])
+    row = torch.tensor([0.9, 0.01, 0.30, 0.02, 0.25, 0.03, 0.1, 0.2])
+    assert keep_top_visual(row, visual, 2).tolist() == [0, 2, 4, 6, 7]
+
+
+def _framefusion_reference(hidden, visual, patches, threshold):
+    """The authors' merge, one token at a time: a token similar to its patch's previous token joins that run."""
+    previous, head, members = {}, {}, {}  # patch -> last token, patch -> run head, head -> merged tokens
+    tokens = [i for i in range(len(visual)) if visual[i] >= 0]
+    for index in sorted(tokens, key=lambda i: (int(visual[i]) % patches, i)):
+        patch = int(visual[index]) % patches
+        if patch in previous and torch.cosine_similarity(hidden[index], hidden[previous[patch]], dim=0) >= threshold:
+            members[head[patch]].append(index)
+        else:
+            head[patch], members[index] = index, []
+        previous[patch] = index
+    out = hidden.clone()
+    for first, merged in members.items():
+        if merged:
+            out[first] = torch.stack([hidden[first], *(hidden[m] for m in merged)]).mean(0)
+    dropped = {m for merged in members.values() for m in merged}
+    return out, [i for i in range(len(visual)) if i not in dropped]
+
+
+def test_framefusion_merge_matches_a_token_by_token_reference():
+    generator = torch.Generator().manual_seed(0)
+    frames, patches, dim = 4, 6, 8
+    video = torch.randn(frames, patches, dim, generator=generator)
+    video[1, 0] = video[0, 0]  # a run of three equal tokens at patch 0
+    video[2, 0] = video[0, 0] * 2
+    video[3, 2] = video[2, 2] + 0.01  # a near duplicate at patch 2
+    video[2, 5] = -video[1, 5]  # opposite: never merged
+    hidden = torch.cat([torch.randn(2, dim, generator=generator), video.flatten(0, 1), torch.randn(3, dim)])
+    visual = torch.cat([torch.full((2,), -1), torch.arange(frames * patches), torch.full((3,), -1)])
+    order, sim = previous_frame_similarity(hidden, visual, patches)
+    merged = sim >= 0.6
+    new_hidden, keep = merge_runs(hidden, order, merged)
+    expected_hidden, expected_keep = _framefusion_reference(hidden, visual, patches, 0.6)
+    assert keep.tolist() == expected_keep
+    assert 2 + 1 * patches + 0 not in keep.tolist() and 2 + 2 * patches + 0 not in keep.tolist()  # merged away
+    assert 2 + 3 * patches + 2 not in keep.tolist() and 2 + 2 * patches + 5 in keep.tolist()
+    torch.testing.assert_close(new_hidden, expected_hidden)
+    torch.testing.assert_close(new_hidden[2], (video[0, 0] * 4) / 3)  # (a + a + 2a) / 3
+
+
+def test_framefusion_cost_model_matches_the_authors_formula():
+    # shares [0.2], cost 0.3, 28 layers: (28*0.3 - 0.8) / (27 * 0.8) of the tokens may stay in the 27 others
+    assert remaining_sparsity([0.2], 0.3, 28) == pytest.approx(1 - (8.4 - 0.8) / (27 * 0.8))
+    assert remaining_sparsity([], 0.3, 28) == pytest.approx(0.7)
+    assert remaining_sparsity([0.5, 0.5], 0.9, 28) == 0.0  # cost above what is left: no pruning needed
+    assert remaining_sparsity([0.0], 0.25, 2) == 1.0  # over budget after layer 0: prune all that is allowed
+
+
+def _quadrant_video(frames=1, side=8, dim=16, seed=0):
+    """Random tokens, except a constant top-left quadrant (side/2 x side/2) in every frame."""
+    generator = torch.Generator().manual_seed(seed)
+    video = torch.randn(frames, side, side, dim, generator=generator)
+    video[:, : side // 2, : side // 2] = torch.randn(dim, generator=generator)
+    return video
+
+
+def test_sttm_quadtree_merges_exactly_the_uniform_quadrant():
+    video = _quadrant_video()
+    nodes = Pyramid(video, root_level=1).quadtree(0.9)  # 8x8 -> levels 4x4 (root) and 8x8
+    sizes = (nodes.tlbr[:, 3] - nodes.tlbr[:, 1]) * (nodes.tlbr[:, 4] - nodes.tlbr[:, 2])
+    assert len(nodes.features) == 4 + 48  # four 2x2 nodes cover the quadrant, the other 48 tokens stay alone
+    big = nodes.tlbr[sizes == 4]
+    assert big[:, 1:].tolist() == [[0, 0, 2, 2], [0, 2, 2, 4], [2, 0, 4, 2], [2, 2, 4, 4]]
+    corners = nodes.tlbr[:, 1] * 8 + nodes.tlbr[:, 2]
+    assert torch.equal(corners, corners.sort().values)  # (t, y, x) order
+    root0 = Pyramid(video, root_level=0).quadtree(0.9)  # from the 2x2 level: one node is the whole quadrant
+    assert len(root0.features) == 1 + 48 and root0.tlbr[0].tolist() == [0, 0, 0, 4, 4]
+
+
+def test_sttm_pyramid_pools_odd_sides_like_the_authors():
+    video = torch.arange(49, dtype=torch.float32).view(1, 7, 7, 1) + 1
+    pyramid = Pyramid(video, root_level=1)  # 7 -> 4 (cells [0], [1,2], [3,4], [5,6]) -> 2
+    assert [f.shape[1] for f in pyramid.features] == [4, 7]
+    assert pyramid.row_span[0][0].tolist() == [0, 1, 3, 5] and pyramid.row_span[0][1].tolist() == [1, 3, 5, 7]
+    assert pyramid.features[0][0, 0, 0, 0] == 1  # the top-left cell alone
+    assert pyramid.features[0][0, 0, 1, 0] == (2 + 3) / 2  # first row: 1x2 stripes
+    assert pyramid.features[0][0, 1, 1, 0] == (9 + 10 + 16 + 17) / 4  # 2x2 block rows 1-2, cols 1-2
+    everything = pyramid.quadtree(-2.0)
+    assert len(everything.features) == 16
+    nothing = pyramid.quadtree(2.0)
+    assert len(nothing.features) == 49 and torch.equal(nothing.features[:, 0], video.flatten())
+
+
+def test_sttm_temporal_merge_joins_repeated_frames_and_nested_regions():
+    video = _quadrant_video(frames=3)
+    video[1] = video[0]  # frame 1 repeats frame 0; frame 2 is new except the constant quadrant
+    nodes = temporal_merge(Pyramid(video, root_level=1).quadtree(0.9), 0.9)
+    per_frame = torch.bincount(nodes.tlbr[:, 0], minlength=3).tolist()
+    assert per_frame == [52, 0, 48]  # frame 1 merged into frame 0; frame 2's quadrant joins frame 0's nodes
+    torch.testing.assert_close(nodes.features[:52], Pyramid(video[:1], 1).quadtree(0.9).features)
+
+
+def test_sttm_budget_is_the_largest_count_not_above_k():
+    video = _quadrant_video(frames=4, seed=1)
+    for k in (20, 60, 120):
+        nodes = sttm_nodes(video, k, tau_s=0.85, tau_t=0.6, root_level=1)
+        assert len(nodes.features) <= k
+    assert len(sttm_nodes(video, 256, tau_s=0.85, tau_t=0.6, root_level=1).features) == 256  # nothing to merge
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "name"),
+    [
+        ("fastv", {"K": 0}, "'K'"),
+        ("fastv", {"K": 1.5}, "'K'"),
+        ("framefusion", {"S_threshold": 1.5}, "'S_threshold'"),
+        ("framefusion", {"N_threshold": -0.1}, "'N_threshold'"),
+        ("sttm", {"tau_s": "high"}, "'tau_s'"),
+        ("sttm", {"root_level": -1}, "'root_level'"),
+        ("sttm", {"depth": 3}, "'depth'"),
+    ],
+)
+def test_options_out_of_range_name_the_option(method, options, name):
+    with pytest.raises(ValueError, match=name):
+        validate(0.9, method, **options)
+
+
+def test_registry_defaults_and_ratio():
+    assert IN_LLM_METHODS == ("fastv", "framefusion", "sttm")
+    assert validate(0.9, "fastv") == {"K": 2}
+    assert validate(0.5, "framefusion") == {"S_threshold": 0.6, "N_threshold": 0.1}
+    assert validate(0.5, "sttm", tau_t=0.5) == {"layer": 2, "tau_s": 0.85, "tau_t": 0.5, "root_level": 1}
+    assert options_of("sttm")["tau_s"].to_dict()["high"] == 1.0
+    for bad in (1.0, -0.1, True, "0.9"):
+        with pytest.raises(ValueError, match="ratio"):
+            validate(bad, "fastv")
+    with pytest.raises(ValueError, match="unknown in-LLM method 'tome'"):
+        validate(0.9, "tome")
