@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fpcli.model.inllm import IN_LLM_METHODS, options_of, validate
 from fpcli.model.inllm.fastv import keep_top_visual
@@ -143,3 +145,100 @@ def test_registry_defaults_and_ratio():
             validate(bad, "fastv")
     with pytest.raises(ValueError, match="unknown in-LLM method 'tome'"):
         validate(0.9, "tome")
+
+
+def _pool_groups(n):
+    """The authors' odd/even pooling along one side of n cells: [[0, 1], [2, 3], ...] or [[0], [1, 2], ...]."""
+    if n % 2 == 0:
+        return [[i, i + 1] for i in range(0, n, 2)]
+    return [[0]] + [[i, i + 1] for i in range(1, n, 2)]
+
+
+def _quadtree_reference(frame, tau, root_level):
+    """STTM's quadtree for one frame [H, W, D], written cell by cell: the set of (y0, x0, y1, x1) node regions."""
+    h, w = frame.shape[:2]
+    # one dict per level, finest first: cell -> (rows covered, cols covered, feature, children at the finer level)
+    levels = [{(y, x): ([y], [x], frame[y, x], []) for y in range(h) for x in range(w)}]
+    while h > 2 and w > 2:
+        rows, cols, finer = _pool_groups(h), _pool_groups(w), levels[-1]
+        coarser = {}
+        for a, row_group in enumerate(rows):
+            for b, col_group in enumerate(cols):
+                children = [(r, c) for r in row_group for c in col_group]
+                row_means = [torch.stack([finer[(r, c)][2] for c in col_group]).mean(0) for r in row_group]
+                covered_rows = [y for r in row_group for y in finer[(r, col_group[0])][0]]
+                covered_cols = [x for c in col_group for x in finer[(row_group[0], c)][1]]
+                coarser[(a, b)] = (covered_rows, covered_cols, torch.stack(row_means).mean(0), children)
+        levels.append(coarser)
+        h, w = len(rows), len(cols)
+    levels.reverse()  # coarsest first
+    regions = set()
+
+    def visit(level, cell):
+        ys, xs, feature, children = levels[level][cell]
+        if children and not all(
+            torch.cosine_similarity(feature, levels[level + 1][child][2], dim=0) >= tau for child in children
+        ):
+            for child in children:
+                visit(level + 1, child)
+            return
+        regions.add((min(ys), min(xs), max(ys) + 1, max(xs) + 1))
+
+    root = min(root_level, len(levels) - 1)
+    for cell in levels[root]:
+        visit(root, cell)
+    return regions
+
+
+@settings(max_examples=25)
+@given(
+    side=st.tuples(st.integers(3, 9), st.integers(3, 9)),
+    tau=st.sampled_from([0.0, 0.3, 0.6, 0.9]),
+    root_level=st.integers(0, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_sttm_quadtree_matches_a_cell_by_cell_reference(side, tau, root_level, seed):
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.randn(4, generator=generator)  # correlated tokens, so that some nodes stop early
+    frame = base + 0.7 * torch.randn(*side, 4, generator=generator, dtype=torch.float64)
+    nodes = Pyramid(frame[None], root_level).quadtree(tau)
+    ours = {tuple(row[1:].tolist()) for row in nodes.tlbr}
+    assert ours == _quadtree_reference(frame, tau, root_level)
+    area = ((nodes.tlbr[:, 3] - nodes.tlbr[:, 1]) * (nodes.tlbr[:, 4] - nodes.tlbr[:, 2])).sum()
+    assert area == side[0] * side[1] and len(ours) == len(nodes.tlbr)  # the nodes tile the frame
+
+
+@settings(max_examples=25)
+@given(
+    frames=st.integers(1, 4),
+    patches=st.integers(1, 6),
+    duplicates=st.lists(st.tuples(st.integers(1, 3), st.integers(0, 5)), max_size=8),
+    threshold=st.sampled_from([0.2, 0.6, 0.95]),
+    seed=st.integers(0, 2**16),
+)
+def test_framefusion_merge_matches_the_reference_on_any_duplicates(frames, patches, duplicates, threshold, seed):
+    generator = torch.Generator().manual_seed(seed)
+    video = torch.randn(frames, patches, 6, generator=generator, dtype=torch.float64)
+    for t, p in duplicates:
+        if t < frames and p < patches:
+            video[t, p] = video[t - 1, p] * 1.5
+    hidden = torch.cat([torch.randn(1, 6, dtype=torch.float64), video.flatten(0, 1)])
+    visual = torch.cat([torch.tensor([-1]), torch.arange(frames * patches)])
+    order, sim = previous_frame_similarity(hidden, visual, patches)
+    new_hidden, keep = merge_runs(hidden, order, sim >= threshold)
+    expected_hidden, expected_keep = _framefusion_reference(hidden, visual, patches, threshold)
+    assert keep.tolist() == expected_keep
+    torch.testing.assert_close(new_hidden[keep], expected_hidden[expected_keep])
+
+
+@settings(max_examples=25)
+@given(frames=st.integers(1, 4), side=st.integers(3, 8), keep_share=st.floats(0.05, 1.0), seed=st.integers(0, 99))
+def test_sttm_never_exceeds_the_budget_it_can_reach(frames, side, keep_share, seed):
+    video = _quadrant_video(frames=frames, side=side, seed=seed)
+    total = frames * side * side
+    k = max(1, int(keep_share * total))
+    nodes = sttm_nodes(video, k, tau_s=0.85, tau_t=0.6, root_level=1)
+    everything = temporal_merge(Pyramid(video, 1).quadtree(-2.0), -2.0)  # the fewest tokens the tree allows
+    assert len(nodes.features) <= max(k, len(everything.features))
+    corners = nodes.tlbr[:, 0] * side * side + nodes.tlbr[:, 1] * side + nodes.tlbr[:, 2]
+    assert torch.equal(corners, corners.unique())  # distinct slots in (t, y, x) order
