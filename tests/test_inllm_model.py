@@ -123,15 +123,18 @@ def test_fastv_keeps_the_visual_tokens_layer_k_minus_1_attends_most(ov, ov_eager
     assert [layer.keys.shape[2] for layer in pruned.cache.layers] == [len(kept), len(kept)]
 
 
-def _manual_run(llm, embeds, kept, layer_k, fed_ids):
-    """Logits of a plain layer-by-layer run: the prompt through layers < K in full, then only `kept`; fed tokens
-    (decoding) see only the kept prompt tokens in every layer, as the cropped KV cache gives them."""
+def _manual_run(llm, embeds, kept, layer_k, fed_ids, positions=None, next_position=None):
+    """Logits of a plain layer-by-layer run: the prompt embeds [1, P, D] (position ids `positions`, default 0..P-1)
+    through layers < K in full, then only the prompt indices `kept`; fed tokens (decoding, from `next_position`)
+    see only the kept prompt tokens in every layer, as the cropped KV cache gives them."""
     lm = language_model(llm)
     prompt = embeds.shape[1]
+    positions = torch.arange(prompt) if positions is None else positions
+    next_position = prompt if next_position is None else next_position
     with torch.inference_mode():
         sequence = torch.cat([embeds, lm.embed_tokens(torch.tensor(fed_ids))[None]], dim=1)  # [1, S, D]
         total = sequence.shape[1]
-        positions = torch.arange(total)
+        positions = torch.cat([positions, torch.arange(next_position, next_position + total - prompt)])
         survivors = torch.cat([kept, torch.arange(prompt, total)])
         mask = torch.ones(total, total, dtype=torch.bool).tril()
         mask[prompt:, :prompt] &= torch.isin(torch.arange(prompt), kept)
@@ -212,6 +215,12 @@ def test_framefusion_merges_a_repeated_frame_then_prunes_to_the_cost(ov, ov_eage
     expected = survivors[visual[row[visual].topk(64).indices]].sort().values
     kept = pruned.kept_positions
     assert torch.equal(kept[torch.isin(kept, span.token_positions())], expected)
+    # decoding on the cropped cache equals the manual run: merged sequence at layer 0, the pruned one from layer 1
+    out = decode(ov.model, pruned.last_logits, pruned.cache, GREEDY, set(), next_position=pruned.next_position)
+    logits = _manual_run(ov, embeds[:, survivors], torch.searchsorted(survivors, kept), 1, out.ids[:-1],
+                         positions=survivors, next_position=embeds.shape[1])
+    assert logits[len(kept) - 1 :].argmax(-1).tolist() == out.ids
+    torch.testing.assert_close(logits[len(kept) - 1], pruned.last_logits[0], atol=1e-5, rtol=1e-5)
 
 
 def test_framefusion_merging_alone_meets_a_loose_cost(ov):
@@ -273,3 +282,12 @@ def test_ratio_zero_keeps_everything(ov, ov_inputs):
     assert torch.equal(pruned.last_logits, plain)
 
 
+
+
+@pytest.mark.parametrize("method", IN_LLM_METHODS)
+def test_eager_attention_with_its_mask_tensor_gives_the_same_pruned_prefill(ov, ov_eager, ov_inputs, method):
+    embeds, span = ov_inputs
+    sdpa = prefill_pruned(ov.model, embeds, span, 0.75, method, SMALL[method])
+    eager = prefill_pruned(ov_eager.model, embeds, span, 0.75, method, SMALL[method])
+    assert torch.equal(sdpa.kept_positions, eager.kept_positions) and sdpa.layer_lengths == eager.layer_lengths
+    torch.testing.assert_close(sdpa.last_logits, eager.last_logits, atol=1e-5, rtol=1e-5)

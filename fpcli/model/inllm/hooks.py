@@ -59,33 +59,46 @@ class _Pass:
         self.alive = torch.arange(seq_len, device=visual.device)  # [L'] original indices of the survivors
         self.visual = visual  # [L] per original position
         self.alive_at: list[Tensor] = []  # survivors each layer runs on
+        self._positional_of: Tensor | None = None  # the survivors self._view was indexed for
+        self._view: dict = {}
+
+    def _positional(self, kwargs: dict) -> dict:
+        """Rotary embeddings, position ids and mask of the current survivors, indexed once per change of them.
+
+        The model hands every layer the same full-prompt tensors ([1, L, hd] cos/sin, [1, L] ids, [1, 1, L, L]
+        mask or None, meaning causal, which stays None), so the survivors' view is valid until they change.
+        """
+        if self._positional_of is not self.alive:
+            cos, sin = kwargs["position_embeddings"]
+            view = {"position_embeddings": (cos[:, self.alive], sin[:, self.alive])}
+            if kwargs.get("position_ids") is not None:
+                view["position_ids"] = kwargs["position_ids"][:, self.alive]
+            mask = kwargs.get("attention_mask")
+            if isinstance(mask, Tensor):
+                view["attention_mask"] = mask[:, :, self.alive][:, :, :, self.alive]
+            elif mask is not None:
+                raise RuntimeError(f"in-LLM pruning needs a tensor or no attention mask, got {type(mask).__name__}")
+            self._view, self._positional_of = view, self.alive
+        return self._view
+
+    def _step(self, module, hidden: Tensor, kwargs: dict) -> LayerInput:
+        cos, sin = self._positional(kwargs)["position_embeddings"]
+        return LayerInput(len(self.alive_at), module, hidden, self.visual[self.alive], cos, sin)
 
     def hook(self, module, args: tuple, kwargs: dict):
         hidden = args[0] if args else kwargs["hidden_states"]
-        cos_all, sin_all = kwargs["position_embeddings"]  # [1, L, hd] for the full prompt, from the model
-        step = LayerInput(
-            len(self.alive_at), module, hidden, self.visual[self.alive], cos_all[:, self.alive], sin_all[:, self.alive]
-        )
+        step = self._step(module, hidden, kwargs)
         reduction = self.reducer.reduce(step)
         if reduction is not None:
             keep, new_hidden = reduction
             self.alive = self.alive[keep]
             hidden = (hidden if new_hidden is None else new_hidden)[:, keep]
-            step = LayerInput(
-                step.index, module, hidden, self.visual[self.alive], cos_all[:, self.alive], sin_all[:, self.alive]
-            )
+            step = self._step(module, hidden, kwargs)
         self.reducer.observe(step)
         self.alive_at.append(self.alive)
-        if len(self.alive) == cos_all.shape[1]:
+        if len(self.alive) == len(self.visual):
             return None
-        kwargs = dict(kwargs, position_embeddings=(step.cos, step.sin))
-        if kwargs.get("position_ids") is not None:
-            kwargs["position_ids"] = kwargs["position_ids"][:, self.alive]
-        mask = kwargs.get("attention_mask")
-        if isinstance(mask, Tensor):  # [1, 1, L, L]; None means "causal" and stays None
-            kwargs["attention_mask"] = mask[:, :, self.alive][:, :, :, self.alive]
-        elif mask is not None:
-            raise RuntimeError(f"in-LLM pruning supports tensor or absent attention masks, got {type(mask).__name__}")
+        kwargs = dict(kwargs, **self._positional(kwargs))
         if args:
             return (hidden, *args[1:]), kwargs
         return args, dict(kwargs, hidden_states=hidden)
