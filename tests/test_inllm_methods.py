@@ -242,3 +242,44 @@ def test_sttm_never_exceeds_the_budget_it_can_reach(frames, side, keep_share, se
     assert len(nodes.features) <= max(k, len(everything.features))
     corners = nodes.tlbr[:, 0] * side * side + nodes.tlbr[:, 1] * side + nodes.tlbr[:, 2]
     assert torch.equal(corners, corners.unique())  # distinct slots in (t, y, x) order
+
+
+def _temporal_reference(nodes, tau):
+    """The authors' cross-frame merge, pair by pair: nested regions in consecutive frames, cosine >= tau, groups
+    joined to their smallest index, each group the mean of its nodes."""
+    tlbr, feats = nodes.tlbr.tolist(), nodes.features
+    parent = list(range(len(tlbr)))
+
+    def find(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    def nested(a, b):
+        return (a[1] <= b[1] and a[2] <= b[2] and a[3] >= b[3] and a[4] >= b[4]) or (
+            b[1] <= a[1] and b[2] <= a[2] and b[3] >= a[3] and b[4] >= a[4]
+        )
+
+    for i, a in enumerate(tlbr):
+        for j, b in enumerate(tlbr):
+            if b[0] == a[0] + 1 and nested(a, b) and torch.cosine_similarity(feats[i], feats[j], dim=0) >= tau:
+                low, high = sorted((find(i), find(j)))
+                parent[high] = low
+    groups = {}
+    for i in range(len(tlbr)):
+        groups.setdefault(find(i), []).append(i)
+    heads = sorted(groups)
+    return [tlbr[h] for h in heads], torch.stack([feats[groups[h]].mean(0) for h in heads])
+
+
+@settings(max_examples=20)
+@given(frames=st.integers(1, 4), side=st.integers(3, 7), tau=st.sampled_from([0.2, 0.5, 0.8]), seed=st.integers(0, 999))
+def test_sttm_temporal_merge_matches_a_pair_by_pair_reference(frames, side, tau, seed):
+    generator = torch.Generator().manual_seed(seed)
+    video = torch.randn(1, side, side, 4, generator=generator, dtype=torch.float64)
+    video = video + 0.8 * torch.randn(frames, side, side, 4, generator=generator, dtype=torch.float64)
+    nodes = Pyramid(video, root_level=1).quadtree(0.5)
+    merged = temporal_merge(nodes, tau)
+    expected_tlbr, expected_features = _temporal_reference(nodes, tau)
+    assert merged.tlbr.tolist() == expected_tlbr
+    torch.testing.assert_close(merged.features, expected_features)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.nn.functional import cosine_similarity
+from torch.nn.functional import normalize
 
 from fpcli.model.inllm.hooks import LayerInput
 from fpcli.prune.registry import keep_count
@@ -35,6 +35,7 @@ class Nodes:
 
     features: Tensor  # [M, D]
     tlbr: Tensor  # [M, 5] long: t, y0, x0, y1, x1 (y1, x1 exclusive)
+    unit: Tensor  # [M, D] float32 L2-normalised features, for the similarities
 
 
 def _children(n: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -71,6 +72,14 @@ class Pyramid:
             self.features.insert(0, (rows[:, :, c0] + rows[:, :, c1]) / 2)
             self.row_span.insert(0, (self.row_span[0][0][r0], self.row_span[0][1][r1]))
             self.col_span.insert(0, (self.col_span[0][0][c0], self.col_span[0][1][c1]))
+        # Each cell's cosine similarity with its 4 children (a repeated index repeats a child's similarity, which
+        # leaves "all children similar" unchanged): [T, h_l, w_l, 4] per level, computed once for every threshold.
+        self.units = [normalize(f.float(), dim=-1, eps=1e-8) for f in self.features]
+        self.child_sim = []
+        for level, ((r0, r1), (c0, c1)) in enumerate(zip(self.rows, self.cols)):
+            parent, finer = self.units[level], self.units[level + 1]
+            children = [finer[:, rows][:, :, cols] for rows in (r0, r1) for cols in (c0, c1)]
+            self.child_sim.append(torch.stack([(parent * c).sum(-1) for c in children], dim=-1))
 
     def quadtree(self, tau_s: float) -> Nodes:
         """Per-frame quadtree: stop at a node whose valid children are all >= tau_s similar to it."""
@@ -85,15 +94,13 @@ class Pyramid:
             cc = torch.stack([c0[b], c1[b], c0[b], c1[b]], dim=1)
             two_rows, two_cols = r1[a] != r0[a], c1[b] != c0[b]  # [N]; a single child repeats its index
             valid = torch.stack([torch.ones_like(two_rows), two_cols, two_rows, two_rows & two_cols], dim=1)
-            parent = self.features[level][t, a, b].float()  # [N, D]
-            child = self.features[level + 1][t[:, None], rr, cc].float()  # [N, 4, D]
-            similar = cosine_similarity(parent[:, None], child, dim=-1) >= tau_s  # [N, 4]
-            stop = (similar | ~valid).all(dim=1)  # [N]
+            stop = (self.child_sim[level][t, a, b] >= tau_s).all(dim=1)  # [N]
             found.append((level, t[stop], a[stop], b[stop]))
             split = ~stop[:, None] & valid  # [N, 4]
             t, a, b = t[:, None].expand_as(rr)[split], rr[split], cc[split]
         found.append((len(self.features) - 1, t, a, b))
         features = torch.cat([self.features[lv][ts, ys, xs] for lv, ts, ys, xs in found])  # [M, D]
+        unit = torch.cat([self.units[lv][ts, ys, xs] for lv, ts, ys, xs in found])
         tlbr = torch.cat(
             [
                 torch.stack([ts, self.row_span[lv][0][ys], self.col_span[lv][0][xs], self.row_span[lv][1][ys],
@@ -103,7 +110,7 @@ class Pyramid:
         )  # [M, 5]
         h, w = self.features[-1].shape[1:3]
         order = (tlbr[:, 0] * h * w + tlbr[:, 1] * w + tlbr[:, 2]).argsort()
-        return Nodes(features[order], tlbr[order])
+        return Nodes(features[order], tlbr[order], unit[order])
 
 
 def _roots(pairs: Tensor, count: int) -> Tensor:
@@ -117,60 +124,77 @@ def _roots(pairs: Tensor, count: int) -> Tensor:
             return rep
 
 
-def temporal_merge(nodes: Nodes, tau_t: float) -> Nodes:
-    """Join nodes of consecutive frames whose regions nest and whose similarity is >= tau_t (mean features)."""
-    frame = nodes.tlbr[:, 0]
-    frames = int(frame[-1]) + 1
-    per_frame = torch.bincount(frame, minlength=frames)  # [T]
-    starts = torch.cumsum(per_frame, 0) - per_frame
-    width = int(per_frame.max())
-    local = torch.arange(len(frame), device=frame.device) - starts[frame]
-    box = nodes.tlbr.new_full((frames, width, 4), -1)
-    box[frame, local] = nodes.tlbr[:, 1:]
-    valid = torch.zeros(frames, width, dtype=torch.bool, device=frame.device)
-    valid[frame, local] = True
-    cur, nxt = box[:-1, :, None], box[1:, None]  # [T-1, W, 1, 4], [T-1, 1, W, 4]
-    cur_holds = (cur[..., :2] <= nxt[..., :2]).all(-1) & (cur[..., 2:] >= nxt[..., 2:]).all(-1)
-    nxt_holds = (cur[..., :2] >= nxt[..., :2]).all(-1) & (cur[..., 2:] <= nxt[..., 2:]).all(-1)
-    pair_t, i, j = ((cur_holds | nxt_holds) & valid[:-1, :, None] & valid[1:, None]).nonzero().T
-    pairs = torch.stack([starts[pair_t] + i, starts[pair_t + 1] + j], dim=1)  # [P, 2] node indices
-    feats = nodes.features.float()
-    normed = feats / (feats.norm(dim=-1, keepdim=True) + 1e-8)
-    pairs = pairs[(normed[pairs[:, 0]] * normed[pairs[:, 1]]).sum(-1) >= tau_t]
+def _cell_owner(tlbr: Tensor) -> Tensor:
+    """The node covering each finest cell, [T, H, W], for nodes that tile every frame (tlbr [M, 5])."""
+    frames, h, w = int(tlbr[-1, 0]) + 1, int(tlbr[:, 3].max()), int(tlbr[:, 4].max())
+    owner = torch.empty(frames, h, w, dtype=torch.long, device=tlbr.device)
+    sizes = torch.stack([tlbr[:, 3] - tlbr[:, 1], tlbr[:, 4] - tlbr[:, 2]], dim=1)  # [M, 2]
+    for height, width in torch.unique(sizes, dim=0).tolist():  # a handful of node shapes
+        ids = (sizes == sizes.new_tensor([height, width])).all(dim=1).nonzero()[:, 0]
+        ys = tlbr[ids, 1, None, None] + torch.arange(height, device=tlbr.device)[:, None]  # [n, height, 1]
+        xs = tlbr[ids, 2, None, None] + torch.arange(width, device=tlbr.device)  # [n, 1, width]
+        owner[tlbr[ids, 0, None, None], ys, xs] = ids[:, None, None]
+    return owner
+
+
+def temporal_groups(nodes: Nodes, tau_t: float) -> Tensor:
+    """Each node's group representative [M]: nodes of consecutive frames whose regions nest and whose similarity
+    is >= tau_t are joined, transitively.
+
+    Quadtree cells of one pyramid either nest or are disjoint, so "one contains the other" (the authors' pair
+    test) is "they share a finest cell": the pairs are read off the cell-owner maps of consecutive frames.
+    """
+    count = len(nodes.tlbr)
+    owner = _cell_owner(nodes.tlbr)  # [T, H, W]
+    keys = (owner[:-1].flatten() * count + owner[1:].flatten()).unique()  # [P] distinct (earlier, later) pairs
+    pairs = torch.stack([keys // count, keys % count], dim=1)  # [P, 2]
+    pairs = pairs[(nodes.unit[pairs[:, 0]] * nodes.unit[pairs[:, 1]]).sum(-1) >= tau_t]
     if len(pairs) == 0:
-        return nodes
-    rep = _roots(pairs, len(frame))
+        return torch.arange(count, device=nodes.tlbr.device)
+    return _roots(pairs, count)
+
+
+def merge_groups(nodes: Nodes, rep: Tensor) -> Nodes:
+    """One token per group: the plain mean of its nodes' features, at its representative (smallest) node."""
+    feats = nodes.features.float()
     sums = torch.zeros_like(feats).index_add_(0, rep, feats)
-    counts = torch.bincount(rep, minlength=len(frame))
+    counts = torch.bincount(rep, minlength=len(feats))
     alive = counts > 0
-    merged = (sums[alive] / counts[alive, None]).to(nodes.features.dtype)
-    return Nodes(merged, nodes.tlbr[alive])
+    merged = sums[alive] / counts[alive, None]
+    return Nodes(merged.to(nodes.features.dtype), nodes.tlbr[alive], normalize(merged, dim=-1, eps=1e-8))
+
+
+def temporal_merge(nodes: Nodes, tau_t: float) -> Nodes:
+    """STTM's temporal step: `merge_groups` of `temporal_groups`."""
+    return merge_groups(nodes, temporal_groups(nodes, tau_t))
 
 
 def sttm_nodes(video: Tensor, k: int, *, tau_s: float, tau_t: float, root_level: int) -> Nodes:
     """STTM's merged tokens of video [T, H, W, D], thresholds shifted so the count is the largest <= k reached."""
     pyramid = Pyramid(video, root_level)
 
-    def run(shift: float) -> Nodes:
-        return temporal_merge(pyramid.quadtree(tau_s - shift), tau_t - shift)
+    def run(shift: float) -> tuple[Nodes, Tensor, int]:
+        nodes = pyramid.quadtree(tau_s - shift)
+        rep = temporal_groups(nodes, tau_t - shift)
+        return nodes, rep, int((rep == torch.arange(len(rep), device=rep.device)).sum())
 
     low, high = max(tau_s, tau_t) - 1.5, min(tau_s, tau_t) + 1.5  # nothing merges at low, everything at high
     best = run(0.0)
-    if len(best.features) > k:
+    if best[2] > k:
         low = 0.0
+        best = run(high)
+        if best[2] > k:
+            return merge_groups(*best[:2])  # even merging everything the tree allows leaves more than k
     else:
         high = 0.0
-    best_high = best if high == 0.0 else run(high)
-    if len(best_high.features) > k:
-        return best_high  # even merging everything the tree allows leaves more than k
-    for _ in range(SEARCH_STEPS):
+    for _ in range(SEARCH_STEPS):  # invariant: count(low) > k >= count(high) = best's count
         mid = (low + high) / 2
-        nodes = run(mid)
-        if len(nodes.features) <= k:
-            high, best_high = mid, nodes
+        trial = run(mid)
+        if trial[2] <= k:
+            high, best = mid, trial
         else:
             low = mid
-    return best_high
+    return merge_groups(*best[:2])
 
 
 class STTM:
