@@ -283,3 +283,25 @@ def test_sttm_temporal_merge_matches_a_pair_by_pair_reference(frames, side, tau,
     expected_tlbr, expected_features = _temporal_reference(nodes, tau)
     assert merged.tlbr.tolist() == expected_tlbr
     torch.testing.assert_close(merged.features, expected_features)
+
+
+@settings(max_examples=40)
+@given(
+    kinds=st.lists(st.booleans(), min_size=1, max_size=30),
+    share=st.floats(0.0, 1.0),
+    seed=st.integers(0, 999),
+)
+def test_keep_top_visual_keeps_k_visual_peaks_and_everything_else(kinds, share, seed):
+    if not any(kinds):
+        kinds = [*kinds, True]
+    visual = torch.tensor([i if is_visual else -1 for i, is_visual in enumerate(kinds)])
+    row = torch.rand(len(kinds), generator=torch.Generator().manual_seed(seed))
+    candidates = (visual >= 0).nonzero()[:, 0]
+    k = max(1, int(share * len(candidates)))
+    keep = keep_top_visual(row, visual, k)
+    assert torch.equal(keep, keep.unique())
+    kept_visual = keep[visual[keep] >= 0]
+    assert len(kept_visual) == k and len(keep) - k == int((visual < 0).sum())
+    dropped = candidates[~torch.isin(candidates, kept_visual)]
+    if len(dropped):
+        assert row[kept_visual].min() >= row[dropped].max()
