@@ -121,6 +121,9 @@ def test_fastv_keeps_the_visual_tokens_layer_k_minus_1_attends_most(ov, ov_eager
     assert pruned.visual_lengths == [span.tokens, k] and pruned.visual_before == span.tokens
     assert pruned.layer_lengths == [embeds.shape[1], embeds.shape[1] - span.tokens + k]
     assert [layer.keys.shape[2] for layer in pruned.cache.layers] == [len(kept), len(kept)]
+    report = pruned.to_dict()
+    assert report["kept_visual"] == k and report["visual_before"] == span.tokens and report["options"] == {"K": 1}
+    assert report["next_position"] == embeds.shape[1] and report["prefill_tflops"] == pruned.prefill_tflops
 
 
 def _manual_run(llm, embeds, kept, layer_k, fed_ids, positions=None, next_position=None):
