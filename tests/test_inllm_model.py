@@ -237,6 +237,7 @@ def test_video_layout_keeps_every_newline_and_text_token(video_llm, method):
     enc = encoded(video_llm, frames=3)
     embeds, span = prompt_inputs(video_llm, enc.features, enc.grid)
     assert span.length == 3 * 7 * 8
+    assert torch.equal(embeds[0, span.token_positions()], enc.features.flatten(0, 1))  # newlines are elsewhere
     pruned = prefill_pruned(video_llm.model, embeds, span, 0.75, method, SMALL[method])
     structure = embeds.shape[1] - span.tokens
     assert [n - v for n, v in zip(pruned.layer_lengths, pruned.visual_lengths)] == [structure, structure]
