@@ -120,13 +120,13 @@ def test_sttm_budget_is_the_largest_count_not_above_k():
 @pytest.mark.parametrize(
     ("method", "options", "name"),
     [
-        ("fastv", {"K": 0}, "'K'"),
-        ("fastv", {"K": 1.5}, "'K'"),
-        ("framefusion", {"S_threshold": 1.5}, "'S_threshold'"),
-        ("framefusion", {"N_threshold": -0.1}, "'N_threshold'"),
-        ("sttm", {"tau_s": "high"}, "'tau_s'"),
-        ("sttm", {"root_level": -1}, "'root_level'"),
-        ("sttm", {"depth": 3}, "'depth'"),
+        ("fastv", {"K": 0}, r"K must be an int in \[1, 2\*\*63\), got 0"),
+        ("fastv", {"K": 1.5}, r"K must be an int in \[1, 2\*\*63\), got 1.5"),
+        ("framefusion", {"S_threshold": 1.5}, r"S_threshold must be a number in \[-1, 1\], got 1.5"),
+        ("framefusion", {"N_threshold": -0.1}, r"N_threshold must be a number in \[0, 1\], got -0.1"),
+        ("sttm", {"tau_s": "high"}, r"tau_s must be a number in \[-1, 1\], got 'high'"),
+        ("sttm", {"root_level": -1}, r"root_level must be an int in \[0, 2\*\*63\), got -1"),
+        ("sttm", {"depth": 3}, "unknown option 'depth' for method 'sttm'; accepted options: layer, tau_s, tau_t, root_level"),
     ],
 )
 def test_options_out_of_range_name_the_option(method, options, name):
@@ -139,7 +139,7 @@ def test_registry_defaults_and_ratio():
     assert validate(0.9, "fastv") == {"K": 2}
     assert validate(0.5, "framefusion") == {"S_threshold": 0.6, "N_threshold": 0.1}
     assert validate(0.5, "sttm", tau_t=0.5) == {"layer": 2, "tau_s": 0.85, "tau_t": 0.5, "root_level": 1}
-    assert options_of("sttm")["tau_s"].to_dict()["high"] == 1.0
+    assert options_of("sttm")["tau_s"].range == (-1.0, 1.0)
     for bad in (1.0, -0.1, True, "0.9"):
         with pytest.raises(ValueError, match="ratio"):
             validate(bad, "fastv")

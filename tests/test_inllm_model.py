@@ -7,12 +7,12 @@ import torch
 
 from fpcli.model import GenerationConfig, load_model
 from fpcli.model.flops import prefill_flops, prefill_flops_per_layer
-from fpcli.model.generate import decode, generate
+from fpcli.model.generate import decode
 from fpcli.model.inllm import IN_LLM_METHODS, VisualSpan, prefill_pruned
 from fpcli.model.inllm.attention import last_token_attention
 from fpcli.model.inllm.hooks import decoder_layers
 from fpcli.model.inllm.sttm import STTM, sttm_nodes
-from fpcli.model.sequence import render_prompt, splice, user_text, visual_sequence
+from fpcli.model.sequence import splice, visual_sequence
 from fpcli.prune.registry import keep_count
 
 # The tiny LLM has 2 decoder layers, so the methods act at layer 1 (FastV's K, STTM's layer) where the real
@@ -43,13 +43,8 @@ def encoded(llm, frames=4, seed=0):
 
 def prompt_inputs(llm, features, grid, question="What is the man doing?"):
     """The unpruned inputs_embeds [1, L, D] of a question about `features` [T, N, D], and its visual span."""
-    token_id = llm.config.video_token_index
-    token = llm.tokenizer.convert_ids_to_tokens(token_id)
     frames = features.shape[0]
-    text = user_text(llm.layout, question, token, frames / 2, [t / 2 for t in range(frames)])
-    ids = llm.tokenizer(render_prompt(llm.tokenizer, text, token), add_special_tokens=False, return_tensors="pt")
-    ids = ids.input_ids[0]
-    start = int((ids == token_id).nonzero()[0, 0])
+    ids, start = llm.prompt_ids([question], [], frames / 2, [t / 2 for t in range(frames)])
     all_tokens = torch.arange(features.shape[0] * features.shape[1])
     visual, _ = visual_sequence(features, all_tokens, grid, llm.vision.image_newline, llm.layout)
     with torch.inference_mode():
@@ -267,14 +262,6 @@ def test_prefill_tflops_follow_the_per_layer_lengths(ov, ov_inputs):
     assert pruned.prefill_tflops == pytest.approx((half / 2 + 2 * config.hidden_size * config.vocab_size) / 1e12)
     with pytest.raises(ValueError, match="one length per layer"):
         prefill_flops_per_layer(config, [seq])
-
-
-def test_decode_without_next_position_equals_generate(ov, ov_inputs):
-    embeds, _ = ov_inputs
-    with torch.inference_mode():
-        out = ov.model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1)
-    ours = decode(ov.model, out.logits[:, -1], out.past_key_values, GREEDY, set())
-    assert ours.ids == generate(ov.model, embeds, GREEDY, set()).ids
 
 
 def test_ratio_zero_keeps_everything(ov, ov_inputs):

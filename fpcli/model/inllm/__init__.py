@@ -5,7 +5,7 @@
     answer = decode(llm.model, out.last_logits, out.cache, config, eos_ids, next_position=out.next_position)
 """
 
-from fpcli.model.inllm.registry import IN_LLM_METHODS, OptionSpec, options_of, prefill_pruned, validate
+from fpcli.model.inllm.registry import IN_LLM_METHODS, options_of, prefill_pruned, validate
 from fpcli.model.inllm.span import InLLMPrefill, VisualSpan
 
-__all__ = ["IN_LLM_METHODS", "InLLMPrefill", "OptionSpec", "VisualSpan", "options_of", "prefill_pruned", "validate"]
+__all__ = ["IN_LLM_METHODS", "InLLMPrefill", "VisualSpan", "options_of", "prefill_pruned", "validate"]

@@ -8,9 +8,6 @@ unknown options are a ValueError naming the option.
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass
-
 from torch import Tensor
 
 from fpcli.model.inllm.fastv import FastV
@@ -18,51 +15,29 @@ from fpcli.model.inllm.framefusion import FrameFusion
 from fpcli.model.inllm.hooks import decoder_layers, run_pruned_prefill
 from fpcli.model.inllm.span import InLLMPrefill, VisualSpan
 from fpcli.model.inllm.sttm import STTM
+from fpcli.prune.options import OptionSpec
+from fpcli.prune.registry import check_ratio
 
 
-@dataclass(frozen=True)
-class OptionSpec:
-    """One option: its default, type and closed range [low, high] (None: unbounded), and a one-line help."""
-
-    name: str
-    default: object
-    type: type
-    low: float | None
-    high: float | None
-    help: str
-
-    def check(self, method: str, value: object) -> object:
-        numeric = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        if self.type is int and not (numeric and float(value).is_integer()):
-            raise ValueError(f"option {self.name!r} of {method} must be an integer, got {value!r}")
-        if not numeric:
-            raise ValueError(f"option {self.name!r} of {method} must be a number, got {value!r}")
-        if (self.low is not None and not value >= self.low) or (self.high is not None and not value <= self.high):
-            low = "-inf" if self.low is None else self.low
-            bounds = f"[{low}, {'inf' if self.high is None else self.high}]"
-            raise ValueError(f"option {self.name!r} of {method} must be in {bounds}, got {value!r}")
-        return self.type(value)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "default": self.default, "type": self.type.__name__, "low": self.low,
-                "high": self.high, "help": self.help}
-
-
+_UNBOUNDED = 2**63  # an int option's open upper end; layer indices are checked against the loaded model
 _OPTIONS: dict[str, dict[str, OptionSpec]] = {
     "fastv": {
-        "K": OptionSpec("K", 2, int, 1, None, "layer from which only the kept visual tokens go on (FastV's K)"),
+        "K": OptionSpec("K", 2, int, (1, _UNBOUNDED), "layer from which only the kept visual tokens go on (FastV's K)",
+                        high_open=True),
     },
     "framefusion": {
-        "S_threshold": OptionSpec("S_threshold", 0.6, float, -1.0, 1.0,
+        "S_threshold": OptionSpec("S_threshold", 0.6, float, (-1.0, 1.0),
                                   "cosine similarity to the previous frame's same patch at which tokens merge"),
-        "N_threshold": OptionSpec("N_threshold", 0.1, float, 0.0, 1.0,
+        "N_threshold": OptionSpec("N_threshold", 0.1, float, (0.0, 1.0),
                                   "merging stops at the first layer that merges less than this share"),
     },
     "sttm": {
-        "layer": OptionSpec("layer", 2, int, 0, None, "decoder layer at whose input the tokens are merged"),
-        "tau_s": OptionSpec("tau_s", 0.85, float, -1.0, 1.0, "spatial (quadtree) similarity threshold"),
-        "tau_t": OptionSpec("tau_t", 0.6, float, -1.0, 1.0, "temporal (cross-frame node) similarity threshold"),
-        "root_level": OptionSpec("root_level", 1, int, 0, None, "pyramid level the quadtree starts from (0: 2x2)"),
+        "layer": OptionSpec("layer", 2, int, (0, _UNBOUNDED), "decoder layer at whose input the tokens are merged",
+                            high_open=True),
+        "tau_s": OptionSpec("tau_s", 0.85, float, (-1.0, 1.0), "spatial (quadtree) similarity threshold"),
+        "tau_t": OptionSpec("tau_t", 0.6, float, (-1.0, 1.0), "temporal (cross-frame node) similarity threshold"),
+        "root_level": OptionSpec("root_level", 1, int, (0, _UNBOUNDED),
+                                 "pyramid level the quadtree starts from (0: 2x2)", high_open=True),
     },
 }
 
@@ -77,14 +52,14 @@ def options_of(method: str) -> dict[str, OptionSpec]:
 
 
 def validate(ratio: float, method: str, **options: object) -> dict[str, object]:
-    """Check ratio, method and options; return every option's value (defaults filled in)."""
-    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 <= ratio < 1:
-        raise ValueError(f"ratio must be a number in [0, 1), got {ratio!r}")
+    """Check ratio, method and options as fpcli.prune.validate does; return every option's value (defaults filled
+    in). ValueError naming the argument."""
+    check_ratio(ratio)
     specs = options_of(method)
-    unknown = sorted(set(options) - set(specs))
+    unknown = [name for name in options if name not in specs]
     if unknown:
         raise ValueError(f"unknown option {unknown[0]!r} for method {method!r}; accepted options: {', '.join(specs)}")
-    return {name: spec.check(method, options.get(name, spec.default)) for name, spec in specs.items()}
+    return {name: spec.check(options[name]) if name in options else spec.default for name, spec in specs.items()}
 
 
 def _check_layer(method: str, name: str, value: int, layers: int) -> None:
