@@ -2,7 +2,7 @@
 
 Commands import these Annotated names (Model, Ratio, Method, Frames, Fps, ...) and build their settings from the
 typed parameters (fpcli.cli.settings). Names, defaults and ranges come from where they are defined: method names
-and option specs from the pruning registry, profile names and layouts from the model's profiles (both import
+and option specs from the method catalogue (fpcli.model.methods), profile names and layouts from the model's profiles (both import
 no torch, so `--help` stays fast); the sampling and generation bounds are the constants below.
 """
 
@@ -17,7 +17,7 @@ import typer
 from fpcli.cli.config import load_config
 from fpcli.cli.errors import set_debug
 from fpcli.model import LAYOUTS, PROFILES
-from fpcli.prune import available_methods, options_of
+from fpcli.model.methods import is_in_llm, method_names, options_of
 from fpcli.prune.registry import check_ratio
 
 MAX_FRAMES = 1024  # --frames upper bound, and the cap of --fps sampling
@@ -122,7 +122,8 @@ Ratio = Annotated[
 Method = Annotated[
     str,
     typer.Option("--method", rich_help_panel=PRUNE_PANEL,
-                 help=f"{', '.join(available_methods())}, or a method registered in Python."),
+                 help=f"{', '.join(method_names())}, or a method registered in Python; "
+                 f"{', '.join(name for name in method_names() if is_in_llm(name))} prune inside the LLM."),
 ]
 TauS = Annotated[Optional[float], _forestprune_option("tau_s")]
 TauP = Annotated[Optional[float], _forestprune_option("tau_p")]
@@ -135,7 +136,7 @@ Opt = Annotated[
 Compare = Annotated[
     Optional[str],
     typer.Option("--compare", rich_help_panel=PRUNE_PANEL, show_default=False,
-                 help="More methods to run on the same features, comma-separated (e.g. uniform,gprune,dycoke)."),
+                 help=f"More methods to run on the same features, comma-separated, from {', '.join(method_names())}."),
 ]
 Frames = Annotated[
     Optional[int],

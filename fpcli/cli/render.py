@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -206,3 +207,34 @@ def compare_table(result: dict[str, Any], width: int = 80) -> Table:
             fitted_strip(entry["per_frame_kept"], total, cells)[0],
         )
     return table
+
+
+def _visual_in_llm(tokens: dict[str, Any]) -> str:
+    """'51' (pruned before the LLM), '512→51@L2' (inside it, from layer 2 on): what the decoder layers ran on."""
+    stages = tokens["visual_in_llm"]
+    return "→".join(str(s["visual"]) if i == 0 else f"{s['visual']}@L{s['from_layer']}" for i, s in enumerate(stages))
+
+
+def answers_table(results: list[dict[str, Any]]) -> RenderableType:
+    """`ask --compare`: one row per method, all on one decoding and encoding of the video (the visual tokens the
+    LLM's layers ran on, seconds, TFLOPs, peak memory), then each method's answer on its own line."""
+    first = results[0]
+    grid = first["grid"]
+    ratio = max(result["ratio"] for result in results)
+    title = Text(f"{first['video']} · {first['frames']} × {grid[0]}×{grid[1]} visual tokens · ratio {ratio:g} · "
+                 "one encoding")
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for name in ("method", "visual", "prune ms", "encode s", "prefill s", "TFLOPs", "peak MB"):
+        table.add_column(name, justify="left" if name == "method" else "right", no_wrap=True, min_width=len(name))
+    for result in results:
+        timing = result["timing_s"]
+        table.add_row(
+            result["method"],
+            _visual_in_llm(result["tokens"]),
+            f"{1000 * timing['prune']:.1f}",
+            f"{timing['encode']:.2f}",
+            f"{timing['prefill']:.3f}",
+            f"{result['prefill_tflops']['after']:.3g}",
+            f"{result['peak_memory_mb']:.0f}",
+        )
+    return Group(title, table, _rows([(result["method"], Text(result["answer"])) for result in results]))

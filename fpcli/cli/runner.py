@@ -151,9 +151,13 @@ def warn(result: dict[str, Any]) -> None:
         print(f"Warning: {warning} ({result['video']})", file=sys.stderr)
 
 
-def each_video(paths: list[Path], work: Callable[[Path], dict[str, Any]], show: Callable[[Console, dict[str, Any]], None],
+Result = dict[str, Any] | list[dict[str, Any]]  # one JSON-form result of a video, or several (ask --compare)
+
+
+def each_video(paths: list[Path], work: Callable[[Path], Result], show: Callable[[Console, Result], None],
                json_output: bool, debug: bool, reporter: Reporter) -> None:
-    """`work` on each video; each result printed as it comes: a JSON line, or under a rule (several videos) by `show`.
+    """`work` on each video; each result printed as it comes: JSON lines (one per result of a video), or under a
+    rule (several videos) by `show`.
 
     A video that fails is reported and the others go on (exit code 1 at the end); a model that cannot load
     (errors.Fatal) ends the command at once. With --json over several videos, stderr gets a line per video and
@@ -178,9 +182,11 @@ def each_video(paths: list[Path], work: Callable[[Path], dict[str, Any]], show: 
             else:
                 report(exc, debug)
             continue
-        warn(result)
+        results = result if isinstance(result, list) else [result]
+        warn(results[0])  # the video's warnings, the same on each of its results
         if json_output:
-            print(json.dumps(result, ensure_ascii=False), flush=True)
+            for one in results:
+                print(json.dumps(one, ensure_ascii=False), flush=True)
             if counting:
                 reporter.message(f"ok     {where} ({time.perf_counter() - video_start:.1f} s)")
             continue

@@ -1,9 +1,10 @@
-"""The settings a command's typed parameters turn into, and their checks against the pruning registry.
+"""The settings a command's typed parameters turn into, and their checks against the method catalogue.
 
 `ModelSettings` is what `load_model` gets; `RunSettings` is per video (pruning, sampling, generation) and a batch
 item may override it. Both are built by the commands from their typed parameters (never by matching names in
 click's ctx.params), so renaming an option is a type error, not a silently dropped value. Pruning is checked by
-`fpcli.prune.validate` (ratio, method, options: the registry's one set of rules) before any model loads.
+`fpcli.model.methods.validate_method` (ratio, method, options: the pruning registries' one set of rules, for
+methods before and inside the LLM) before any model loads.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fpcli.cli.options import (
     MIN_TEMPERATURE,
     Attention,
 )
-from fpcli.prune import available_methods, options_of, validate
+from fpcli.model.methods import method_names, options_of, ratio_for, validate_method
 
 
 def plain(value: Any) -> Any:
@@ -74,6 +75,10 @@ class RunSettings:
             return self.ratio
         return 0.0 if self.method == "none" else DEFAULT_RATIO
 
+    def ratio_of(self, method: str) -> float:
+        """The ratio `method` runs at: --method at prune_ratio; a --compare method beside it (`none` at 0)."""
+        return self.prune_ratio if method == self.method else ratio_for(method, self.prune_ratio)
+
     def sampling(self, default_frames: Any) -> dict[str, Any]:
         """Keyword arguments of `sample_frames` after the path: uniform --frames, or --fps capped by --frames.
 
@@ -87,6 +92,10 @@ class RunSettings:
     def methods(self) -> list[str]:
         """--method first, then the --compare ones not already listed."""
         return list(dict.fromkeys((self.method, *self.compare)))
+
+    def compared(self) -> list[str]:
+        """The methods of `ask --compare` in the order listed, --method first where it is not listed."""
+        return list(self.compare) if self.method in self.compare else self.methods()
 
     def prune_options(self, method: Optional[str] = None) -> dict[str, Any]:
         """The given options that `method` (default --method) takes, and --seed where it takes a seed."""
@@ -103,11 +112,11 @@ class RunSettings:
         The sampling and generation bounds are those the options declare (fpcli.cli.options), for values that
         come from a batch item rather than a flag."""
         for method in self.methods():
-            validate(self.prune_ratio, method, **self.prune_options(method))
+            validate_method(self.ratio_of(method), method, **self.prune_options(method))
         taken = {name for method in self.methods() for name in options_of(method)}
         for name in self.method_options:
             if name not in taken:
-                validate(self.prune_ratio, self.method, **{name: self.method_options[name]})  # raises, naming it
+                validate_method(self.prune_ratio, self.method, **{name: self.method_options[name]})  # raises, naming it
         if self.frames is not None and not 1 <= self.frames <= MAX_FRAMES:
             raise ValueError(f"frames must be in 1..{MAX_FRAMES}, got {self.frames}")
         if self.fps is not None and not self.fps > 0:
@@ -126,7 +135,7 @@ class RunSettings:
         changes: dict[str, Any] = {}
         names = {str(key).replace("-", "_"): value for key, value in options.items()}
         method = names.get("method", self.method)
-        accepted = options_of(method) if method in available_methods() else {}
+        accepted = options_of(method) if method in method_names() else {}
         # An item with its own method keeps only the command line's options that this method takes.
         method_options = {name: value for name, value in self.method_options.items()
                           if method == self.method or name in accepted}
@@ -175,7 +184,7 @@ def parse_opts(pairs: Optional[list[str]], methods: list[str]) -> dict[str, Any]
             raise ValueError(f"--opt takes NAME=VALUE, got {pair!r}")
         spec = next((options_of(m)[name] for m in methods if name in options_of(m)), None)
         if spec is None:
-            validate(0.0, methods[0], **{name: text})  # raises, naming the option and what the method takes
+            validate_method(0.0, methods[0], **{name: text})  # raises, naming the option and what the method takes
         parsed[name] = spec.parse(text) if spec is not None else text
     return parsed
 

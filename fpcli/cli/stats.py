@@ -41,6 +41,7 @@ from fpcli.cli.progress import Reporter
 from fpcli.cli.render import stats_summary
 from fpcli.cli.runner import LazyModel, decode, each_video, expand_videos
 from fpcli.cli.settings import ModelSettings, RunSettings, run_settings
+from fpcli.model.methods import is_in_llm
 
 
 def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: Reporter, viz: Optional[Path]
@@ -105,6 +106,10 @@ def stats(
     """
     settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, opt=opt,
                             seed=seed, compare=compare)
+    inside = [name for name in settings.methods() if is_in_llm(name)]
+    if inside:
+        raise errors.usage_error(f"{inside[0]} prunes inside the LLM, which stats does not run",
+                                 hint=f"compare it with `forestprune ask VIDEO QUESTION --compare {inside[0]}`")
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
         llm = LazyModel(ModelSettings.of(model, layout, device, dtype), reporter, vision_only=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
+from fpcli.model.methods import ratio_for
 from fpcli.model.result import round_megabytes, round_seconds, round_timings
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ def inspect_clip(
         encoded = llm.encode(clip.frames, progress=progress)
         features, grid = encoded.features, tuple(encoded.grid)  # [T, N, D], (H, W)
         pruned, main = _run(features, grid, ratio, method, options or {})
-        runs = [_run(features, grid, ratio, name, opts)[1] for name, opts in others.items()]
+        runs = [_run(features, grid, ratio_for(name, ratio), name, opts)[1] for name, opts in others.items()]
     frames, per_frame = features.shape[:2]
     return StatsResult(
         video=str(clip.path),

@@ -20,6 +20,7 @@ from fpcli.model.flops import prefill_flops_per_layer
 from fpcli.model.generate import cache_name
 from fpcli.model.inllm.attention import last_token_attention
 from fpcli.model.inllm.span import InLLMPrefill, VisualSpan
+from fpcli.model.timing import now
 
 
 @dataclass
@@ -61,6 +62,7 @@ class _Pass:
         self.alive_at: list[Tensor] = []  # survivors each layer runs on
         self._positional_of: Tensor | None = None  # the survivors self._view was indexed for
         self._view: dict = {}
+        self.prune_s = 0.0  # seconds spent in the hooks (selection, merging, attention rows, re-indexing)
 
     def _positional(self, kwargs: dict) -> dict:
         """Rotary embeddings, position ids and mask of the current survivors, indexed once per change of them.
@@ -87,6 +89,13 @@ class _Pass:
 
     def hook(self, module, args: tuple, kwargs: dict):
         hidden = args[0] if args else kwargs["hidden_states"]
+        start = now(hidden.device)  # the layers before are done: what follows is the method's own time
+        try:
+            return self._reduce(module, hidden, args, kwargs)
+        finally:
+            self.prune_s += now(hidden.device) - start
+
+    def _reduce(self, module, hidden: Tensor, args: tuple, kwargs: dict):
         step = self._step(module, hidden, kwargs)
         reduction = self.reducer.reduce(step)
         if reduction is not None:
@@ -142,6 +151,7 @@ def run_pruned_prefill(
         layer_lengths=lengths,
         visual_lengths=visual_lengths,
         prefill_tflops=prefill_flops_per_layer(text_config, lengths) / 1e12,
+        prune_s=state.prune_s,
         method=method,
         options=dict(options),
     )

@@ -1,9 +1,8 @@
-"""The in-LLM pruning methods: names, options (one source of truth for defaults and ranges), validation, entry point.
+"""The in-LLM methods' entry point: a validated prefill with the method's reducer on the decoder layers.
 
     prefill_pruned(model, inputs_embeds, span, ratio=0.9, method="fastv", options={"K": 2}) -> InLLMPrefill
 
-Options are named after the papers' symbols. `validate` checks everything before any model work; out-of-range or
-unknown options are a ValueError naming the option.
+Names, options and `validate` are in fpcli.model.inllm.options; everything is checked before any model work.
 """
 
 from __future__ import annotations
@@ -13,58 +12,18 @@ from torch import Tensor
 from fpcli.model.inllm.fastv import FastV
 from fpcli.model.inllm.framefusion import FrameFusion
 from fpcli.model.inllm.hooks import decoder_layers, run_pruned_prefill
+from fpcli.model.inllm.options import validate
 from fpcli.model.inllm.span import InLLMPrefill, VisualSpan
 from fpcli.model.inllm.sttm import STTM
-from fpcli.prune.options import OptionSpec
-from fpcli.prune.registry import check_ratio
 
 
-_UNBOUNDED = 2**63  # an int option's open upper end; layer indices are checked against the loaded model
-_OPTIONS: dict[str, dict[str, OptionSpec]] = {
-    "fastv": {
-        "K": OptionSpec("K", 2, int, (1, _UNBOUNDED), "layer from which only the kept visual tokens go on (FastV's K)",
-                        high_open=True),
-    },
-    "framefusion": {
-        "S_threshold": OptionSpec("S_threshold", 0.6, float, (-1.0, 1.0),
-                                  "cosine similarity to the previous frame's same patch at which tokens merge"),
-        "N_threshold": OptionSpec("N_threshold", 0.1, float, (0.0, 1.0),
-                                  "merging stops at the first layer that merges less than this share"),
-    },
-    "sttm": {
-        "layer": OptionSpec("layer", 2, int, (0, _UNBOUNDED), "decoder layer at whose input the tokens are merged",
-                            high_open=True),
-        "tau_s": OptionSpec("tau_s", 0.85, float, (-1.0, 1.0), "spatial (quadtree) similarity threshold"),
-        "tau_t": OptionSpec("tau_t", 0.6, float, (-1.0, 1.0), "temporal (cross-frame node) similarity threshold"),
-        "root_level": OptionSpec("root_level", 1, int, (0, _UNBOUNDED),
-                                 "pyramid level the quadtree starts from (0: 2x2)", high_open=True),
-    },
-}
-
-IN_LLM_METHODS: tuple[str, ...] = tuple(_OPTIONS)
-
-
-def options_of(method: str) -> dict[str, OptionSpec]:
-    """The options of an in-LLM method, by name."""
-    if method not in _OPTIONS:
-        raise ValueError(f"unknown in-LLM method {method!r}; available: {', '.join(IN_LLM_METHODS)}")
-    return dict(_OPTIONS[method])
-
-
-def validate(ratio: float, method: str, **options: object) -> dict[str, object]:
-    """Check ratio, method and options as fpcli.prune.validate does; return every option's value (defaults filled
-    in). ValueError naming the argument."""
-    check_ratio(ratio)
-    specs = options_of(method)
-    unknown = [name for name in options if name not in specs]
-    if unknown:
-        raise ValueError(f"unknown option {unknown[0]!r} for method {method!r}; accepted options: {', '.join(specs)}")
-    return {name: spec.check(options[name]) if name in options else spec.default for name, spec in specs.items()}
-
-
-def _check_layer(method: str, name: str, value: int, layers: int) -> None:
-    if value >= layers:
-        raise ValueError(f"option {name!r} of {method} must be below the model's {layers} decoder layers, got {value}")
+def check_for_model(model, method: str, values: dict) -> None:
+    """ValueError when a validated option names a decoder layer `model` does not have."""
+    layers = len(decoder_layers(model))
+    for name in {"fastv": ("K",), "sttm": ("layer",)}.get(method, ()):
+        if values[name] >= layers:
+            raise ValueError(f"option {name!r} of {method} must be below the model's {layers} decoder layers, "
+                             f"got {values[name]}")
 
 
 def prefill_pruned(
@@ -76,15 +35,13 @@ def prefill_pruned(
     decoded token takes (L), and the sequence / visual lengths entering every decoder layer.
     """
     values = validate(ratio, method, **(options or {}))
-    layers = len(decoder_layers(model))
+    check_for_model(model, method, values)
     ratio = float(ratio)
     if method == "fastv":
-        _check_layer(method, "K", values["K"], layers)
         reducer = FastV(ratio, **values)
     elif method == "framefusion":
         patches = visual.grid[0] * visual.grid[1]
-        reducer = FrameFusion(ratio, layers=layers, patches=patches, **values)
+        reducer = FrameFusion(ratio, layers=len(decoder_layers(model)), patches=patches, **values)
     else:
-        _check_layer(method, "layer", values["layer"], layers)
         reducer = STTM(ratio, grid=visual.grid, **values)
     return run_pruned_prefill(model, inputs_embeds, visual, reducer, method, values)

@@ -72,6 +72,7 @@ class InLLMPrefill:
     prefill_tflops: float  # analytic, from layer_lengths (fpcli.model.flops.prefill_flops_per_layer)
     method: str
     options: dict = field(default_factory=dict)
+    prune_s: float = 0.0  # of the prefill's time, what the method's hooks took (device-synchronised)
 
     @property
     def kept_visual(self) -> int:
@@ -88,4 +89,5 @@ class InLLMPrefill:
             "visual_before": self.visual_before,
             "kept_visual": self.kept_visual,
             "prefill_tflops": self.prefill_tflops,
+            "prune_s": self.prune_s,
         }
