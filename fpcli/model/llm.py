@@ -192,6 +192,7 @@ class VideoLLM:
             timestamps=[float(t) for t in clip.timestamps],
             duration=float(clip.duration),
             frame_indices=[int(i) for i in clip.indices],
+            extras=encoded.extras,
             decode_s=float(decode_s),
             encode_s=encoded.encode_s,
             warnings=list(getattr(clip, "warnings", [])),
@@ -211,10 +212,13 @@ class VideoLLM:
             visual, newlines = visual_sequence(tokens, every, features.grid, newline, self.layout)  # [T*N+n, D]
             return InLLMSession(self, features, method, ratio, values, visual, newlines, history)
         with out_of_memory_is_model_error("pruning", features.frames):
+            extras = {name: value.to(self.device) for name, value in features.extras.items()}  # [T, N, ...]
             start = now(self.device)
-            pruned = prune(tokens, grid=features.grid, ratio=ratio, method=method, **(options or {}))
+            pruned = prune(tokens, features.grid, ratio, method, extras=extras, **(options or {}))
             prune_s = now(self.device) - start
-            visual, newlines = visual_sequence(tokens, pruned.keep, features.grid, newline, self.layout)  # [K+n, D]
+            # a merging method's features (pruned.features) stand in for tokens[keep]
+            visual, newlines = visual_sequence(tokens, pruned.keep, features.grid, newline, self.layout,
+                                               pruned.features)  # [K+n, D]
         return ClipSession(self, features, pruned, prune_s, visual, newlines, history)
 
     def inspect(
