@@ -91,3 +91,15 @@ def test_in_llm_method_in_ask_and_batch(clip: Path, tiny_onevision_dir: Path, tm
     out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [(r["id"], r["status"], r["method"]) for r in out] == [("one", "ok", "fastv"), ("two", "ok", "sttm")]
     assert out[0]["answer"] == record["answer"]  # the same answer as ask gives
+
+
+def test_visual_column_shows_what_the_layers_ran_on():
+    from fpcli.cli.render import _visual_in_llm
+
+    def tokens(stages, entered):
+        return {"visual_in_llm": [{"from_layer": layer, "visual": n} for layer, n in stages], "text": 30,
+                "newline": 1, "prompt": 31 + entered}
+
+    assert _visual_in_llm(tokens([(0, 51)], 51)) == "51"  # pruned before the LLM
+    assert _visual_in_llm(tokens([(0, 512), (2, 51)], 512)) == "512→51@L2"  # FastV
+    assert _visual_in_llm(tokens([(0, 130), (1, 51)], 512)) == "512→130@L0→51@L1"  # FrameFusion merges at layer 0

@@ -210,9 +210,14 @@ def compare_table(result: dict[str, Any], width: int = 80) -> Table:
 
 
 def _visual_in_llm(tokens: dict[str, Any]) -> str:
-    """'51' (pruned before the LLM), '512→51@L2' (inside it, from layer 2 on): what the decoder layers ran on."""
-    stages = tokens["visual_in_llm"]
-    return "→".join(str(s["visual"]) if i == 0 else f"{s['visual']}@L{s['from_layer']}" for i, s in enumerate(stages))
+    """'51' (pruned before the LLM), '512→51@L2' (inside it: all 512 enter, 51 from layer 2 on; FrameFusion merges
+    at layer 0's input already, '512→130@L0→51@L1'): the visual tokens the decoder layers ran on."""
+    stages = [f"{s['visual']}@L{s['from_layer']}" for s in tokens["visual_in_llm"]]
+    stages[0] = str(tokens["visual_in_llm"][0]["visual"])
+    entered = tokens["prompt"] - tokens["text"] - tokens["newline"]  # visual tokens in the LLM's input
+    if entered != tokens["visual_in_llm"][0]["visual"]:  # reduced at layer 0's input
+        stages[0] = f"{entered}→{stages[0]}@L0"
+    return "→".join(stages)
 
 
 def answers_table(results: list[dict[str, Any]]) -> RenderableType:
