@@ -50,17 +50,19 @@ def test_ask_compare_table(clip: Path, tiny_onevision_dir: Path):
     assert table[0] == ["method", "visual", "prune", "ms", "encode", "s", "prefill", "s", "TFLOPs", "peak", "MB"]
     assert set(table[1][0]) == {"─"}
     rows = table[2:]
-    assert [row[0] for row in rows] == ["forestprune", "none", "fastv", "uniform"] and {len(row) for row in rows} == {7}
+    assert [row[0] for row in rows] == ["forestprune", "none", "fastv", "uniform"]
+    assert {len(row) for row in rows} == {7}
     assert [row[1] for row in rows] == ["19", "192", "192→19@L1", "19"]
     answers = [line.split()[0] for line in lines if line and not line.startswith(" ")][1:]  # after the title
-    assert answers == ["forestprune", "none", "fastv", "uniform"]  # each method's answer on its own line after the table
+    assert answers == ["forestprune", "none", "fastv", "uniform"]  # each answer on its own line after the table
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--compare", "none,tome"], "Error: unknown method 'tome'; available: none, uniform, random, gprune, divprune, "
                                  "dycoke, forestprune, visionzip, fastv, framefusion, sttm"),
     (["--compare", "fastv", "--opt", "K=0"], "Error: K must be an int in [1, 2**63), got 0"),
-    (["--method", "framefusion", "--opt", "S_threshold=1.5"], "Error: S_threshold must be a number in [-1, 1], got 1.5"),
+    (["--method", "framefusion", "--opt", "S_threshold=1.5"],
+     "Error: S_threshold must be a number in [-1, 1], got 1.5"),
     (["--method", "sttm", "--opt", "depth=2"],
      "Error: unknown option 'depth' for method 'sttm'; accepted options: layer, tau_s, tau_t, root_level"),
 ])  # fmt: skip

@@ -126,7 +126,8 @@ def test_sttm_budget_is_the_largest_count_not_above_k():
         ("framefusion", {"N_threshold": -0.1}, r"N_threshold must be a number in \[0, 1\], got -0.1"),
         ("sttm", {"tau_s": "high"}, r"tau_s must be a number in \[-1, 1\], got 'high'"),
         ("sttm", {"root_level": -1}, r"root_level must be an int in \[0, 2\*\*63\), got -1"),
-        ("sttm", {"depth": 3}, "unknown option 'depth' for method 'sttm'; accepted options: layer, tau_s, tau_t, root_level"),
+        ("sttm", {"depth": 3},
+         "unknown option 'depth' for method 'sttm'; accepted options: layer, tau_s, tau_t, root_level"),
     ],
 )
 def test_options_out_of_range_name_the_option(method, options, name):

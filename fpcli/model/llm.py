@@ -22,13 +22,13 @@ from fpcli.model.encode import EncodedVideo, VisionParts, encode_frames, pooled_
 from fpcli.model.errors import ModelError, ModelInputError
 from fpcli.model.flops import prefill_tflops
 from fpcli.model.generate import GenerationConfig
+from fpcli.model.inllm.registry import check_for_model
+from fpcli.model.inllm.session import InLLMSession
+from fpcli.model.methods import is_in_llm, validate_method
 from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.preprocess import Preprocessor
 from fpcli.model.profiles import Progress
 from fpcli.model.result import AnswerResult
-from fpcli.model.inllm.registry import check_for_model
-from fpcli.model.inllm.session import InLLMSession
-from fpcli.model.methods import is_in_llm, validate_method
 from fpcli.model.session import ClipSession, Session
 from fpcli.model.sequence import conversation, render_prompt, user_text, visual_sequence
 from fpcli.model.timing import now, reset_peak_memory

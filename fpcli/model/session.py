@@ -1,5 +1,8 @@
 """`ClipSession`: many questions about one pruned clip, paying for pruning and the visual tokens' prefill once.
 
+(`Session` is what it shares with fpcli.model.inllm.session's `InLLMSession`, whose methods prune inside the LLM:
+the prompt of a question, the conversation under history, the AnswerResult.)
+
 The prompt of a question is   [text before the video placeholder] [visual sequence] [text after the placeholder]
 where the first part (chat template, system prompt, user-turn opening) and the visual sequence are the same for
 every question: that prefix is prefilled once and its KV cache kept. Each question renders its whole prompt with
