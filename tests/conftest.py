@@ -4,7 +4,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["fixtures_video", "fixtures_model"]
+pytest_plugins = ["fixtures_video", "fixtures_model", "fixtures_qwen"]
 
 # CI machines have 2 slow cores shared with torch: no per-example deadline, and a
 # smaller example budget than hypothesis' default so the suite stays at a few minutes.

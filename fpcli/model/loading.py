@@ -18,7 +18,7 @@ from fpcli.model.encode import VisionParts
 from fpcli.model.errors import ModelError
 from fpcli.model.llm import VideoLLM
 from fpcli.model.preprocess import Preprocessor
-from fpcli.model.profiles import Progress, ResolvedModel, resolve_model
+from fpcli.model.profiles import MODEL_TYPE_LAYOUTS, Progress, ResolvedModel, resolve_model
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 ATTENTION = ("sdpa", "flash_attention_2", "eager")
@@ -26,6 +26,7 @@ ATTENTION = ("sdpa", "flash_attention_2", "eager")
 _VISION_PREFIXES = {"vision_tower.": "tower", "multi_modal_projector.": "projector", "image_newline": "newline"}
 
 _LOADED: dict[tuple, VideoLLM] = {}
+QWEN_LAYOUTS = tuple(MODEL_TYPE_LAYOUTS.values())
 
 
 def resolve_device(device: str) -> torch.device:
@@ -83,6 +84,10 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, torch_device)
     check_attention(attn, torch_device, torch_dtype)
     resolved = spec if isinstance(spec, ResolvedModel) else resolve_model(spec, layout, progress=progress)
+    if resolved.layout in QWEN_LAYOUTS:  # Qwen-VL: its own class (always fully loaded: its tower is in the LLM class)
+        from fpcli.model.qwen.loading import load_qwen
+
+        return load_qwen(resolved, torch_device, torch_dtype, attn, progress)
     key = (resolved.name, str(resolved.path), resolved.layout, str(torch_device), torch_dtype, attn, vision_only)
     if key in _LOADED:
         return _LOADED[key]
@@ -151,13 +156,19 @@ def _load_config(path: Path):
 
 
 def _load_full(path: Path, device: torch.device, dtype: torch.dtype, attn: str):
-    from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
+    return load_pretrained(path, "LlavaOnevisionForConditionalGeneration", device, dtype, attn)
+
+
+def load_pretrained(path: Path, class_name: str, device: torch.device, dtype: torch.dtype, attn: str):
+    """(model, tokenizer) of transformers' `class_name` from `path`: safetensors only, no remote code, offline."""
+    import transformers
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # progress is reported through `progress`, on the CLI's terms
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
-        model = LlavaOnevisionForConditionalGeneration.from_pretrained(
+        model = getattr(transformers, class_name).from_pretrained(
             path,
             dtype=dtype,
             attn_implementation=attn,

@@ -7,8 +7,9 @@ and `HF_HUB_OFFLINE` is not set; either way the result is a directory that trans
 The layout says how the visual tokens enter the LLM (see `fpcli.model.sequence`):
   onevision  LLaVA-OneVision: bilinear pooling to ceil(h/2) x ceil(w/2), one newline after the whole video.
   video      LLaVA-Video: 2x2 average pooling, a newline after every row of every frame, time instruction.
+  qwen2.5-vl, qwen3-vl  Qwen-VL: merged tokens with M-RoPE positions (see `fpcli.model.qwen`).
 It comes from, in order: the caller, the profile, `forestprune.json` in the checkpoint directory (written by
-`forestprune convert`), else "onevision".
+`forestprune convert`), the architecture in config.json (Qwen-VL), else "onevision".
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from typing import Callable
 
 from fpcli.model.errors import ModelError
 
-LAYOUTS = ("onevision", "video")
-DEFAULT_FRAMES = {"onevision": 32, "video": 64}
+LAYOUTS = ("onevision", "video", "qwen2.5-vl", "qwen3-vl")
+# Qwen-VL samples at 2 fps (fpcli.model.qwen.sampling); its number here is the frame cap of that rate.
+DEFAULT_FRAMES = {"onevision": 32, "video": 64, "qwen2.5-vl": 768, "qwen3-vl": 768}
+# config.json model_type -> layout, for the architectures a checkpoint's config names unambiguously.
+MODEL_TYPE_LAYOUTS = {"qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl"}
 LAYOUT_FILE = "forestprune.json"
 # Files a checkpoint needs at inference time; the rest of a hub repo (README, .bin duplicates, ...) is skipped.
 _DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "tokenizer*"]
@@ -58,6 +62,10 @@ register_profile(ModelProfile("llava-ov-0.5b", "llava-hf/llava-onevision-qwen2-0
 register_profile(ModelProfile("llava-ov-7b", "llava-hf/llava-onevision-qwen2-7b-ov-hf", "onevision", 32))
 register_profile(ModelProfile("llava-ov-72b", "llava-hf/llava-onevision-qwen2-72b-ov-hf", "onevision", 32))
 register_profile(ModelProfile("llava-video-7b", "lmms-lab/LLaVA-Video-7B-Qwen2", "video", 64, needs_conversion=True))
+for _size in ("3b", "7b"):
+    register_profile(ModelProfile(f"qwen2.5-vl-{_size}", f"Qwen/Qwen2.5-VL-{_size.upper()}-Instruct", "qwen2.5-vl", 768))
+for _size in ("2b", "4b", "8b"):
+    register_profile(ModelProfile(f"qwen3-vl-{_size}", f"Qwen/Qwen3-VL-{_size.upper()}-Instruct", "qwen3-vl", 768))
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,15 @@ def _layout_file(path: Path) -> str | None:
     return layout
 
 
+def config_layout(path: Path) -> str | None:
+    """The layout config.json's model_type implies (Qwen-VL), or None (LLaVA: the layout is not in the config)."""
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        raise ModelError(f"cannot read {path / 'config.json'}: not a JSON object") from None
+    return MODEL_TYPE_LAYOUTS.get(model_type)
+
+
 def check_checkpoint_dir(path: Path) -> None:
     """Fail with a clear ModelError unless `path` holds a config and safetensors weights."""
     if not (path / "config.json").is_file():
@@ -184,6 +201,7 @@ def resolve_model(spec: str | Path, layout: str | None = None, progress: Progres
         known = ", ".join(PROFILES)
         raise ModelError(f"model {spec_str!r} is not a profile ({known}), a local directory or a Hugging Face id")
     check_checkpoint_dir(path)
-    chosen = layout or (profile.layout if profile else None) or _layout_file(path) or "onevision"
+    chosen = layout or (profile.layout if profile else None) or _layout_file(path) or config_layout(path)
+    chosen = chosen or "onevision"
     name = profile.name if profile else spec_str
     return ResolvedModel(name=name, path=path, layout=chosen, default_frames=_frames(profile, chosen), profile=profile)

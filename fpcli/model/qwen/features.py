@@ -1,0 +1,35 @@
+"""`QwenClipFeatures`: a clip's merged visual tokens before pruning, shaped like the team's `ClipFeatures`.
+
+Same fields as `fpcli.model.clip_features.ClipFeatures` (features [T', N, D] with T' temporal groups, the merged
+grid, per-frame timestamps, the DeepStack side output in `extras["deepstack"]` [T', N, layers, D]) plus what the
+Qwen prompt needs and the video alone does not tell: the sampled frame count, the resized frame size and the
+seconds per temporal group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+
+@dataclass
+class QwenClipFeatures:
+    video: str
+    features: Tensor  # [T', N, D] merged tokens, model dtype/device; N = h*w row-major
+    grid: tuple[int, int]  # merged grid (h, w)
+    timestamps: list[float]  # seconds of each sampled frame
+    duration: float
+    frame_indices: list[int]
+    extras: dict[str, Tensor] = field(default_factory=dict)  # "deepstack": [T', N, layers, D] (Qwen3-VL)
+    decode_s: float = 0.0
+    encode_s: float = 0.0
+    cache_load_s: float = 0.0
+    cache: str = "off"
+    warnings: list[str] = field(default_factory=list)
+    frames: int = 0  # frames sampled (T); T' = ceil(T / 2)
+    resized: tuple[int, int] = (0, 0)  # (height, width) of the frames the tower saw
+
+    @property
+    def temporal_groups(self) -> int:
+        return int(self.features.shape[0])

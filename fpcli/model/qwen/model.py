@@ -1,0 +1,174 @@
+"""`QwenVideoLLM`: a loaded Qwen2.5-VL or Qwen3-VL checkpoint that encodes clips, prunes and answers.
+
+answer() = geometry + prompt (cheap, checked against the context before any encoding) -> encode_clip (vision tower
+in chunks of temporal groups: merged tokens [T', h*w, D]) -> `fpcli.prune` on them unchanged -> the kept columns of
+the unpruned sequence with the positions `get_rope_index` gives it (fpcli.model.qwen.positions) -> prefill +
+decode with explicit positions. The same API as `VideoLLM` (encode_clip / answer) so callers need not know the
+architecture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fpcli.model.errors import ModelInputError
+from fpcli.model.flops import prefill_tflops
+from fpcli.model.generate import GenerationConfig
+from fpcli.model.llm import _out_of_memory_is_model_error
+from fpcli.model.profiles import Progress
+from fpcli.model.qwen.arch import QwenArch
+from fpcli.model.qwen.encode import encode_groups
+from fpcli.model.qwen.features import QwenClipFeatures
+from fpcli.model.qwen.generate import generate
+from fpcli.model.qwen.positions import assemble, full_positions
+from fpcli.model.qwen.prompt import QwenPrompt, build_prompt
+from fpcli.model.qwen.video_input import VideoGeometry, VideoSpec, geometry, group_timestamps, seconds_per_group
+from fpcli.model.result import AnswerResult, PrefillTflops, Timings, TokenCounts
+from fpcli.model.timing import now, peak_memory_mb, reset_peak_memory
+from fpcli.prune import prune
+from fpcli.prune.registry import keep_count
+
+DEFAULT_ENCODE_CHUNK = {"cuda": 16, "cpu": 4}  # temporal groups (2 frames each) per vision-tower call
+
+
+class QwenVideoLLM:
+    """A loaded Qwen-VL checkpoint; `layout` is the architecture's label ("qwen2.5-vl" or "qwen3-vl")."""
+
+    def __init__(self, *, name: str, path: Path, arch: QwenArch, default_frames: int, device: torch.device,
+                 dtype: torch.dtype, load_s: float, config, spec: VideoSpec, model, tokenizer):  # fmt: skip
+        self.name, self.path, self.arch = name, path, arch
+        self.layout = arch.label
+        self.default_frames = default_frames
+        self.device, self.dtype, self.load_s = device, dtype, load_s
+        self.config, self.spec, self.model, self.tokenizer = config, spec, model, tokenizer
+        self.encode_chunk = DEFAULT_ENCODE_CHUNK["cuda" if device.type == "cuda" else "cpu"]
+        self.vision_only = False
+        self._load_reported = False
+
+    def __repr__(self) -> str:
+        return f"QwenVideoLLM({self.name!r}, layout={self.layout}, device={self.device}, dtype={self.dtype})"
+
+    @property
+    def context_length(self) -> int:
+        return int(self.config.text_config.max_position_embeddings)
+
+    def geometry(self, clip, max_pixels: int | None = None) -> VideoGeometry:
+        """Resized size, temporal groups and merged grid of `clip` (raises ModelInputError past the limits)."""
+        frames = clip.frames
+        return geometry(self.spec, len(frames), int(frames.shape[1]), int(frames.shape[2]), max_pixels)
+
+    def prompt(self, clip, question: str, geo: VideoGeometry, system_prompt: str | None = None) -> QwenPrompt:
+        times = group_timestamps(clip.timestamps, self.spec.temporal_patch_size)
+        return build_prompt(self.tokenizer, self.config, self.arch, question, geo, times, system_prompt)
+
+    def encode_clip(self, clip, progress: Progress | None = None, *, max_pixels: int | None = None,
+                    decode_s: float = 0.0) -> QwenClipFeatures:  # fmt: skip
+        """The vision tower once over `clip` (duck-typed: .path, .frames [T,H,W,3] uint8, .timestamps, .duration)."""
+        geo = self.geometry(clip, max_pixels)
+        with _out_of_memory_is_model_error("encoding", geo.frames):
+            start = now(self.device)
+            features, deep = encode_groups(
+                self.model.model.visual, clip.frames, self.spec, geo, device=self.device, dtype=self.dtype,
+                chunk=self.encode_chunk, deepstack=self.arch.deepstack, progress=progress,
+            )  # fmt: skip
+            encode_s = now(self.device) - start
+        return QwenClipFeatures(
+            video=str(clip.path),
+            features=features,
+            grid=geo.grid,
+            timestamps=[float(t) for t in clip.timestamps],
+            duration=float(clip.duration),
+            frame_indices=[int(i) for i in getattr(clip, "indices", range(geo.frames))],
+            extras={} if deep is None else {"deepstack": deep},
+            decode_s=float(decode_s),
+            encode_s=encode_s,
+            frames=geo.frames,
+            resized=(geo.height, geo.width),
+        )
+
+    def check_context(self, prompt: QwenPrompt, ratio: float, generation: GenerationConfig) -> int:
+        """Prompt tokens after pruning; ModelInputError when they and the answer do not fit the context."""
+        video = int(prompt.video_mask.sum())
+        length = prompt.text_tokens + keep_count(ratio, video)
+        if length + generation.max_new_tokens > self.context_length:
+            raise ModelInputError(
+                f"the prompt ({length} tokens at ratio {ratio}, {video} visual before pruning) plus "
+                f"{generation.max_new_tokens} new tokens exceeds the model's context of {self.context_length}; "
+                "use fewer frames (--frames), a lower --max-pixels or a higher --ratio"
+            )
+        return length
+
+    def eos_token_ids(self) -> set[int]:
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        ids = set([eos] if isinstance(eos, int) else (eos or []))
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return ids
+
+    def answer(
+        self,
+        clip,
+        question: str,
+        ratio: float = 0.9,
+        method: str = "forestprune",
+        options: dict | None = None,
+        generation: GenerationConfig | None = None,
+        *,
+        max_pixels: int | None = None,
+        system_prompt: str | None = None,
+        decode_s: float = 0.0,
+        progress: Progress | None = None,
+    ) -> AnswerResult:
+        """Answer `question` about `clip`: check the prompt fits, encode, prune, prefill, decode."""
+        generation = generation or GenerationConfig()
+        reset_peak_memory(self.device)
+        geo = self.geometry(clip, max_pixels)
+        prompt = self.prompt(clip, question, geo, system_prompt)
+        self.check_context(prompt, ratio, generation)
+        clip_features = self.encode_clip(clip, progress, max_pixels=max_pixels, decode_s=decode_s)
+        with _out_of_memory_is_model_error("processing", geo.frames):
+            features = clip_features.features
+            start = now(self.device)
+            pruned = prune(features, grid=geo.grid, ratio=ratio, method=method, **(options or {}))
+            prune_s = now(self.device) - start
+            seconds = None if self.arch.timestamps_in_text else seconds_per_group(
+                geo.frames, clip_features.duration, self.spec.temporal_patch_size)  # fmt: skip
+            positions = full_positions(self.model, prompt, geo.grid_thw(), seconds)
+            batch = assemble(self.model.get_input_embeddings(), prompt, positions, features, pruned.keep,
+                             clip_features.extras.get("deepstack"))  # fmt: skip
+            out = generate(self.model, batch, generation, self.eos_token_ids())
+        timing = Timings(encode=clip_features.encode_s, prune=prune_s, prefill=out.prefill_s,
+                         generate=out.generate_s, decode=float(decode_s))  # fmt: skip
+        timing.load = 0.0 if self._load_reported else self.load_s
+        self._load_reported = True
+        counts = TokenCounts(
+            visual_before=geo.tokens,
+            visual_after=pruned.k,
+            newline=0,
+            text=prompt.text_tokens,
+            prompt=batch.inputs_embeds.shape[1],
+            generated=len(out.ids),
+        )
+        cfg = self.config.text_config
+        return AnswerResult(
+            video=str(clip.path),
+            question=question,
+            answer=self.tokenizer.decode(out.ids, skip_special_tokens=True).strip(),
+            model=self.name,
+            layout=self.layout,
+            method=pruned.method,
+            ratio=float(pruned.ratio),
+            frames=geo.frames,
+            grid=geo.grid,
+            tokens=counts,
+            per_frame_kept=pruned.per_frame.tolist(),
+            timestamps=clip_features.timestamps,
+            timing_s=timing,
+            peak_memory_mb=peak_memory_mb(self.device),
+            prefill_tflops=PrefillTflops(before=prefill_tflops(cfg, len(prompt.input_ids)),
+                                         after=prefill_tflops(cfg, counts.prompt)),  # fmt: skip
+            generated_ids=out.ids,
+            temporal_groups=geo.groups,
+        )
