@@ -23,7 +23,7 @@ class QwenArch:
     label: str  # how results name the layout
     timestamps_in_text: bool  # Qwen3-VL writes "<t seconds>" before every temporal group
     deepstack: bool  # Qwen3-VL adds vision-layer features inside the first LLM layers
-    video_budget_is_total: bool  # Qwen3-VL: size.longest_edge bounds T*H*W, not H*W
+    qwen3_video_rules: bool  # Qwen3-VL's processor: size bounds T*H*W, not H*W
 
 
 ARCHS: dict[str, QwenArch] = {

@@ -36,7 +36,7 @@ def load_qwen(
     start = time.perf_counter()
     if progress is not None:
         progress("load", 0, 1)
-    spec = VideoSpec.from_dir(resolved.path, arch.video_budget_is_total)
+    spec = VideoSpec.from_dir(resolved.path, arch.qwen3_video_rules)
     model, tokenizer = load_pretrained(resolved.path, arch.class_name, device, dtype, attn)
     vision = model.config.vision_config
     if (vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size) != (

@@ -48,7 +48,7 @@ class VideoSpec:
     temporal_patch_size: int
     min_pixels: int  # size.shortest_edge
     longest_edge: int  # size.longest_edge: per frame (Qwen2.5-VL) or for the whole clip (Qwen3-VL)
-    budget_is_total: bool
+    qwen3_rules: bool  # Qwen3-VL's processor: longest_edge bounds the whole clip; frames under the factor upscaled
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     resample: int = 3  # PIL bicubic
@@ -62,18 +62,18 @@ class VideoSpec:
         return self.patch_size * self.merge_size
 
     @classmethod
-    def from_dir(cls, path: Path, budget_is_total: bool) -> VideoSpec:
+    def from_dir(cls, path: Path, qwen3_rules: bool) -> VideoSpec:
         for name in CONFIG_FILES:
             file = path / name
             if file.is_file():
                 try:
-                    return cls.from_dict(json.loads(file.read_text()), budget_is_total)
+                    return cls.from_dict(json.loads(file.read_text()), qwen3_rules)
                 except (ValueError, KeyError, TypeError) as exc:
                     raise ModelError(f"cannot use preprocessor config {file}: {exc}") from None
         raise ModelError(f"{path} has no preprocessor config ({' or '.join(CONFIG_FILES)})")
 
     @classmethod
-    def from_dict(cls, cfg: dict, budget_is_total: bool) -> VideoSpec:
+    def from_dict(cls, cfg: dict, qwen3_rules: bool) -> VideoSpec:
         size = cfg.get("size") or {}
         min_pixels = int(cfg.get("min_pixels") or size["shortest_edge"])
         longest = int(cfg.get("max_pixels") or size["longest_edge"])
@@ -86,7 +86,7 @@ class VideoSpec:
             temporal_patch_size=int(cfg.get("temporal_patch_size", 2)),
             min_pixels=min_pixels,
             longest_edge=longest,
-            budget_is_total=budget_is_total,
+            qwen3_rules=qwen3_rules,
             mean=(float(mean[0]), float(mean[1]), float(mean[2])),
             std=(float(std[0]), float(std[1]), float(std[2])),
             resample=int(cfg.get("resample", 3)),
@@ -99,7 +99,7 @@ class VideoSpec:
     def frame_pixel_cap(self, frames: int) -> int:
         """Most pixels per frame for a clip of `frames` frames (rule 2 of the module docstring)."""
         f2 = self.factor * self.factor
-        if self.budget_is_total:
+        if self.qwen3_rules:
             cap = min(_QWEN3_FRAME_TOKENS * f2, self.longest_edge // frames)
         else:
             total = int(_QWEN25_VIDEO_TOKENS * f2 * 0.9)
@@ -107,27 +107,39 @@ class VideoSpec:
         return max(cap, int(self.min_pixels * 1.05))
 
 
-def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """(height, width) rounded to multiples of `factor`, aspect kept, h*w within [min_pixels, max_pixels].
+def smart_resize(
+    height: int,
+    width: int,
+    factor: int,
+    min_pixels: int,
+    max_pixels: int,
+    *,
+    frames: int = 1,
+    temporal_factor: int = 1,
+    upscale_small: bool = False,
+) -> tuple[int, int]:
+    """(height, width) rounded to multiples of `factor`, aspect kept, within [min_pixels, max_pixels].
 
     Qwen-VL's rule: nearest multiples, then scaled down (floor) past max_pixels or up (ceil) below min_pixels.
-    Frames smaller than the factor are first scaled up to it, as Qwen3-VL's processor does.
+    Qwen2.5-VL bounds one frame (frames=1); Qwen3-VL's processor bounds the clip, t*h*w with t = `frames` rounded
+    to `temporal_factor`, and with `upscale_small` first scales frames smaller than the factor up to it.
     """
+    if upscale_small and (height < factor or width < factor):
+        scale = max(factor / height, factor / width)
+        height, width = int(height * scale), int(width * scale)
     if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
         raise ModelInputError(
             f"frames of {width}x{height} have an aspect ratio over {MAX_ASPECT_RATIO}:1, more than Qwen-VL accepts"
         )
-    if height < factor or width < factor:
-        scale = max(factor / height, factor / width)
-        height, width = int(height * scale), int(width * scale)
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    t_bar = round(frames / temporal_factor) * temporal_factor
+    if t_bar * h_bar * w_bar > max_pixels:
+        beta = math.sqrt(frames * height * width / max_pixels)
         h_bar = max(factor, math.floor(height / beta / factor) * factor)
         w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
+    elif t_bar * h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (frames * height * width))
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
     return h_bar, w_bar
@@ -162,8 +174,16 @@ def geometry(spec: VideoSpec, frames: int, height: int, width: int, max_pixels: 
             f"max_pixels {max_pixels} is below one merged token ({spec.factor}x{spec.factor} = "
             f"{spec.factor * spec.factor} pixels)"
         )
-    cap = spec.frame_pixel_cap(frames) if max_pixels is None else max_pixels
-    h, w = smart_resize(height, width, spec.factor, min(spec.min_pixels, cap), cap)
+    cap = spec.frame_pixel_cap(frames) if max_pixels is None else max_pixels  # per frame
+    low = min(spec.min_pixels, cap)
+    if spec.qwen3_rules:  # its processor needs at least one group's frames: count the padded ones
+        n = max(frames, spec.temporal_patch_size)
+        h, w = smart_resize(height, width, spec.factor, low, cap * n, frames=n,
+                            temporal_factor=spec.temporal_patch_size, upscale_small=True)  # fmt: skip
+    else:
+        h, w = smart_resize(height, width, spec.factor, low, cap)
+    if h < spec.factor or w < spec.factor:  # only with min_pixels below one merged token, which no checkpoint has
+        raise ModelInputError(f"frames of {width}x{height} resize to {w}x{h}, smaller than one merged token")
     groups = -(-frames // spec.temporal_patch_size)
     patch_grid = (h // spec.patch_size, w // spec.patch_size)
     grid = (patch_grid[0] // spec.merge_size, patch_grid[1] // spec.merge_size)
