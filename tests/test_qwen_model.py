@@ -166,6 +166,21 @@ def test_answer_decodes_at_the_unpruned_positions(llm):
     assert result.generated_ids == ids
 
 
+def test_session_answers_each_question_as_a_fresh_answer(llm):
+    clip = make_clip(6)
+    generation = GenerationConfig(max_new_tokens=8)
+    session = llm.start(llm.encode_clip(clip), ratio=0.8)
+    prefix_length = session.cache.get_seq_length()
+    assert prefix_length == session.prefix_kept < len(session.prefix_ids)
+    for question in (QUESTION, "Describe the scene.", QUESTION):
+        asked = session.ask(question, generation)
+        fresh = llm.answer(clip, question, ratio=0.8, generation=generation)
+        assert asked.generated_ids == fresh.generated_ids and asked.to_dict()["tokens"] == fresh.to_dict()["tokens"]
+        assert session.cache.get_seq_length() == prefix_length  # each question works on a copy
+    with pytest.raises(ModelInputError, match="plus 4096 new tokens"):
+        session.ask(QUESTION, GenerationConfig(max_new_tokens=4096))
+
+
 def test_qwen3_timestamps_stay_for_every_group(tiny_qwen3_dir):
     llm = load_model(tiny_qwen3_dir, device="cpu")
     clip = make_clip(5, fps=4.0)  # frames at 0, .25, .5, .75, 1.0 s; the last group is (1.0, 1.0 repeated)
@@ -213,8 +228,11 @@ def test_prompt_longer_than_context_fails_before_encoding(llm, monkeypatch):
 
     monkeypatch.setattr("fpcli.model.qwen.model.encode_groups", never)
     clip = make_clip(140, height=32, width=32)  # 70 groups x 64 tokens = 4480 visual tokens, context 4096
-    with pytest.raises(ModelInputError, match="exceeds the model's context of 4096"):
+    with pytest.raises(ModelInputError, match=r"\(\d+ tokens after pruning at ratio 0.0, 4480 visual before\) "
+                       r"plus 128 new tokens exceeds the model's context of 4096"):
         llm.answer(clip, QUESTION, ratio=0.0)
+    prompt = llm.prompt(clip, QUESTION, llm.geometry(clip))
+    assert llm.check_context(prompt, 0.9, GenerationConfig()) == prompt.text_tokens + 448  # fits after pruning
     with pytest.raises(ModelInputError, match="plus 4096 new tokens"):
         llm.answer(make_clip(2), QUESTION, ratio=0.9, generation=GenerationConfig(max_new_tokens=4096))
     assert qwen_encode.encode_groups is not never

@@ -16,33 +16,34 @@ from fpcli.model.timing import now
 
 
 @torch.inference_mode()
-def prefill(model, batch: QwenInput) -> tuple[Tensor, object]:
-    """One pass over the prompt: (last logits [1, V], KV cache)."""
+def prefill(model, batch: QwenInput, cache=None) -> tuple[Tensor, object]:
+    """One pass over `batch` (after what `cache` holds): (last logits [1, V], the cache)."""
     extra = {}
     if batch.deepstack is not None:
         extra = {"visual_pos_masks": batch.visual_pos_masks, "deepstack_visual_embeds": batch.deepstack}
     out = model.model.language_model(
-        inputs_embeds=batch.inputs_embeds, position_ids=batch.position_ids, use_cache=True, **extra
+        inputs_embeds=batch.inputs_embeds, position_ids=batch.position_ids, cache=cache, use_cache=True, **extra
     )
     return model.lm_head(out.last_hidden_state[:, -1]), out.cache  # [1, V]
 
 
 @torch.inference_mode()
-def generate(model, batch: QwenInput, config: GenerationConfig, eos_ids: set[int]) -> Generated:
-    """Prefill, then decode up to `config.max_new_tokens` tokens at positions next_position, next_position+1, ..."""
-    device = batch.inputs_embeds.device
+def decode(model, logits: Tensor, cache, next_position: int, config: GenerationConfig, eos_ids: set[int]) -> Generated:
+    """Tokens from the prefill's last logits [1, V] on, at positions next_position, next_position + 1, ...
+
+    `prefill_s` is the time to pick the first token (the host sync that ends the prefill)."""
+    device = logits.device
     pick = _Picker(config, device)
     start = now(device)
-    logits, cache = prefill(model, batch)
     token = pick(logits)  # [1]
     ids = [int(token)]
-    prefilled = now(device)
+    picked = now(device)
     embed = model.get_input_embeddings()
     while len(ids) < config.max_new_tokens and ids[-1] not in eos_ids:
-        position = torch.full((3, 1, 1), batch.next_position + len(ids) - 1, device=device)
+        position = torch.full((3, 1, 1), next_position + len(ids) - 1, device=device)
         out = model.model.language_model(inputs_embeds=embed(token[:, None]), position_ids=position, cache=cache,
                                           use_cache=True)  # fmt: skip
         cache = out.cache
         token = pick(model.lm_head(out.last_hidden_state[:, -1]))
         ids.append(int(token))
-    return Generated(ids=ids, prefill_s=prefilled - start, generate_s=now(device) - prefilled)
+    return Generated(ids=ids, prefill_s=picked - start, generate_s=now(device) - picked)

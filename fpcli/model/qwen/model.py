@@ -1,10 +1,10 @@
 """`QwenVideoLLM`: a loaded Qwen2.5-VL or Qwen3-VL checkpoint that encodes clips, prunes and answers.
 
 answer() = geometry + prompt (cheap, checked against the context before any encoding) -> encode_clip (vision tower
-in chunks of temporal groups: merged tokens [T', h*w, D]) -> `fpcli.prune` on them unchanged -> the kept columns of
-the unpruned sequence with the positions `get_rope_index` gives it (fpcli.model.qwen.positions) -> prefill +
-decode with explicit positions. The same API as `VideoLLM` (encode_clip / answer) so callers need not know the
-architecture.
+in chunks of temporal groups: merged tokens [T', h*w, D]) -> start (`fpcli.prune` on them unchanged, the kept
+columns of the unpruned sequence with the positions `get_rope_index` gives it, the prefix prefilled once) ->
+QwenSession.ask (the question's tokens prefilled on a copy of that cache, then decoding with explicit positions).
+The same API as `VideoLLM` (encode_clip / start / ask / answer) so callers need not know the architecture.
 """
 
 from __future__ import annotations
@@ -13,20 +13,19 @@ from pathlib import Path
 
 import torch
 
-from fpcli.model.errors import ModelInputError
-from fpcli.model.flops import prefill_tflops
 from fpcli.model.generate import GenerationConfig
 from fpcli.model.llm import _out_of_memory_is_model_error
 from fpcli.model.profiles import Progress
 from fpcli.model.qwen.arch import QwenArch
 from fpcli.model.qwen.encode import encode_groups
 from fpcli.model.qwen.features import QwenClipFeatures
-from fpcli.model.qwen.generate import generate
-from fpcli.model.qwen.positions import assemble, full_positions
+from fpcli.model.qwen.generate import prefill
+from fpcli.model.qwen.positions import QwenInput, assemble, full_positions, kept_columns
 from fpcli.model.qwen.prompt import QwenPrompt, build_prompt
+from fpcli.model.qwen.session import QwenSession, check_fits
 from fpcli.model.qwen.video_input import VideoGeometry, VideoSpec, geometry, group_timestamps, seconds_per_group
-from fpcli.model.result import AnswerResult, PrefillTflops, Timings, TokenCounts
-from fpcli.model.timing import now, peak_memory_mb, reset_peak_memory
+from fpcli.model.result import AnswerResult
+from fpcli.model.timing import now, reset_peak_memory
 from fpcli.prune import prune
 from fpcli.prune.registry import keep_count
 
@@ -92,12 +91,7 @@ class QwenVideoLLM:
         """Prompt tokens after pruning; ModelInputError when they and the answer do not fit the context."""
         video = int(prompt.video_mask.sum())
         length = prompt.text_tokens + keep_count(ratio, video)
-        if length + generation.max_new_tokens > self.context_length:
-            raise ModelInputError(
-                f"the prompt ({length} tokens at ratio {ratio}, {video} visual before pruning) plus "
-                f"{generation.max_new_tokens} new tokens exceeds the model's context of {self.context_length}; "
-                "use fewer frames (--frames), a lower --max-pixels or a higher --ratio"
-            )
+        check_fits(length, generation.max_new_tokens, self.context_length, f" at ratio {ratio}, {video} visual before")
         return length
 
     def eos_token_ids(self) -> set[int]:
@@ -106,6 +100,35 @@ class QwenVideoLLM:
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return ids
+
+    def geometry_of(self, features: QwenClipFeatures) -> VideoGeometry:
+        """The geometry `features` were encoded with."""
+        (h, w), m = features.grid, self.spec.merge_size
+        return VideoGeometry(features.frames, features.temporal_groups, *features.resized, (h * m, w * m), (h, w))
+
+    def start(self, features: QwenClipFeatures, *, ratio: float = 0.9, method: str = "forestprune",
+              options: dict | None = None, system_prompt: str | None = None) -> QwenSession:  # fmt: skip
+        """Prune once and prefill the prompt prefix (up to the video's end) once; `ask` the session questions."""
+        geo = self.geometry_of(features)
+        prompt = self.prompt(features, "", geo, system_prompt)  # the prefix does not depend on the question
+        with _out_of_memory_is_model_error("processing", geo.frames):
+            start = now(self.device)
+            pruned = prune(features.features, grid=geo.grid, ratio=ratio, method=method, **(options or {}))
+            prune_s = now(self.device) - start
+            seconds = None if self.arch.timestamps_in_text else seconds_per_group(
+                geo.frames, features.duration, self.spec.temporal_patch_size)  # fmt: skip
+            positions = full_positions(self.model, prompt, geo.grid_thw(), seconds)
+            batch = assemble(self.model.get_input_embeddings(), prompt, positions, features.features, pruned.keep,
+                             features.extras.get("deepstack"))  # fmt: skip
+            kept = int(kept_columns(prompt, pruned.keep)[: prompt.prefix_len].sum())
+            prefix = QwenInput(batch.inputs_embeds[:, :kept], batch.position_ids[..., :kept], batch.next_position,
+                               None if batch.visual_pos_masks is None else batch.visual_pos_masks[:, :kept],
+                               batch.deepstack)  # fmt: skip
+            start = now(self.device)
+            _, cache = prefill(self.model, prefix)
+            prefill_s = now(self.device) - start
+        return QwenSession(self, features, geo, pruned, system_prompt, seconds, prompt.input_ids[: prompt.prefix_len],
+                           kept, cache, prune_s, prefill_s)  # fmt: skip
 
     def answer(
         self,
@@ -121,54 +144,18 @@ class QwenVideoLLM:
         decode_s: float = 0.0,
         progress: Progress | None = None,
     ) -> AnswerResult:
-        """Answer `question` about `clip`: check the prompt fits, encode, prune, prefill, decode."""
+        """Answer `question` about `clip`: check the prompt fits, encode_clip, start, ask."""
         generation = generation or GenerationConfig()
         reset_peak_memory(self.device)
         geo = self.geometry(clip, max_pixels)
-        prompt = self.prompt(clip, question, geo, system_prompt)
-        self.check_context(prompt, ratio, generation)
-        clip_features = self.encode_clip(clip, progress, max_pixels=max_pixels, decode_s=decode_s)
-        with _out_of_memory_is_model_error("processing", geo.frames):
-            features = clip_features.features
-            start = now(self.device)
-            pruned = prune(features, grid=geo.grid, ratio=ratio, method=method, **(options or {}))
-            prune_s = now(self.device) - start
-            seconds = None if self.arch.timestamps_in_text else seconds_per_group(
-                geo.frames, clip_features.duration, self.spec.temporal_patch_size)  # fmt: skip
-            positions = full_positions(self.model, prompt, geo.grid_thw(), seconds)
-            batch = assemble(self.model.get_input_embeddings(), prompt, positions, features, pruned.keep,
-                             clip_features.extras.get("deepstack"))  # fmt: skip
-            out = generate(self.model, batch, generation, self.eos_token_ids())
-        timing = Timings(encode=clip_features.encode_s, prune=prune_s, prefill=out.prefill_s,
-                         generate=out.generate_s, decode=float(decode_s))  # fmt: skip
+        self.check_context(self.prompt(clip, question, geo, system_prompt), ratio, generation)
+        features = self.encode_clip(clip, progress, max_pixels=max_pixels, decode_s=decode_s)
+        session = self.start(features, ratio=ratio, method=method, options=options, system_prompt=system_prompt)
+        with _out_of_memory_is_model_error("generating an answer for", geo.frames):
+            result = session.ask(question, generation)
+        timing = result.timing_s
         timing.load = 0.0 if self._load_reported else self.load_s
         self._load_reported = True
-        counts = TokenCounts(
-            visual_before=geo.tokens,
-            visual_after=pruned.k,
-            newline=0,
-            text=prompt.text_tokens,
-            prompt=batch.inputs_embeds.shape[1],
-            generated=len(out.ids),
-        )
-        cfg = self.config.text_config
-        return AnswerResult(
-            video=str(clip.path),
-            question=question,
-            answer=self.tokenizer.decode(out.ids, skip_special_tokens=True).strip(),
-            model=self.name,
-            layout=self.layout,
-            method=pruned.method,
-            ratio=float(pruned.ratio),
-            frames=geo.frames,
-            grid=geo.grid,
-            tokens=counts,
-            per_frame_kept=pruned.per_frame.tolist(),
-            timestamps=clip_features.timestamps,
-            timing_s=timing,
-            peak_memory_mb=peak_memory_mb(self.device),
-            prefill_tflops=PrefillTflops(before=prefill_tflops(cfg, len(prompt.input_ids)),
-                                         after=prefill_tflops(cfg, counts.prompt)),  # fmt: skip
-            generated_ids=out.ids,
-            temporal_groups=geo.groups,
-        )
+        timing.encode, timing.prune = features.encode_s, session.prune_s
+        timing.prefill += session.prefix_prefill_s
+        return result

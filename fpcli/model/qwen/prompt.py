@@ -24,6 +24,7 @@ from fpcli.model.qwen.video_input import VideoGeometry
 class QwenPrompt:
     input_ids: Tensor  # LongTensor [L], the unpruned prompt with every video token
     video_mask: Tensor  # BoolTensor [L], True at the T'*h*w video tokens, in (group, row, col) order
+    prefix_len: int  # tokens up to the video's last <|vision_end|>: what does not depend on the question
 
     @property
     def text_tokens(self) -> int:
@@ -65,7 +66,7 @@ def build_prompt(
             f"the question must not contain the video token {pad} (the prompt has {int(mask.sum())} of them, "
             f"the video {geo.tokens})"
         )
-    return QwenPrompt(input_ids=ids, video_mask=mask)
+    return QwenPrompt(input_ids=ids, video_mask=mask, prefix_len=int(mask.nonzero()[-1, 0]) + 2)
 
 
 def token_types(prompt: QwenPrompt) -> Tensor:
