@@ -80,12 +80,22 @@ def _vision_config(arch: str) -> dict:
     return dict(common, depth=3, num_position_embeddings=16, deepstack_visual_indexes=[0, 1])
 
 
-def _preprocessor_configs(directory: Path, arch: str) -> None:
+# Qwen2.5-VL-3B-Instruct's real sizes (config.json of the hub repo), for the benchmark: random weights, tiny tokenizer.
+QWEN25_3B_TEXT = dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
+                      num_attention_heads=16, num_key_value_heads=2, max_position_embeddings=128000,
+                      rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]})
+QWEN25_3B_VISION = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
+                        patch_size=14, window_size=112, fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2)
+QWEN25_3B_PIXELS = dict(patch_size=14, size={"shortest_edge": 128 * 28 * 28, "longest_edge": 768 * 28 * 28})
+
+
+def _preprocessor_configs(directory: Path, arch: str, real_shape: bool = False) -> None:
     mean, std = (CLIP_MEAN, CLIP_STD) if arch == "qwen2_5_vl" else ([0.5] * 3, [0.5] * 3)
     common = {
         "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": mean,
         "image_std": std, "merge_size": MERGE, "patch_size": PATCH, "temporal_patch_size": 2, "resample": 3,
         "rescale_factor": 1 / 255, "size": {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS},
+        **(QWEN25_3B_PIXELS if real_shape else {}),
     }  # fmt: skip
     processor = "Qwen2_5_VLProcessor" if arch == "qwen2_5_vl" else "Qwen3VLProcessor"
     image = dict(common, image_processor_type="Qwen2VLImageProcessor", processor_class=processor)
@@ -99,10 +109,12 @@ def _preprocessor_configs(directory: Path, arch: str) -> None:
     (directory / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
 
 
-def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int = 0) -> Path:
-    """Write a tiny random Qwen2.5-VL (`qwen2_5_vl`) or Qwen3-VL (`qwen3_vl`) checkpoint into `directory`."""
-    if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int = 0, real_shape: bool = False) -> Path:
+    """Write a tiny random Qwen2.5-VL (`qwen2_5_vl`) or Qwen3-VL (`qwen3_vl`) checkpoint into `directory`.
+
+    `real_shape` (Qwen2.5-VL only): Qwen2.5-VL-3B's sizes instead, for benchmarks (about 7.5 GB in float32)."""
+    if arch not in ARCHS or (real_shape and arch != "qwen2_5_vl"):
+        raise ValueError(f"arch must be one of {ARCHS} (real_shape: qwen2_5_vl), got {arch!r}")
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
     from transformers.utils import logging as hf_logging
@@ -120,8 +132,8 @@ def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int =
         else (Qwen3VLConfig, Qwen3VLForConditionalGeneration)
     )
     config = config_class(
-        text_config=_text_config(arch, vocab_size, ids),
-        vision_config=_vision_config(arch),
+        text_config={**_text_config(arch, vocab_size, ids), **(QWEN25_3B_TEXT if real_shape else {})},
+        vision_config={**_vision_config(arch), **(QWEN25_3B_VISION if real_shape else {})},
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
@@ -141,5 +153,5 @@ def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int =
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    _preprocessor_configs(directory, arch)
+    _preprocessor_configs(directory, arch, real_shape)
     return directory
