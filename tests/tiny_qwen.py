@@ -83,6 +83,7 @@ def _vision_config(arch: str) -> dict:
 # Qwen2.5-VL-3B-Instruct's real sizes (config.json of the hub repo), for the benchmark: random weights, tiny tokenizer.
 QWEN25_3B_TEXT = dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
                       num_attention_heads=16, num_key_value_heads=2, max_position_embeddings=128000,
+                      tie_word_embeddings=True,
                       rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]})
 QWEN25_3B_VISION = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
                         patch_size=14, window_size=112, fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2)
@@ -112,7 +113,7 @@ def _preprocessor_configs(directory: Path, arch: str, real_shape: bool = False) 
 def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int = 0, real_shape: bool = False) -> Path:
     """Write a tiny random Qwen2.5-VL (`qwen2_5_vl`) or Qwen3-VL (`qwen3_vl`) checkpoint into `directory`.
 
-    `real_shape` (Qwen2.5-VL only): Qwen2.5-VL-3B's sizes instead, for benchmarks (about 7.5 GB in float32)."""
+    `real_shape` (Qwen2.5-VL only): Qwen2.5-VL-3B's sizes instead, for benchmarks (3.75B parameters, 7.5 GB)."""
     if arch not in ARCHS or (real_shape and arch != "qwen2_5_vl"):
         raise ValueError(f"arch must be one of {ARCHS} (real_shape: qwen2_5_vl), got {arch!r}")
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
@@ -138,11 +139,13 @@ def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int =
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
+        tie_word_embeddings=real_shape,  # the 3B ties its embeddings and lm_head
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_class(config).eval()
+    if real_shape:  # saved as the hub's checkpoint is: bfloat16
+        model = model.to(torch.bfloat16)
     eos, pad = ids["<|im_end|>"], ids["<|endoftext|>"]
     model.generation_config = GenerationConfig(bos_token_id=pad, eos_token_id=[eos, pad], pad_token_id=pad,
                                                do_sample=False)  # fmt: skip
