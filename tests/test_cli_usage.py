@@ -200,7 +200,8 @@ def test_config_value_checked_before_model_and_flag_wins(video: Path, tmp_path: 
     assert overridden.exit_code == 1  # got past the options, failed on the (nonexistent) model
     assert overridden.stderr.splitlines() == [
         "Error: model '/nonexistent/model' is not a profile (llava-ov-0.5b, llava-ov-7b, llava-ov-72b, "
-        "llava-video-7b), a local directory or a Hugging Face id"]
+        "llava-video-7b, qwen2.5-vl-3b, qwen2.5-vl-7b, qwen3-vl-2b, qwen3-vl-4b, qwen3-vl-8b), a local directory or a "
+        "Hugging Face id"]
 
 
 def test_config_not_a_mapping(video: Path, tmp_path: Path):
