@@ -253,3 +253,27 @@ def test_answer_result_json(llm):
 def test_layout_must_match_the_checkpoint(tiny_qwen25_dir):
     with pytest.raises(ModelError, match="is a 'qwen2_5_vl' checkpoint, not qwen3_vl"):
         load_model(tiny_qwen25_dir, layout="qwen3-vl", device="cpu")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_vision_only_encodes_the_same_without_the_llm(arch, tiny_qwen25_dir, tiny_qwen3_dir):
+    path = tiny_qwen25_dir if arch == "qwen2_5_vl" else tiny_qwen3_dir
+    full, vision = load_model(path, device="cpu"), load_model(path, device="cpu", vision_only=True)
+    assert vision.vision_only and vision.model is None and repr(vision).startswith("QwenVideoLLM(vision-only ")
+    clip = make_clip(4)
+    ours, reference = vision.encode_clip(clip), full.encode_clip(clip)
+    torch.testing.assert_close(ours.features, reference.features, rtol=0, atol=0)
+    assert ours.extras.keys() == reference.extras.keys()
+    with pytest.raises(ModelError, match="loaded with vision_only=True"):
+        vision.answer(clip, QUESTION)
+
+
+def test_system_prompt_replaces_the_default(tiny_qwen25_dir):
+    llm = load_model(tiny_qwen25_dir, device="cpu")
+    clip = make_clip(2)
+    geo = llm.geometry(clip)
+    default = llm.tokenizer.decode(llm.prompt(clip, QUESTION, geo).input_ids)
+    custom = llm.tokenizer.decode(llm.prompt(clip, QUESTION, geo, system_prompt="Answer briefly.").input_ids)
+    assert default.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
+    assert custom.startswith("<|im_start|>system\nAnswer briefly.<|im_end|>\n<|im_start|>user\n<|vision_start|>")
+    assert custom.endswith(f"<|vision_end|>{QUESTION}<|im_end|>\n<|im_start|>assistant\n")

@@ -84,10 +84,10 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, torch_device)
     check_attention(attn, torch_device, torch_dtype)
     resolved = spec if isinstance(spec, ResolvedModel) else resolve_model(spec, layout, progress=progress)
-    if resolved.layout in QWEN_LAYOUTS:  # Qwen-VL: its own class (always fully loaded: its tower is in the LLM class)
+    if resolved.layout in QWEN_LAYOUTS:  # Qwen-VL: its own class and loader
         from fpcli.model.qwen.loading import load_qwen
 
-        return load_qwen(resolved, torch_device, torch_dtype, attn, progress)
+        return load_qwen(resolved, torch_device, torch_dtype, attn, vision_only, progress)
     key = (resolved.name, str(resolved.path), resolved.layout, str(torch_device), torch_dtype, attn, vision_only)
     if key in _LOADED:
         return _LOADED[key]
@@ -184,8 +184,8 @@ def load_pretrained(path: Path, class_name: str, device: torch.device, dtype: to
     return model.to(device).eval(), tokenizer
 
 
-def _vision_keys(path: Path) -> dict[str, list[str]]:
-    """Shard file -> vision-side checkpoint keys in it."""
+def vision_keys(path: Path, prefixes: tuple[str, ...] = tuple(_VISION_PREFIXES)) -> dict[str, list[str]]:
+    """Shard file -> the checkpoint keys in it that start with one of `prefixes` (after an optional "model.")."""
     index = path / "model.safetensors.index.json"
     if index.is_file():
         weight_map = json.loads(index.read_text())["weight_map"]
@@ -196,7 +196,7 @@ def _vision_keys(path: Path) -> dict[str, list[str]]:
             weight_map = {k: "model.safetensors" for k in f.keys()}
     shards: dict[str, list[str]] = {}
     for key, shard in weight_map.items():
-        if key.removeprefix("model.").startswith(tuple(_VISION_PREFIXES)):
+        if key.removeprefix("model.").startswith(prefixes):
             shards.setdefault(shard, []).append(key)
     return shards
 
@@ -213,7 +213,7 @@ def _load_vision(path: Path, config, device: torch.device, dtype: torch.dtype, a
         tower = AutoModel.from_config(config.vision_config)
         projector = LlavaOnevisionMultiModalProjector(config)
     states: dict[str, dict] = {"tower": {}, "projector": {}, "newline": {}}
-    for shard, keys in _vision_keys(path).items():
+    for shard, keys in vision_keys(path).items():
         with safe_open(path / shard, framework="pt") as f:
             for key in keys:
                 name = key.removeprefix("model.")

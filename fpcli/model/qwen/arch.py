@@ -20,6 +20,8 @@ from dataclasses import dataclass
 class QwenArch:
     model_type: str  # config.json's model_type
     class_name: str  # transformers' ForConditionalGeneration class
+    vision_module: str  # transformers module and class of the vision tower alone (for vision-only loading)
+    vision_class: str
     label: str  # how results name the layout
     timestamps_in_text: bool  # Qwen3-VL writes "<t seconds>" before every temporal group
     deepstack: bool  # Qwen3-VL adds vision-layer features inside the first LLM layers
@@ -27,7 +29,13 @@ class QwenArch:
 
 
 ARCHS: dict[str, QwenArch] = {
-    "qwen2_5_vl": QwenArch("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", "qwen2.5-vl", False, False, False),
-    "qwen3_vl": QwenArch("qwen3_vl", "Qwen3VLForConditionalGeneration", "qwen3-vl", True, True, True),
+    "qwen2_5_vl": QwenArch(
+        "qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl",
+        "Qwen2_5_VisionTransformerPretrainedModel", "qwen2.5-vl", False, False, False,
+    ),
+    "qwen3_vl": QwenArch(
+        "qwen3_vl", "Qwen3VLForConditionalGeneration", "transformers.models.qwen3_vl.modeling_qwen3_vl",
+        "Qwen3VLVisionModel", "qwen3-vl", True, True, True,
+    ),
 }
 LAYOUT_TO_ARCH = {arch.label: arch for arch in ARCHS.values()}

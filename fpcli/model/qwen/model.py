@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from fpcli.model.errors import ModelError
 from fpcli.model.generate import GenerationConfig
 from fpcli.model.llm import _out_of_memory_is_model_error
 from fpcli.model.profiles import Progress
@@ -36,18 +37,27 @@ class QwenVideoLLM:
     """A loaded Qwen-VL checkpoint; `layout` is the architecture's label ("qwen2.5-vl" or "qwen3-vl")."""
 
     def __init__(self, *, name: str, path: Path, arch: QwenArch, default_frames: int, device: torch.device,
-                 dtype: torch.dtype, load_s: float, config, spec: VideoSpec, model, tokenizer):  # fmt: skip
+                 dtype: torch.dtype, load_s: float, config, spec: VideoSpec, visual, model=None,
+                 tokenizer=None):  # fmt: skip
         self.name, self.path, self.arch = name, path, arch
         self.layout = arch.label
         self.default_frames = default_frames
         self.device, self.dtype, self.load_s = device, dtype, load_s
-        self.config, self.spec, self.model, self.tokenizer = config, spec, model, tokenizer
+        self.config, self.spec, self.visual, self.model, self.tokenizer = config, spec, visual, model, tokenizer
         self.encode_chunk = DEFAULT_ENCODE_CHUNK["cuda" if device.type == "cuda" else "cpu"]
-        self.vision_only = False
         self._load_reported = False
 
+    @property
+    def vision_only(self) -> bool:
+        return self.model is None
+
+    def _need_llm(self) -> None:
+        if self.vision_only:
+            raise ModelError(f"{self.name} was loaded with vision_only=True; load it fully to answer questions")
+
     def __repr__(self) -> str:
-        return f"QwenVideoLLM({self.name!r}, layout={self.layout}, device={self.device}, dtype={self.dtype})"
+        kind = "vision-only " if self.vision_only else ""
+        return f"QwenVideoLLM({kind}{self.name!r}, layout={self.layout}, device={self.device}, dtype={self.dtype})"
 
     @property
     def context_length(self) -> int:
@@ -69,7 +79,7 @@ class QwenVideoLLM:
         with _out_of_memory_is_model_error("encoding", geo.frames):
             start = now(self.device)
             features, deep = encode_groups(
-                self.model.model.visual, clip.frames, self.spec, geo, device=self.device, dtype=self.dtype,
+                self.visual, clip.frames, self.spec, geo, device=self.device, dtype=self.dtype,
                 chunk=self.encode_chunk, deepstack=self.arch.deepstack, progress=progress,
             )  # fmt: skip
             encode_s = now(self.device) - start
@@ -109,6 +119,7 @@ class QwenVideoLLM:
     def start(self, features: QwenClipFeatures, *, ratio: float = 0.9, method: str = "forestprune",
               options: dict | None = None, system_prompt: str | None = None) -> QwenSession:  # fmt: skip
         """Prune once and prefill the prompt prefix (up to the video's end) once; `ask` the session questions."""
+        self._need_llm()
         geo = self.geometry_of(features)
         prompt = self.prompt(features, "", geo, system_prompt)  # the prefix does not depend on the question
         with _out_of_memory_is_model_error("processing", geo.frames):
@@ -146,6 +157,7 @@ class QwenVideoLLM:
     ) -> AnswerResult:
         """Answer `question` about `clip`: check the prompt fits, encode_clip, start, ask."""
         generation = generation or GenerationConfig()
+        self._need_llm()
         reset_peak_memory(self.device)
         geo = self.geometry(clip, max_pixels)
         self.check_context(self.prompt(clip, question, geo, system_prompt), ratio, generation)
