@@ -6,6 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fpcli.model import GenerationConfig, ModelError, load_model
 from fpcli.model.errors import ModelInputError
@@ -277,3 +279,41 @@ def test_system_prompt_replaces_the_default(tiny_qwen25_dir):
     assert default.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
     assert custom.startswith("<|im_start|>system\nAnswer briefly.<|im_end|>\n<|im_start|>user\n<|vision_start|>")
     assert custom.endswith(f"<|vision_end|>{QUESTION}<|im_end|>\n<|im_start|>assistant\n")
+
+
+@given(st.data())
+def test_assemble_keeps_text_and_the_kept_tokens_in_order(data):
+    """Any keep set: text columns all stay, video columns stay exactly at keep, with their embeddings and ids."""
+    from fpcli.model.qwen.prompt import QwenPrompt
+
+    groups, per_group = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 6))
+    before, between, after = data.draw(st.integers(1, 5)), data.draw(st.integers(0, 3)), data.draw(st.integers(1, 5))
+    mask = [False] * before
+    for g in range(groups):  # Qwen3-style: text between groups when `between` > 0
+        mask += [True] * per_group + [False] * (between if g < groups - 1 else 0)
+    mask += [False] * after
+    video_mask = torch.tensor(mask)
+    ids = torch.where(video_mask, 7, torch.arange(len(mask)) % 5)
+    prompt = QwenPrompt(ids, video_mask, prefix_len=int(video_mask.nonzero()[-1, 0]) + 2)
+    total = groups * per_group
+    keep = torch.tensor(sorted(data.draw(st.sets(st.integers(0, total - 1), min_size=1))))
+    positions = torch.randint(0, 100, (3, len(mask)))
+    features = torch.randn(groups, per_group, 4)
+    deep = torch.randn(groups, per_group, 2, 4)
+    embed = torch.nn.Embedding(8, 4)
+    batch = assemble(embed, prompt, positions, features, keep, deep)
+    columns = kept_columns(prompt, keep)
+    assert int(columns.sum()) == prompt.text_tokens + len(keep) == batch.inputs_embeds.shape[1]
+    assert torch.equal(batch.position_ids[:, 0], positions[:, columns])
+    here = batch.visual_pos_masks[0]
+    assert torch.equal(video_mask[columns], here)
+    torch.testing.assert_close(batch.inputs_embeds[0, here], features.reshape(total, 4)[keep])
+    torch.testing.assert_close(batch.inputs_embeds[0, ~here], embed(ids[columns][~here]).detach())
+    torch.testing.assert_close(torch.stack(batch.deepstack, dim=1), deep.reshape(total, 2, 4)[keep])
+
+
+def test_frame_keep_puts_each_group_on_its_frames(tiny_qwen25_dir):
+    llm = load_model(tiny_qwen25_dir, device="cpu")
+    feats = llm.encode_clip(make_clip(3))  # groups (0, 1) and (2, padding)
+    keep = torch.tensor([5, 60 + 7])
+    assert feats.frame_keep(keep).tolist() == [5, 60 + 5, 120 + 7]

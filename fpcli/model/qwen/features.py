@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 
@@ -29,7 +30,18 @@ class QwenClipFeatures:
     warnings: list[str] = field(default_factory=list)
     frames: int = 0  # frames sampled (T); T' = ceil(T / 2)
     resized: tuple[int, int] = (0, 0)  # (height, width) of the frames the tower saw
+    temporal_patch_size: int = 2  # frames per temporal group
 
     @property
     def temporal_groups(self) -> int:
         return int(self.features.shape[0])
+
+    def frame_keep(self, keep: Tensor) -> Tensor:
+        """Kept flat indices per temporal group [K] -> per sampled frame (frame*N + row*w + col), each group's
+        tokens on both of its frames (what a per-frame picture of the kept patches draws; the padding frame of an
+        odd count is left out)."""
+        n = self.features.shape[1]
+        frame_group = torch.arange(self.frames, device=keep.device) // self.temporal_patch_size  # [T]
+        mask = torch.zeros(self.temporal_groups, n, dtype=torch.bool, device=keep.device)
+        mask.view(-1)[keep] = True
+        return mask[frame_group].view(-1).nonzero()[:, 0]  # [K'] ascending

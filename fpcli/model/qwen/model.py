@@ -95,6 +95,7 @@ class QwenVideoLLM:
             encode_s=encode_s,
             frames=geo.frames,
             resized=(geo.height, geo.width),
+            temporal_patch_size=self.spec.temporal_patch_size,
         )
 
     def check_context(self, prompt: QwenPrompt, ratio: float, generation: GenerationConfig) -> int:
