@@ -70,7 +70,8 @@ def all_logits(llm, batch) -> torch.Tensor:
     if batch.deepstack is not None:
         extra = {"visual_pos_masks": batch.visual_pos_masks, "deepstack_visual_embeds": batch.deepstack}
     with torch.inference_mode():
-        out = llm.model.model.language_model(inputs_embeds=batch.inputs_embeds, position_ids=batch.position_ids, **extra)
+        text_model = llm.model.model.language_model
+        out = text_model(inputs_embeds=batch.inputs_embeds, position_ids=batch.position_ids, **extra)
         return llm.model.lm_head(out.last_hidden_state)  # [1, L, V]
 
 

@@ -92,7 +92,7 @@ def build_tokenizer(
         merges=merges,
         eos_token=special_tokens[2],
         pad_token=special_tokens[0],
-        extra_special_tokens={"image_token": "<image>", "video_token": "<video>"} if extra_special is None else extra_special,
+        extra_special_tokens=extra_special or {"image_token": "<image>", "video_token": "<video>"},
         model_max_length=32768,
     )
     specials = [AddedToken(t, special=True, normalized=False) for t in special_tokens[1:]]

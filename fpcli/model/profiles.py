@@ -24,7 +24,8 @@ from fpcli.model.errors import ModelError
 
 LAYOUTS = ("onevision", "video", "qwen2.5-vl", "qwen3-vl")
 # Qwen-VL samples at 2 fps (fpcli.model.qwen.sampling); its number here is the frame cap of that rate.
-DEFAULT_FRAMES = {"onevision": 32, "video": 64, "qwen2.5-vl": 768, "qwen3-vl": 768}
+QWEN_MAX_FRAMES = 768
+DEFAULT_FRAMES = {"onevision": 32, "video": 64, "qwen2.5-vl": QWEN_MAX_FRAMES, "qwen3-vl": QWEN_MAX_FRAMES}
 # config.json model_type -> layout, for the architectures a checkpoint's config names unambiguously.
 MODEL_TYPE_LAYOUTS = {"qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl"}
 LAYOUT_FILE = "forestprune.json"
@@ -62,10 +63,11 @@ register_profile(ModelProfile("llava-ov-0.5b", "llava-hf/llava-onevision-qwen2-0
 register_profile(ModelProfile("llava-ov-7b", "llava-hf/llava-onevision-qwen2-7b-ov-hf", "onevision", 32))
 register_profile(ModelProfile("llava-ov-72b", "llava-hf/llava-onevision-qwen2-72b-ov-hf", "onevision", 32))
 register_profile(ModelProfile("llava-video-7b", "lmms-lab/LLaVA-Video-7B-Qwen2", "video", 64, needs_conversion=True))
-for _size in ("3b", "7b"):
-    register_profile(ModelProfile(f"qwen2.5-vl-{_size}", f"Qwen/Qwen2.5-VL-{_size.upper()}-Instruct", "qwen2.5-vl", 768))
-for _size in ("2b", "4b", "8b"):
-    register_profile(ModelProfile(f"qwen3-vl-{_size}", f"Qwen/Qwen3-VL-{_size.upper()}-Instruct", "qwen3-vl", 768))
+register_profile(ModelProfile("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "qwen2.5-vl", QWEN_MAX_FRAMES))
+register_profile(ModelProfile("qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2.5-vl", QWEN_MAX_FRAMES))
+register_profile(ModelProfile("qwen3-vl-2b", "Qwen/Qwen3-VL-2B-Instruct", "qwen3-vl", QWEN_MAX_FRAMES))
+register_profile(ModelProfile("qwen3-vl-4b", "Qwen/Qwen3-VL-4B-Instruct", "qwen3-vl", QWEN_MAX_FRAMES))
+register_profile(ModelProfile("qwen3-vl-8b", "Qwen/Qwen3-VL-8B-Instruct", "qwen3-vl", QWEN_MAX_FRAMES))
 
 
 @dataclass(frozen=True)

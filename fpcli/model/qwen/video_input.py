@@ -29,10 +29,11 @@ from PIL import Image
 from torch import Tensor
 
 from fpcli.model.errors import ModelError, ModelInputError
+from fpcli.model.profiles import QWEN_MAX_FRAMES
 
 DEFAULT_FPS = 2.0
 MIN_FRAMES = 4
-MAX_FRAMES = 768
+MAX_FRAMES = QWEN_MAX_FRAMES
 MAX_ASPECT_RATIO = 200  # smart_resize's limit
 _QWEN25_VIDEO_TOKENS = 128000  # transformers' max_video_tokens for Qwen2-VL-style processors (total budget, 90%)
 _QWEN3_FRAME_TOKENS = 768  # qwen-vl-utils' VIDEO_MAX_TOKEN_NUM, per frame
