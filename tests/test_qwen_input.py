@@ -110,3 +110,14 @@ def test_profiles_and_detection(tiny_qwen25_dir, tiny_qwen3_dir):
     assert resolve_model(tiny_qwen25_dir).layout == "qwen2.5-vl"
     resolved = resolve_model(tiny_qwen3_dir)
     assert (resolved.layout, resolved.default_frames, resolved.profile) == ("qwen3-vl", 768, None)
+
+
+def test_without_a_video_config_the_video_pixel_defaults_apply(tiny_qwen25_dir, tmp_path):
+    """Qwen2.5-VL's hub repos ship only the image config, whose limits are for images (16384 tokens)."""
+    config = json.loads((tiny_qwen25_dir / "preprocessor_config.json").read_text())
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({**config, "min_pixels": 3136,
+                                                                   "max_pixels": 12845056}))  # fmt: skip
+    spec = VideoSpec.from_dir(tmp_path, qwen3_rules=False)
+    assert (spec.min_pixels, spec.longest_edge, spec.mean) == (128 * 16, 768 * 16, tuple(config["image_mean"]))
+    video = VideoSpec.from_dir(tiny_qwen25_dir, qwen3_rules=False)
+    assert (video.min_pixels, video.longest_edge) == (4 * 16, 64 * 16)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 
-from fpcli.model.profiles import Progress
-from fpcli.model.qwen.video_input import DEFAULT_FPS, MAX_FRAMES, MIN_FRAMES
+from fpcli.model.profiles import QWEN_MAX_FRAMES, Progress
 from fpcli.video import VideoClip, sample_frames
+
+DEFAULT_FPS = 2.0
+MIN_FRAMES = 4
+MAX_FRAMES = QWEN_MAX_FRAMES
 
 
 def sampling_options(frames: int | None = None, fps: float | None = None, max_frames: int | None = None) -> dict:

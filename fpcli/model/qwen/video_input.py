@@ -2,8 +2,8 @@
 
 The rules (transformers' Qwen2VLVideoProcessor / Qwen3VLVideoProcessor with `cap_pixels_per_frame=True`, which is
 what qwen-vl-utils, the models' reference preprocessing, does), implemented with PIL and torch (no torchvision):
-  1. frames: 2 fps by default, at least `min_frames` (4), at most `max_frames` (768); an odd count is made even by
-     repeating the last frame (temporal_patch_size 2), so T' = ceil(T / 2) temporal groups.
+  1. frames (chosen by fpcli.model.qwen.sampling): an odd count is made even by repeating the last frame
+     (temporal_patch_size 2), so T' = ceil(T / 2) temporal groups.
   2. size: `smart_resize` to multiples of factor = patch_size * merge_size (28 for Qwen2.5-VL, 32 for Qwen3-VL),
      keeping the aspect ratio, within [min_pixels, max_pixels] per frame. The per-frame cap is the processor's
      budget shared over the frames: Qwen2.5-VL min(longest_edge, 0.9 * 128000 tokens * factor^2 * 2 / T);
@@ -29,12 +29,9 @@ from PIL import Image
 from torch import Tensor
 
 from fpcli.model.errors import ModelError, ModelInputError
-from fpcli.model.profiles import QWEN_MAX_FRAMES
 
-DEFAULT_FPS = 2.0
-MIN_FRAMES = 4
-MAX_FRAMES = QWEN_MAX_FRAMES
 MAX_ASPECT_RATIO = 200  # smart_resize's limit
+DEFAULT_VIDEO_TOKENS = (128, 768)  # transformers' Qwen2-VL/Qwen3-VL video processors: size in merged tokens
 _QWEN25_VIDEO_TOKENS = 128000  # transformers' max_video_tokens for Qwen2-VL-style processors (total budget, 90%)
 _QWEN3_FRAME_TOKENS = 768  # qwen-vl-utils' VIDEO_MAX_TOKEN_NUM, per frame
 CONFIG_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
@@ -54,9 +51,6 @@ class VideoSpec:
     std: tuple[float, float, float]
     resample: int = 3  # PIL bicubic
     rescale_factor: float = 1 / 255
-    fps: float = DEFAULT_FPS
-    min_frames: int = MIN_FRAMES
-    max_frames: int = MAX_FRAMES
 
     @property
     def factor(self) -> int:
@@ -64,20 +58,27 @@ class VideoSpec:
 
     @classmethod
     def from_dir(cls, path: Path, qwen3_rules: bool) -> VideoSpec:
+        """From the video processor config, else the image one; only a video config's pixel limits are used (an
+        image config's are for images: Qwen2.5-VL's allow 16384 tokens per picture)."""
         for name in CONFIG_FILES:
             file = path / name
             if file.is_file():
                 try:
-                    return cls.from_dict(json.loads(file.read_text()), qwen3_rules)
+                    return cls.from_dict(json.loads(file.read_text()), qwen3_rules, video=name == CONFIG_FILES[0])
                 except (ValueError, KeyError, TypeError) as exc:
                     raise ModelError(f"cannot use preprocessor config {file}: {exc}") from None
         raise ModelError(f"{path} has no preprocessor config ({' or '.join(CONFIG_FILES)})")
 
     @classmethod
-    def from_dict(cls, cfg: dict, qwen3_rules: bool) -> VideoSpec:
+    def from_dict(cls, cfg: dict, qwen3_rules: bool, video: bool = True) -> VideoSpec:
+        """`video=False`: the pixel limits are transformers' video processor defaults, 128 and 768 tokens a frame."""
         size = cfg.get("size") or {}
-        min_pixels = int(cfg.get("min_pixels") or size["shortest_edge"])
-        longest = int(cfg.get("max_pixels") or size["longest_edge"])
+        factor = int(cfg.get("patch_size", 14)) * int(cfg.get("merge_size", 2))
+        if video:
+            min_pixels = int(cfg.get("min_pixels") or size["shortest_edge"])
+            longest = int(cfg.get("max_pixels") or size["longest_edge"])
+        else:
+            min_pixels, longest = DEFAULT_VIDEO_TOKENS[0] * factor * factor, DEFAULT_VIDEO_TOKENS[1] * factor * factor
         mean, std = cfg["image_mean"], cfg["image_std"]
         if len(mean) != 3 or len(std) != 3:
             raise ValueError("image_mean and image_std must have 3 values")
@@ -92,9 +93,6 @@ class VideoSpec:
             std=(float(std[0]), float(std[1]), float(std[2])),
             resample=int(cfg.get("resample", 3)),
             rescale_factor=float(cfg.get("rescale_factor", 1 / 255)),
-            fps=float(cfg.get("fps") or DEFAULT_FPS),
-            min_frames=int(cfg.get("min_frames", MIN_FRAMES)),
-            max_frames=int(cfg.get("max_frames", MAX_FRAMES)),
         )
 
     def frame_pixel_cap(self, frames: int) -> int:
