@@ -318,3 +318,19 @@ def test_frame_keep_puts_each_group_on_its_frames(tiny_qwen25_dir):
     feats = llm.encode_clip(make_clip(3))  # groups (0, 1) and (2, padding)
     keep = torch.tensor([5, 60 + 7])
     assert feats.frame_keep(keep).tolist() == [5, 60 + 5, 120 + 7]
+
+
+def test_chat_template_from_the_processor_file_or_a_clear_error(tiny_qwen3_dir, tmp_path):
+    import json
+    import shutil
+
+    copy = shutil.copytree(tiny_qwen3_dir, tmp_path / "ckpt")
+    template = (copy / "chat_template.jinja").read_text()
+    (copy / "chat_template.jinja").unlink()
+    config = json.loads((copy / "tokenizer_config.json").read_text())
+    assert "chat_template" not in config
+    (copy / "chat_template.json").write_text(json.dumps({"chat_template": template}))
+    assert load_model(copy, device="cpu").tokenizer.chat_template == template
+    (copy / "chat_template.json").unlink()
+    with pytest.raises(ModelError, match="has no chat template"):
+        load_model(copy, device="cpu")

@@ -9,6 +9,7 @@ transformers' own class for the config's model_type, safetensors only, no remote
 from __future__ import annotations
 
 import importlib
+import json
 import time
 
 import torch
@@ -56,6 +57,7 @@ def load_qwen(
         visual = _load_visual(resolved, arch, config, device, dtype, attn)
     else:
         model, tokenizer = load_pretrained(resolved.path, arch.class_name, device, dtype, attn)
+        tokenizer.chat_template = tokenizer.chat_template or _processor_chat_template(resolved.path)
         visual = model.model.visual
     if progress is not None:
         progress("load", 1, 1)
@@ -73,6 +75,15 @@ def load_qwen(
         model=model,
         tokenizer=tokenizer,
     )
+
+
+def _processor_chat_template(path) -> str:
+    """The chat template a processor-style checkpoint keeps in chat_template.json (the tokenizer had none)."""
+    file = path / "chat_template.json"
+    try:
+        return json.loads(file.read_text())["chat_template"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ModelError(f"{path} has no chat template (tokenizer_config.json, chat_template.jinja or .json)") from None
 
 
 def _load_visual(resolved: ResolvedModel, arch: QwenArch, config, device: torch.device, dtype: torch.dtype, attn: str):
