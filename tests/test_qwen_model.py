@@ -334,3 +334,18 @@ def test_chat_template_from_the_processor_file_or_a_clear_error(tiny_qwen3_dir, 
     (copy / "chat_template.json").unlink()
     with pytest.raises(ModelError, match="has no chat template"):
         load_model(copy, device="cpu")
+
+
+def test_features_round_trip_through_tensors_and_meta(llm):
+    import json
+
+    feats = llm.encode_clip(make_clip(3))
+    meta = json.loads(json.dumps(feats.meta()))
+    assert set(meta) == {"video", "grid", "timestamps", "duration", "frame_indices", "frames", "resized",
+                         "temporal_patch_size"}  # fmt: skip
+    back = type(feats).from_parts(feats.tensors(), meta)
+    assert (back.grid, back.resized, back.frames, back.cache) == (feats.grid, feats.resized, 3, "hit")
+    assert back.tensors().keys() == feats.tensors().keys()
+    session, fresh = llm.start(back, ratio=0.5), llm.start(feats, ratio=0.5)
+    assert session.ask(QUESTION, GenerationConfig(max_new_tokens=4)).generated_ids == fresh.ask(
+        QUESTION, GenerationConfig(max_new_tokens=4)).generated_ids  # fmt: skip

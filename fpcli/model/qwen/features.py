@@ -8,7 +8,7 @@ seconds per temporal group.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
@@ -31,6 +31,23 @@ class QwenClipFeatures:
     frames: int = 0  # frames sampled (T); T' = ceil(T / 2)
     resized: tuple[int, int] = (0, 0)  # (height, width) of the frames the tower saw
     temporal_patch_size: int = 2  # frames per temporal group
+
+    def tensors(self) -> dict[str, Tensor]:
+        """What a feature cache stores as tensors: the features and every extra."""
+        return {"features": self.features, **self.extras}
+
+    def meta(self) -> dict:
+        """Everything else, JSON-ready (the timings and cache state describe one run and are not stored)."""
+        skip = {"features", "extras", "decode_s", "encode_s", "cache_load_s", "cache", "warnings"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}  # no tensor copies
+
+    @classmethod
+    def from_parts(cls, tensors: dict[str, Tensor], meta: dict) -> QwenClipFeatures:
+        """Rebuild from `tensors()` and `meta()` (tuples come back from JSON as lists)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: tuple(v) if k in ("grid", "resized") else v for k, v in meta.items() if k in names}
+        extras = {k: v for k, v in tensors.items() if k != "features"}
+        return cls(features=tensors["features"], extras=extras, cache="hit", **values)
 
     @property
     def temporal_groups(self) -> int:
