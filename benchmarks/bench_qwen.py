@@ -5,7 +5,7 @@
 
 The model is a random-weight checkpoint of Qwen2.5-VL-3B-Instruct's real shape (3.75B parameters, 7.5 GB on disk
 in bfloat16, written once to DIR, default <tmp>/forestprune-bench/qwen2.5-vl-3b-random), or with `--tiny` the
-tests' tiny checkpoint (seconds, to check the script runs). The clip is random frames of `--size` (HxW) that the model's
+tests' tiny checkpoint (fpcli.devtools.tiny_qwen; seconds, to check the script runs). The clip is random frames of `--size` (HxW) that the model's
 preprocessing resizes (448x784 becomes 16x28 merged tokens per temporal group at the real shape). Pruning does not
 change the encode cost (it happens after the vision tower), so the prefill saving at 0.9 is the number to read: it
 should be close to the token ratio, as for LLaVA.
@@ -22,10 +22,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from tiny_qwen import build_tiny_qwen  # noqa: E402  (the tests' checkpoint builder, at the real shape here)
-
-from fpcli.model import GenerationConfig, load_model  # noqa: E402
+from fpcli.devtools.tiny_qwen import build_tiny_qwen  # the tests' checkpoint builder, at the real shape here
+from fpcli.model import GenerationConfig, load_model
 
 
 def checkpoint(cache: Path, tiny: bool) -> Path:
@@ -56,6 +54,7 @@ def main() -> None:
         frames=rng.integers(0, 256, (args.frames, height, width, 3), dtype=np.uint8),
         timestamps=np.arange(args.frames) / 2.0,
         duration=args.frames / 2.0,
+        indices=np.arange(args.frames),
     )
     generation = GenerationConfig(max_new_tokens=args.max_new_tokens)
     llm.answer(clip, "Warm-up.", ratio=0.9, generation=GenerationConfig(max_new_tokens=1))

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fpcli.model import PROFILES, known_default_frames, resolve_model
-from fpcli.model.qwen import sample_clip, sampling_options
+from fpcli.model.sampling import MAX_FRAMES, SamplingRule, sample_clip, sampling_options, sampling_rule
 from fpcli.model.qwen.video_input import VideoSpec, geometry, group_timestamps, patchify, seconds_per_group
 from fpcli.model.qwen.video_input import smart_resize
 
@@ -85,16 +85,26 @@ def test_group_times_and_seconds_per_group():
 
 
 def test_sampling_rules(tmp_path):
-    assert sampling_options() == {"fps": 2.0, "max_frames": 768}
-    assert sampling_options(fps=1.0, max_frames=16) == {"fps": 1.0, "max_frames": 16}
-    assert sampling_options(frames=9) == {"num_frames": 9}
+    qwen = sampling_rule("qwen3-vl", 768)
+    assert qwen == SamplingRule(768, 2.0, 4) and sampling_rule("video", 64) == SamplingRule(64)
+
+    def never() -> SamplingRule:
+        raise AssertionError("the layout was looked up for a sampling that does not depend on it")
+
+    assert sampling_options(None, None, lambda: qwen) == {"num_frames": 768, "fps": 2.0, "max_frames": 768}
+    assert sampling_options(None, 1.0, lambda: qwen) == {"num_frames": 768, "fps": 1.0, "max_frames": 768}
+    assert sampling_options(None, 1.0, lambda: SamplingRule(32)) == {"num_frames": MAX_FRAMES, "fps": 1.0,
+                                                                      "max_frames": MAX_FRAMES}  # fmt: skip
+    assert sampling_options(None, None, lambda: SamplingRule(32)) == {"num_frames": 32}
+    assert sampling_options(9, None, never) == {"num_frames": 9}
+    assert sampling_options(16, 1.0, never) == {"num_frames": 16, "fps": 1.0, "max_frames": 16}
     short = encode(tmp_path / "short.mp4", "libx264", 64, 48, 30)  # 1.2 s at 25 fps: 2 fps gives 3 frames
     long = encode(tmp_path / "long.mp4", "libx264", 64, 48, 150)  # 6 s
-    assert len(sample_clip(short)) == 4  # raised to min_frames, uniformly
-    assert len(sample_clip(long)) == 12
-    assert len(sample_clip(long, fps=1.0)) == 6
-    assert len(sample_clip(long, max_frames=5)) == 5
-    assert len(sample_clip(short, frames=3)) == 3
+    assert len(sample_clip(short, qwen)) == 4  # raised to min_frames, uniformly
+    assert len(sample_clip(long, qwen)) == 12
+    assert len(sample_clip(long, qwen, fps=1.0)) == 6
+    assert len(sample_clip(long, qwen, frames=5, fps=2.0)) == 5  # --frames caps the rate
+    assert len(sample_clip(short, qwen, frames=3)) == 3  # a count asked for is kept
 
 
 def test_profiles_and_detection(tiny_qwen25_dir, tiny_qwen3_dir):

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from fpcli.model import GenerationConfig, ModelError, load_model
 from fpcli.model.errors import ModelInputError
 from fpcli.model.qwen import encode as qwen_encode
-from fpcli.model.qwen.generate import prefill
+from fpcli.model.generate import prefill
+from fpcli.model.inspect import frame_keep
 from fpcli.model.qwen.positions import assemble, full_positions, kept_columns
 from fpcli.model.qwen.prompt import token_types
 from fpcli.model.qwen.video_input import group_timestamps, patchify, seconds_per_group
@@ -65,6 +66,14 @@ def reference_kwargs(llm, clip, prompt, geo, seconds) -> dict:
     return kwargs
 
 
+def prefill_batch(llm, batch):
+    """Our prefill of a whole assembled input: (last logits [1, V], cache)."""
+    extra = {}
+    if batch.deepstack is not None:
+        extra = {"visual_pos_masks": batch.visual_pos_masks, "deepstack_visual_embeds": batch.deepstack}
+    return prefill(llm.lm, batch.inputs_embeds, position_ids=batch.position_ids, **extra)
+
+
 def all_logits(llm, batch) -> torch.Tensor:
     extra = {}
     if batch.deepstack is not None:
@@ -99,7 +108,7 @@ def test_encoding_in_chunks_equals_one_call(llm):
     chunked = llm.encode_clip(clip)
     llm.encode_chunk = 64
     whole = llm.encode_clip(clip)
-    assert chunked.features.shape == (4, 60, 32) and chunked.temporal_groups == 4
+    assert chunked.features.shape == (4, 60, 32) and len(chunked.timestamps) == 7
     torch.testing.assert_close(chunked.features, whole.features, atol=1e-5, rtol=1e-5)
     if llm.arch.deepstack:
         assert chunked.extras["deepstack"].shape == (4, 60, 2, 32)
@@ -147,7 +156,7 @@ def test_pruned_run_equals_transformers_forward_on_the_kept_tokens(llm):
             input_ids=prompt.input_ids[columns][None], position_ids=positions[:, columns][:, None],
             mm_encoder_outputs={"video": video},
         )  # fmt: skip
-        ours, _ = prefill(llm.model, batch)
+        ours, _ = prefill_batch(llm, batch)
     torch.testing.assert_close(all_logits(llm, batch), reference.logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ours, reference.logits[:, -1], atol=1e-5, rtol=1e-5)
 
@@ -159,7 +168,7 @@ def test_answer_decodes_at_the_unpruned_positions(llm):
     *_, batch, _ = prepared(llm, clip, 0.75)
     ids = []
     with torch.inference_mode():
-        logits, cache = prefill(llm.model, batch)
+        logits, cache = prefill_batch(llm, batch)
         ids.append(int(logits.argmax()))
         while len(ids) < len(result.generated_ids):
             position = torch.full((3, 1, 1), batch.next_position + len(ids) - 1)
@@ -172,16 +181,22 @@ def test_answer_decodes_at_the_unpruned_positions(llm):
 def test_session_answers_each_question_as_a_fresh_answer(llm):
     clip = make_clip(6)
     generation = GenerationConfig(max_new_tokens=8)
-    session = llm.start(llm.encode_clip(clip), ratio=0.8)
-    prefix_length = session.cache.get_seq_length()
-    assert prefix_length == session.prefix_kept < len(session.prefix_ids)
+    session = llm.start(llm.encode_clip(clip), ratio=0.8, method="forestprune")
     for question in (QUESTION, "Describe the scene.", QUESTION):
         asked = session.ask(question, generation)
         fresh = llm.answer(clip, question, ratio=0.8, generation=generation)
         assert asked.generated_ids == fresh.generated_ids and asked.to_dict()["tokens"] == fresh.to_dict()["tokens"]
-        assert session.cache.get_seq_length() == prefix_length  # each question works on a copy
+    assert (session.prefills, session.questions) == (1, 3)  # the prefix once; the stages paid on the first result
+    custom = session.ask(QUESTION, generation, system_prompt="Answer briefly.")
+    fresh = llm.answer(clip, QUESTION, ratio=0.8, generation=generation, system_prompt="Answer briefly.")
+    assert custom.generated_ids == fresh.generated_ids and session.prefills == 2
+    assert custom.timing_s.prefill > 0 and custom.timing_s.prune == 0
     with pytest.raises(ModelInputError, match="plus 4096 new tokens"):
         session.ask(QUESTION, GenerationConfig(max_new_tokens=4096))
+    with pytest.raises(ModelInputError, match="time instruction is LLaVA-Video's"):
+        session.ask(QUESTION, generation, time_instruction=True)
+    with pytest.raises(ModelInputError, match="history=True"):
+        llm.start(llm.encode_clip(clip), ratio=0.8, method="forestprune", history=True)
 
 
 def test_qwen3_timestamps_stay_for_every_group(tiny_qwen3_dir):
@@ -313,11 +328,30 @@ def test_assemble_keeps_text_and_the_kept_tokens_in_order(data):
     torch.testing.assert_close(torch.stack(batch.deepstack, dim=1), deep.reshape(total, 2, 4)[keep])
 
 
-def test_frame_keep_puts_each_group_on_its_frames(tiny_qwen25_dir):
-    llm = load_model(tiny_qwen25_dir, device="cpu")
-    feats = llm.encode_clip(make_clip(3))  # groups (0, 1) and (2, padding)
-    keep = torch.tensor([5, 60 + 7])
-    assert feats.frame_keep(keep).tolist() == [5, 60 + 5, 120 + 7]
+def test_frame_keep_puts_each_group_on_its_frames():
+    keep = torch.tensor([5, 60 + 7])  # 3 frames: groups (0, 1) and (2, padding)
+    assert frame_keep(keep, 3, 2, 60).tolist() == [5, 60 + 5, 120 + 7]
+    assert frame_keep(keep, 3, 1, 60) is keep
+
+
+def test_inspect_reports_groups_and_keeps_per_frame(tiny_qwen3_dir):
+    vision = load_model(tiny_qwen3_dir, device="cpu", vision_only=True)
+    result = vision.inspect(make_clip(5), ratio=0.5, method="forestprune", compare=["uniform"], max_pixels=16 * 16)
+    out = result.to_dict()
+    # 24x40 frames under 256 pixels: 12x20, a 3x5 merged grid (what the tower saw is what the picture shows)
+    assert (out["frames"], out["temporal_groups"], out["grid"], result.frame_size) == (5, 3, [3, 5], (12, 20))
+    assert out["tokens"] == {"visual_before": 45, "visual_after": 23, "newline": 0}
+    assert len(out["per_frame_kept"]) == 3 and sum(out["per_frame_kept"]) == 23
+    assert out["compare"][0]["method"] == "uniform" and out["layout"] == "qwen3-vl"
+    per_frame = np.bincount(result.keep.numpy() // 15, minlength=5).tolist()  # kept tokens drawn on each frame
+    groups = out["per_frame_kept"]
+    assert per_frame == [groups[0], groups[0], groups[1], groups[1], groups[2]]
+
+
+def test_max_pixels_is_a_qwen_setting(tiny_onevision_dir):
+    llava = load_model(tiny_onevision_dir, device="cpu", vision_only=True)
+    with pytest.raises(ModelInputError, match="max_pixels applies to Qwen-VL models; .* resizes every frame to 30x30"):
+        llava.inspect(make_clip(2), ratio=0.5, method="forestprune", max_pixels=1024)
 
 
 def test_chat_template_from_the_processor_file_or_a_clear_error(tiny_qwen3_dir, tmp_path):
@@ -341,11 +375,10 @@ def test_features_round_trip_through_tensors_and_meta(llm):
 
     feats = llm.encode_clip(make_clip(3))
     meta = json.loads(json.dumps(feats.meta()))
-    assert set(meta) == {"video", "grid", "timestamps", "duration", "frame_indices", "frames", "resized",
-                         "temporal_patch_size"}  # fmt: skip
     back = type(feats).from_parts(feats.tensors(), meta)
-    assert (back.grid, back.resized, back.frames, back.cache) == (feats.grid, feats.resized, 3, "hit")
+    assert (back.grid, back.timestamps, back.frames) == (feats.grid, feats.timestamps, 2)
     assert back.tensors().keys() == feats.tensors().keys()
-    session, fresh = llm.start(back, ratio=0.5), llm.start(feats, ratio=0.5)
+    assert llm.geometry_of(back) == llm.geometry(make_clip(3))
+    session, fresh = llm.start(back, ratio=0.5, method="forestprune"), llm.start(feats, ratio=0.5, method="forestprune")
     assert session.ask(QUESTION, GenerationConfig(max_new_tokens=4)).generated_ids == fresh.ask(
         QUESTION, GenerationConfig(max_new_tokens=4)).generated_ids  # fmt: skip

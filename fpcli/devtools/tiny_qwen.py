@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from tiny_checkpoints import build_tokenizer
+from fpcli.devtools.tiny_checkpoint import build_tokenizer
 
 ARCHS = ("qwen2_5_vl", "qwen3_vl")
 PATCH = 2
