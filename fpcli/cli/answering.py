@@ -28,6 +28,7 @@ def answer_video(model: LazyModel, video: Path, question: str, settings: RunSett
         ),
         decode_s=decode_s,
         progress=reporter.callback,
+        max_pixels=settings.max_pixels,
     )
     result.timing_s.load = model.load_s_once()
     return result.to_dict()

@@ -27,6 +27,7 @@ from fpcli.cli.options import (
     Frames,
     Json,
     LayoutOpt,
+    MaxPixels,
     MaxNewTokens,
     Method,
     Model,
@@ -84,6 +85,7 @@ def ask(
     method: Method = DEFAULT_METHOD,
     frames: Frames = None,
     fps: Fps = None,
+    max_pixels: MaxPixels = None,
     tau_s: TauS = None,
     tau_p: TauP = None,
     opt: Opt = None,
@@ -102,7 +104,7 @@ def ask(
     With --json: one JSON object per video on stdout (JSON lines for several videos), nothing else.
     """
     videos, question = check_question(ctx, videos, question)
-    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, opt=opt,
+    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s, tau_p=tau_p, opt=opt,
                             seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:

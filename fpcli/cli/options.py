@@ -17,10 +17,11 @@ import typer
 from fpcli.cli.config import load_config
 from fpcli.cli.errors import set_debug
 from fpcli.model import LAYOUTS, PROFILES
+from fpcli.model.profiles import MAX_PIXELS_CAP
+from fpcli.model.sampling import MAX_FRAMES, RATE_LAYOUTS
 from fpcli.prune import available_methods, options_of
 from fpcli.prune.registry import check_ratio
 
-MAX_FRAMES = 1024  # --frames upper bound, and the cap of --fps sampling
 MIN_NEW_TOKENS = 1
 MIN_TEMPERATURE = 0.0
 DEFAULT_RATIO = 0.9
@@ -105,7 +106,8 @@ Model = Annotated[
 LayoutOpt = Annotated[
     Optional[Layout],
     typer.Option("--layout", rich_help_panel=MODEL_PANEL,
-                 help="Token layout of a checkpoint given by path or id (default: the profile's, else onevision)."),
+                 help="Token layout of a checkpoint given by path or id (default: the profile's, the checkpoint's "
+                 "forestprune.json, Qwen-VL from config.json, else onevision)."),
 ]
 Device = Annotated[
     str,
@@ -137,15 +139,24 @@ Compare = Annotated[
     typer.Option("--compare", rich_help_panel=PRUNE_PANEL, show_default=False,
                  help="More methods to run on the same features, comma-separated (e.g. uniform,gprune,dycoke)."),
 ]
+_RATES = ", ".join(f"{layout} {fps:g} fps, at least {fewest}" for layout, (fps, fewest) in RATE_LAYOUTS.items())
 Frames = Annotated[
     Optional[int],
     typer.Option("--frames", "-f", min=1, max=MAX_FRAMES, rich_help_panel=PRUNE_PANEL,
-                 help=f"Frames sampled uniformly from the video, 1 to {MAX_FRAMES} (default: the model's, 32 or 64)."),
+                 help=f"Frames sampled uniformly from the video, 1 to {MAX_FRAMES} (default: the model's: 32 or 64 "
+                 f"frames; {_RATES})."),
 ]
 Fps = Annotated[
     Optional[float],
     typer.Option("--fps", callback=_check_fps, rich_help_panel=PRUNE_PANEL, show_default=False,
-                 help=f"Sample a frame every 1/FPS seconds instead; --frames is then the cap (default {MAX_FRAMES})."),
+                 help=f"Sample a frame every 1/FPS seconds instead; --frames is then the cap (default {MAX_FRAMES}, "
+                 "Qwen-VL 768)."),
+]
+MaxPixels = Annotated[
+    Optional[int],
+    typer.Option("--max-pixels", min=1, max=MAX_PIXELS_CAP, rich_help_panel=PRUNE_PANEL, show_default=False,
+                 help=f"Qwen-VL: most pixels per frame after resizing (default: the checkpoint's video budget, "
+                 "e.g. 200704 for 448x448; {MAX_PIXELS_CAP} at most)."),
 ]
 MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=MIN_NEW_TOKENS, rich_help_panel=GENERATION_PANEL,
                                            help="Longest answer, in tokens.")]

@@ -24,6 +24,7 @@ from fpcli.model.profiles import (
     ModelProfile,
     ResolvedModel,
     known_default_frames,
+    known_layout,
     register_profile,
     resolve_model,
 )
@@ -54,7 +55,7 @@ _LAZY = {
 
 __all__ = [
     "LAYOUTS", "ModelError", "ModelInputError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames",
-    "register_profile", "resolve_model", *_LAZY,
+    "known_layout", "register_profile", "resolve_model", *_LAZY,
 ]
 
 

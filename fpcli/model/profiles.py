@@ -26,6 +26,9 @@ LAYOUTS = ("onevision", "video", "qwen2.5-vl", "qwen3-vl")
 # Qwen-VL samples at 2 fps (fpcli.model.sampling); its number here is the frame cap of that rate.
 QWEN_MAX_FRAMES = 768
 DEFAULT_FRAMES = {"onevision": 32, "video": 64, "qwen2.5-vl": QWEN_MAX_FRAMES, "qwen3-vl": QWEN_MAX_FRAMES}
+# The most pixels a frame may be given (`max_pixels`): Qwen2.5-VL's image processor's max_pixels, the most any
+# Qwen-VL processor gives one picture (16384 merged tokens of 28x28 pixels).
+MAX_PIXELS_CAP = 16384 * 28 * 28
 # config.json model_type -> layout, for the architectures a checkpoint's config names unambiguously.
 MODEL_TYPE_LAYOUTS = {"qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl"}
 LAYOUT_FILE = "forestprune.json"
@@ -110,6 +113,12 @@ def check_checkpoint_dir(path: Path) -> None:
 
 def _frames(profile: ModelProfile | None, layout: str) -> int:
     return profile.default_frames if profile and layout == profile.layout else DEFAULT_FRAMES[layout]
+
+
+def known_layout(spec: str | Path, layout: str | None = None) -> str | None:
+    """The layout of `spec` when it is known without finding the checkpoint (given, or a profile's), else None."""
+    profile = PROFILES.get(str(spec))
+    return layout or (profile.layout if profile else None)
 
 
 def known_default_frames(spec: str | Path, layout: str | None = None) -> int | None:

@@ -29,6 +29,7 @@ from PIL import Image
 from torch import Tensor
 
 from fpcli.model.errors import ModelError, ModelInputError
+from fpcli.model.profiles import MAX_PIXELS_CAP
 
 MAX_ASPECT_RATIO = 200  # smart_resize's limit
 DEFAULT_VIDEO_TOKENS = (128, 768)  # transformers' Qwen2-VL/Qwen3-VL video processors: size in merged tokens
@@ -168,6 +169,8 @@ def geometry(spec: VideoSpec, frames: int, height: int, width: int, max_pixels: 
     """The resized size and grids of `frames` frames of height x width (validates everything first)."""
     if frames < 1:
         raise ModelInputError("no frames to encode")
+    if max_pixels is not None and max_pixels > MAX_PIXELS_CAP:
+        raise ModelInputError(f"max_pixels {max_pixels} is over {MAX_PIXELS_CAP}, the most Qwen-VL gives a picture")
     if max_pixels is not None and max_pixels < spec.factor * spec.factor:
         raise ModelInputError(
             f"max_pixels {max_pixels} is below one merged token ({spec.factor}x{spec.factor} = "
