@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["fixtures_video", "fixtures_model", "fixtures_qwen"]
@@ -16,3 +17,11 @@ settings.register_profile(
 )
 settings.register_profile("thorough", deadline=None, max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Pruning methods registered inside a test disappear after it."""
+    from fpcli.prune import registry
+
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))

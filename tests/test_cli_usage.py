@@ -106,7 +106,7 @@ def test_bad_prune_option_is_usage_error(video: Path):
     result = run("stats", video, *NO_MODEL, "--compare", "uniform,nope")
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
-        "Error: unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune",
+        "Error: unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip",
         "Hint: see 'forestprune stats --help'",
     ]
 
@@ -311,7 +311,7 @@ def test_item_overrides_are_checked():
         ({"model": "x"}, "unknown option 'model'"),
         ({"tau_s": 5}, "tau_s must be a number in [-1, 1], got 5"),
         ({"method": "uniform", "tau_s": 0.5}, "unknown option 'tau_s' (allowed: ratio, method, frames, fps, "
-         "max_new_tokens, temperature, seed)"),
+         "max_pixels, max_new_tokens, temperature, seed)"),
     ]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
             base.override(options)
@@ -422,7 +422,7 @@ def test_errors_are_mapped_by_type(tmp_path: Path):
 def test_help_texts_come_from_the_registries():
     result = runner.invoke(app, ["ask", "--help"], env={"COLUMNS": "300"})
     text = " ".join(result.stdout.split())
-    assert "none, uniform, random, gprune, divprune, dycoke, forestprune, or a method registered in Python" in text
+    assert "none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip, or a method registered in Python" in text
     assert "ForestPrune: cosine similarity a token needs to join an earlier frame's tree, in [-1, 1], default 0.9" in text
     assert ("Profile (llava-ov-0.5b, llava-ov-7b, llava-ov-72b, llava-video-7b, qwen2.5-vl-3b, qwen2.5-vl-7b, "
             "qwen3-vl-2b, qwen3-vl-4b, qwen3-vl-8b)") in text

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from fpcli.model.errors import ModelError, ModelInputError
 from fpcli.model.profiles import (
+    ATTENTION_NAMES,
+    DTYPE_NAMES,
     LAYOUTS,
     PROFILES,
     ModelProfile,
@@ -54,8 +56,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "LAYOUTS", "ModelError", "ModelInputError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames",
-    "known_layout", "register_profile", "resolve_model", *_LAZY,
+    "ATTENTION_NAMES", "DTYPE_NAMES", "LAYOUTS", "ModelError", "ModelInputError", "ModelProfile", "PROFILES",
+    "ResolvedModel", "known_default_frames", "known_layout", "register_profile", "resolve_model", *_LAZY,
 ]
 
 

@@ -101,14 +101,14 @@ class StatsResult:
         return out
 
 
-def _run(features: Tensor, grid: tuple[int, int], ratio: float, method: str, options: Mapping[str, Any]
-         ) -> tuple[PruneResult, MethodRun]:
-    """Prune with `method`; seconds measured when the device has finished (CUDA-synchronised)."""
+def _run(features: Tensor, grid: tuple[int, int], ratio: float, method: str, options: Mapping[str, Any],
+         extras: Mapping[str, Tensor]) -> tuple[PruneResult, MethodRun]:
+    """Prune with `method` (vision-tower extras at hand); seconds measured when the device has finished."""
     from fpcli.model.timing import now
     from fpcli.prune import prune
 
     start = now(features.device)
-    result = prune(features, grid, ratio, method, **options)
+    result = prune(features, grid, ratio, method, extras=extras, **options)
     seconds = now(features.device) - start
     forest = result.forest.summary().to_dict() if result.forest is not None else None
     return result, MethodRun(result.method, result.k, result.per_frame.tolist(), seconds, forest)
@@ -151,10 +151,10 @@ def inspect_clip(
     reset_peak_memory(llm.device)
     with out_of_memory_is_model_error("inspecting", len(clip.frames)):
         clip_features = llm.encode_clip(clip, progress, decode_s=decode_s, max_pixels=max_pixels)
-        features, grid = clip_features.features, clip_features.grid  # [T, N, D] (Qwen-VL: [T', N, D]), (H, W)
-        pruned, main = _run(features, grid, ratio, method, options or {})
-        runs = [_run(features, grid, ratio, name, opts)[1] for name, opts in others.items()]
-    groups, per_frame = features.shape[:2]
+        features, grid, extras = clip_features.features, clip_features.grid, clip_features.extras  # [T, N, D], (H, W)
+        pruned, main = _run(features, grid, ratio, method, options or {}, extras)
+        runs = [_run(features, grid, ratio, name, opts, extras)[1] for name, opts in others.items()]
+    groups, per_frame = features.shape[:2]  # Qwen-VL: T' temporal groups
     frames, step = len(clip_features.timestamps), llm.temporal_patch_size
     return StatsResult(
         video=clip_features.video,

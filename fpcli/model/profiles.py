@@ -23,6 +23,8 @@ from fpcli.model.errors import ModelError
 from fpcli.model.hub import Progress, looks_like_hub_id, require_safetensors, snapshot
 
 LAYOUTS = ("onevision", "video", "qwen2.5-vl", "qwen3-vl")
+DTYPE_NAMES = ("bfloat16", "float16", "float32")  # what --dtype takes besides "auto"
+ATTENTION_NAMES = ("sdpa", "eager", "flash_attention_2")  # attn_implementation values, the default first
 # Qwen-VL samples at 2 fps (fpcli.model.sampling); its number here is the frame cap of that rate.
 QWEN_MAX_FRAMES = 768
 DEFAULT_FRAMES = {"onevision": 32, "video": 64, "qwen2.5-vl": QWEN_MAX_FRAMES, "qwen3-vl": QWEN_MAX_FRAMES}

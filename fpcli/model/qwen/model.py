@@ -156,8 +156,9 @@ class QwenVideoLLM:
         geo = self.geometry_of(features)
         with out_of_memory_is_model_error("pruning", geo.frames):
             tokens = features.features.to(self.device)  # [T', N, D]
+            extras = {name: value.to(self.device) for name, value in features.extras.items()}  # deepstack
             start = now(self.device)
-            pruned = prune(tokens, grid=geo.grid, ratio=ratio, method=method, **(options or {}))
+            pruned = prune(tokens, geo.grid, ratio, method, extras=extras, **(options or {}))
             prune_s = now(self.device) - start
         seconds = None if self.arch.timestamps_in_text else seconds_per_group(
             geo.frames, features.duration, self.spec.temporal_patch_size)  # fmt: skip
