@@ -118,3 +118,17 @@ def test_batch_items_with_max_pixels(clips: Path, tiny_qwen25_dir: Path, tmp_pat
     assert (plain["status"], plain["frames"], plain["temporal_groups"]) == ("ok", 4, 2)
     assert (small["status"], small["frames"], small["temporal_groups"], small["grid"]) == ("ok", 2, 1, [3, 4])
     assert bad["status"] == "error" and bad["error"] == f"max_pixels must be in 1..{16384 * 28 * 28}, got 0"
+
+
+def test_devtools_writes_qwen_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture):
+    from fpcli.devtools.__main__ import main
+    from fpcli.model import resolve_model
+
+    assert main(["tiny-checkpoint", str(tmp_path / "q3"), "--layout", "qwen3-vl", "--seed", "1"]) == 0
+    assert json.loads((tmp_path / "q3" / "config.json").read_text())["model_type"] == "qwen3_vl"
+    assert resolve_model(tmp_path / "q3").layout == "qwen3-vl"  # detected, no forestprune.json needed
+    assert not (tmp_path / "q3" / "forestprune.json").exists()
+    assert main(["tiny-checkpoint", str(tmp_path / "bad"), "--layout", "qwen3-vl", "--shape", "qwen2.5-vl-3b"]) == 2
+    assert capsys.readouterr().err == ("Error: a Qwen-VL checkpoint is qwen2.5-vl or qwen3-vl of shape tiny, or "
+                                       "qwen2.5-vl of shape qwen2.5-vl-3b; got qwen3-vl of shape qwen2.5-vl-3b\n")
+    assert not (tmp_path / "bad").exists()

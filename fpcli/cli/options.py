@@ -17,7 +17,7 @@ import typer
 from fpcli.cli.config import load_config
 from fpcli.cli.errors import set_debug
 from fpcli.model import ATTENTION_NAMES, DTYPE_NAMES, LAYOUTS, PROFILES
-from fpcli.model.profiles import MAX_PIXELS_CAP
+from fpcli.model.profiles import MAX_PIXELS_CAP, QWEN_MAX_FRAMES
 from fpcli.model.sampling import MAX_FRAMES, RATE_LAYOUTS
 from fpcli.prune import available_methods, options_of
 from fpcli.prune.registry import check_ratio
@@ -141,7 +141,7 @@ Fps = Annotated[
     Optional[float],
     typer.Option("--fps", callback=_check_fps, rich_help_panel=PRUNE_PANEL, show_default=False,
                  help=f"Sample a frame every 1/FPS seconds instead; --frames is then the cap (default {MAX_FRAMES}, "
-                 "Qwen-VL 768)."),
+                 f"Qwen-VL {QWEN_MAX_FRAMES})."),
 ]
 MaxPixels = Annotated[
     Optional[int],

@@ -29,6 +29,7 @@ from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 
 from fpcli.model import LAYOUTS
+from fpcli.model.profiles import MODEL_TYPE_LAYOUTS
 
 
 
@@ -176,8 +177,13 @@ def _preprocessor_configs(directory: Path, image_size: int, grid: int) -> None:
 def build_tiny_checkpoint(directory: str | Path, layout: str = "onevision", seed: int = 0, shape: str = "tiny") -> Path:
     """Write a random LlavaOnevisionForConditionalGeneration checkpoint of `SHAPES[shape]` into `directory`; return it.
 
-    Deterministic from `seed` (the global torch RNG state is left untouched).
+    Deterministic from `seed` (the global torch RNG state is left untouched). A Qwen-VL layout writes that
+    architecture's checkpoint instead (fpcli.devtools.tiny_qwen).
     """
+    if layout in MODEL_TYPE_LAYOUTS.values():
+        from fpcli.devtools.tiny_qwen import build_qwen_checkpoint
+
+        return build_qwen_checkpoint(directory, layout, seed, shape)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if shape not in SHAPES:

@@ -15,8 +15,10 @@ from pathlib import Path
 import torch
 
 from fpcli.devtools.tiny_checkpoint import build_tokenizer
+from fpcli.model.profiles import MODEL_TYPE_LAYOUTS
 
 ARCHS = ("qwen2_5_vl", "qwen3_vl")
+SHAPES = ("tiny", "qwen2.5-vl-3b")  # the second: Qwen2.5-VL-3B-Instruct's real sizes (qwen2.5-vl layout only)
 PATCH = 2
 MERGE = 2
 FACTOR = PATCH * MERGE
@@ -108,6 +110,15 @@ def _preprocessor_configs(directory: Path, arch: str, real_shape: bool = False) 
                      fps=2, min_frames=4, max_frames=768, do_sample_frames=True)  # fmt: skip
     (directory / "preprocessor_config.json").write_text(json.dumps(image, indent=2) + "\n")
     (directory / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
+
+
+def build_qwen_checkpoint(directory: str | Path, layout: str, seed: int = 0, shape: str = "tiny") -> Path:
+    """`build_tiny_qwen` by the project's names: a Qwen-VL layout and a shape of SHAPES."""
+    archs = {label: arch for arch, label in MODEL_TYPE_LAYOUTS.items()}
+    if layout not in archs or shape not in SHAPES or (shape != "tiny" and layout != "qwen2.5-vl"):
+        raise ValueError(f"a Qwen-VL checkpoint is {' or '.join(archs)} of shape tiny, or qwen2.5-vl of shape "
+                         f"qwen2.5-vl-3b; got {layout} of shape {shape}")
+    return build_tiny_qwen(directory, archs[layout], seed, real_shape=shape != "tiny")
 
 
 def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int = 0, real_shape: bool = False) -> Path:
