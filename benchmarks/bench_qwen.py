@@ -3,12 +3,12 @@
     python benchmarks/bench_qwen.py [--tiny] [--frames 8] [--size 448x784] [--device cpu|cuda] [--dtype auto]
                                     [--max-new-tokens 8] [--cache DIR] [--json]
 
-The model is a random-weight checkpoint of Qwen2.5-VL-3B-Instruct's real shape (3.75B parameters, 7.5 GB on disk
-in bfloat16, written once to DIR, default <tmp>/forestprune-bench/qwen2.5-vl-3b-random), or with `--tiny` the
-tests' tiny checkpoint (fpcli.devtools.tiny_qwen; seconds, to check the script runs). The clip is random frames of `--size` (HxW) that the model's
-preprocessing resizes (448x784 becomes 16x28 merged tokens per temporal group at the real shape). Pruning does not
-change the encode cost (it happens after the vision tower), so the prefill saving at 0.9 is the number to read: it
-should be close to the token ratio, as for LLaVA.
+The model is a random-weight checkpoint of Qwen2.5-VL-3B-Instruct's real shape (3.75B parameters, 7.5 GB on disk in
+bfloat16, written once to DIR, default <tmp>/forestprune-bench/qwen2.5-vl-3b-random, by fpcli.devtools.tiny_qwen), or
+with `--tiny` the tests' tiny checkpoint (seconds, to check the script runs). The clip is random frames of `--size`
+(HxW) that the model's preprocessing resizes (448x784 becomes 16x28 merged tokens per temporal group at the real
+shape). Pruning does not change the encode cost (it happens after the vision tower), so the prefill saving at 0.9 is
+the number to read: it should be close to the token ratio, as for LLaVA.
 """
 
 from __future__ import annotations

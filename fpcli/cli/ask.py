@@ -104,8 +104,8 @@ def ask(
     With --json: one JSON object per video on stdout (JSON lines for several videos), nothing else.
     """
     videos, question = check_question(ctx, videos, question)
-    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s, tau_p=tau_p, opt=opt,
-                            seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
+                            tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
         llm = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter)

@@ -114,8 +114,8 @@ class RunSettings:
     def override(self, options: dict[str, Any]) -> RunSettings:
         """A copy with a batch item's `options` applied and checked; ValueError names a bad key or value.
 
-        Keys are the settings (ratio, method, frames, fps, max_pixels, max_new_tokens, temperature, seed) or options of the
-        item's pruning method (tau_s, or any option a registered method declares), typed by its declaration.
+        Keys are the settings (ratio, method, frames, fps, max_pixels, max_new_tokens, temperature, seed) or options of
+        the item's pruning method (tau_s, or any option a registered method declares), typed by its declaration.
         """
         changes: dict[str, Any] = {}
         names = {str(key).replace("-", "_"): value for key, value in options.items()}

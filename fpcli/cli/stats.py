@@ -107,8 +107,8 @@ def stats(
 
     Loads only the vision tower and projector (no LLM weights) and generates nothing.
     """
-    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s, tau_p=tau_p, opt=opt,
-                            seed=seed, compare=compare)
+    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
+                            tau_p=tau_p, opt=opt, seed=seed, compare=compare)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
         llm = LazyModel(ModelSettings.of(model, layout, device, dtype), reporter, vision_only=True)

@@ -18,7 +18,14 @@ from fpcli.model.encode import VisionParts
 from fpcli.model.errors import ModelError
 from fpcli.model.llm import VideoLLM
 from fpcli.model.preprocess import Preprocessor
-from fpcli.model.profiles import ATTENTION_NAMES, DTYPE_NAMES, MODEL_TYPE_LAYOUTS, Progress, ResolvedModel, resolve_model
+from fpcli.model.profiles import (
+    ATTENTION_NAMES,
+    DTYPE_NAMES,
+    MODEL_TYPE_LAYOUTS,
+    Progress,
+    ResolvedModel,
+    resolve_model,
+)
 
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 # Checkpoint key prefixes of the vision side; transformers 5 saves the legacy names, older exports add "model.".

@@ -70,7 +70,8 @@ class QwenSession(ClipSession):
         kept = int(kept_columns(prompt, self.pruned.keep)[: prompt.prefix_len].sum())  # every kept video token
         deepstack = {}
         if batch.deepstack is not None:
-            deepstack = {"visual_pos_masks": batch.visual_pos_masks[:, :kept], "deepstack_visual_embeds": batch.deepstack}
+            deepstack = {"visual_pos_masks": batch.visual_pos_masks[:, :kept],
+                         "deepstack_visual_embeds": batch.deepstack}
         _, cache = prefill(llm.lm, batch.inputs_embeds[:, :kept], position_ids=batch.position_ids[..., :kept],
                            **deepstack)  # fmt: skip
         self._unreported_s["prefill"] += now(llm.device) - start
