@@ -132,3 +132,11 @@ def test_devtools_writes_qwen_checkpoints(tmp_path: Path, capsys: pytest.Capture
     assert capsys.readouterr().err == ("Error: a Qwen-VL checkpoint is qwen2.5-vl or qwen3-vl of shape tiny, or "
                                        "qwen2.5-vl of shape qwen2.5-vl-3b; got qwen3-vl of shape qwen2.5-vl-3b\n")
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("command", ["ask", "stats", "batch"])
+def test_help_names_the_qwen_options(command: str):
+    text = " ".join(runner.invoke(app, [command, "--help"], env={"COLUMNS": "300"}).stdout.split())
+    assert f"most pixels per frame after resizing (default: the checkpoint's video budget, e.g. 200704 for 448x448; " \
+           f"{16384 * 28 * 28} at most)" in text
+    assert "qwen2.5-vl/qwen3-vl 2 fps, at least 4" in text and "<onevision|video|qwen2.5-vl|qwen3-vl>" in text

@@ -130,7 +130,10 @@ Compare = Annotated[
     typer.Option("--compare", rich_help_panel=PRUNE_PANEL, show_default=False,
                  help="More methods to run on the same features, comma-separated (e.g. uniform,gprune,dycoke)."),
 ]
-_RATES = ", ".join(f"{layout} {fps:g} fps, at least {fewest}" for layout, (fps, fewest) in RATE_LAYOUTS.items())
+_RATES = "; ".join(  # "qwen2.5-vl/qwen3-vl 2 fps, at least 4": each rate rule once, with its layouts
+    f"{'/'.join(name for name, same in RATE_LAYOUTS.items() if same == rule)} {rule[0]:g} fps, at least {rule[1]}"
+    for rule in dict.fromkeys(RATE_LAYOUTS.values())
+)
 Frames = Annotated[
     Optional[int],
     typer.Option("--frames", "-f", min=1, max=MAX_FRAMES, rich_help_panel=PRUNE_PANEL,
@@ -147,7 +150,7 @@ MaxPixels = Annotated[
     Optional[int],
     typer.Option("--max-pixels", min=1, max=MAX_PIXELS_CAP, rich_help_panel=PRUNE_PANEL, show_default=False,
                  help=f"Qwen-VL: most pixels per frame after resizing (default: the checkpoint's video budget, "
-                 "e.g. 200704 for 448x448; {MAX_PIXELS_CAP} at most)."),
+                 f"e.g. 200704 for 448x448; {MAX_PIXELS_CAP} at most)."),
 ]
 MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=MIN_NEW_TOKENS, rich_help_panel=GENERATION_PANEL,
                                            help="Longest answer, in tokens.")]
