@@ -250,7 +250,8 @@ def test_batch_model_failure_is_fatal(clips: Path, tmp_path: Path):
     assert result.stderr.splitlines() == [  # the model error ends the batch: no item recorded, no summary
         f"Writing results to {tmp_path / 'r.jsonl'}.",
         f"Error: model '{tmp_path / 'empty-dir'}' is not a profile (llava-ov-0.5b, llava-ov-7b, llava-ov-72b, "
-        "llava-video-7b), a local directory or a Hugging Face id",
+        "llava-video-7b, qwen2.5-vl-3b, qwen2.5-vl-7b, qwen3-vl-2b, qwen3-vl-4b, qwen3-vl-8b), a local directory or a "
+        "Hugging Face id",
     ]
     assert (tmp_path / "r.jsonl").read_text() == ""
 
@@ -261,3 +262,19 @@ def test_batch_out_must_differ_from_jobs(tmp_path: Path):
     result = invoke("batch", jobs, "--out", jobs)
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"Error: --out must not be the jobs file ({jobs})"]
+
+
+def test_item_bars_show_the_throughput():
+    from rich.progress import Progress
+
+    from fpcli.cli.progress import _Amount
+
+    clock = iter([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    bars = Progress(get_time=lambda: next(clock))
+    items = bars.add_task("Batch", total=10, items=True)
+    frames = bars.add_task("Decoding frames", total=10)
+    for task in (items, items, frames):
+        bars.advance(task)
+    column = _Amount()
+    assert column.render(bars.tasks[items]).plain == " 2/10 1.00 items/s"
+    assert column.render(bars.tasks[frames]).plain == " 1/10"

@@ -105,3 +105,14 @@ def test_visual_column_shows_what_the_layers_ran_on():
     assert _visual_in_llm(tokens([(0, 51)], 51)) == "51"  # pruned before the LLM
     assert _visual_in_llm(tokens([(0, 512), (2, 51)], 512)) == "512→51@L2"  # FastV
     assert _visual_in_llm(tokens([(0, 130), (1, 51)], 512)) == "512→130@L0→51@L1"  # FrameFusion merges at layer 0
+
+
+def test_qwen_refuses_in_llm_methods_and_compare_before_encoding(clip: Path, tiny_qwen25_dir: Path):
+    asked = invoke("ask", clip, QUESTION, "--model", tiny_qwen25_dir, "--frames", "2", "--method", "fastv")
+    assert asked.exit_code == 1  # one failed video
+    assert asked.stderr.splitlines()[-2:] == [
+        "Error: fastv prunes inside the LLM, which is available for the LLaVA layouts only, not Qwen-VL",
+        "Hint: use a method that prunes before the LLM (forestprune, visionzip, ...)"]
+    compared = invoke("ask", clip, QUESTION, "--model", tiny_qwen25_dir, "--frames", "2", "--compare", "uniform")
+    assert compared.exit_code == 1
+    assert "Error: comparing methods is available for the LLaVA layouts only" in compared.stderr

@@ -25,6 +25,7 @@ def answer_video(model: LazyModel, video: Path, question: str, settings: RunSett
         generation=generation(settings),
         decode_s=decode_s,
         progress=reporter.callback,
+        max_pixels=settings.max_pixels,
     )
     result.timing_s.load = model.load_s_once()
     return result.to_dict()
@@ -43,6 +44,7 @@ def compare_video(model: LazyModel, video: Path, question: str, settings: RunSet
         generation=generation(settings),
         decode_s=decode_s,
         progress=reporter.callback,
+        max_pixels=settings.max_pixels,
     )
     comparison.results[0].timing_s.load = model.load_s_once()
     return [result.to_dict() for result in comparison.results]

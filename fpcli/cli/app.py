@@ -16,6 +16,7 @@ from fpcli import __version__
 from fpcli.cli import errors
 from fpcli.cli.ask import ask
 from fpcli.cli.batch import batch
+from fpcli.cli.on_ray import RayCommand
 from fpcli.cli.convert import convert
 from fpcli.cli.options import Debug
 from fpcli.cli.stats import stats
@@ -78,7 +79,7 @@ def _root(
 
 app.command("ask")(ask)
 app.command("stats")(stats)
-app.command("batch")(batch)
+app.command("batch", cls=RayCommand)(batch)
 app.command("convert")(convert)
 
 

@@ -28,6 +28,7 @@ from fpcli.cli.options import (
     Frames,
     Json,
     LayoutOpt,
+    MaxPixels,
     MaxNewTokens,
     Method,
     Model,
@@ -90,6 +91,7 @@ def ask(
     compare: Compare = None,
     frames: Frames = None,
     fps: Fps = None,
+    max_pixels: MaxPixels = None,
     tau_s: TauS = None,
     tau_p: TauP = None,
     opt: Opt = None,
@@ -111,8 +113,9 @@ def ask(
     method), nothing else.
     """
     videos, question = check_question(ctx, videos, question)
-    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, opt=opt,
-                            seed=seed, max_new_tokens=max_new_tokens, temperature=temperature, compare=compare)
+    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
+                            tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
+                            compare=compare)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
         llm = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter)

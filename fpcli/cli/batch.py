@@ -2,9 +2,9 @@
 
 JOBS is YAML (a list of items, or a mapping with a `jobs:` list; `.json` arrays read the same)
 or JSON lines (`.jsonl`/`.ndjson`, one item per line). An item is
-    {video: PATH, question: TEXT, id: ANY (optional), options: {ratio, method, frames, fps, max_new_tokens,
-     temperature, seed, or any option of the item's method: tau_s, tau_p, ...} (optional, override the
-     command-line values)}
+    {video: PATH, question: TEXT, id: ANY (optional), options: {ratio, method, frames, fps, max_pixels,
+     max_new_tokens, temperature, seed, or any option of the item's method: tau_s, tau_p, ...} (optional,
+     override the command-line values)}
 Relative video paths are relative to the jobs file. Without `id`, an item's id is the first 12 hex
 digits of the SHA-1 of its canonical JSON {video, question, options}: stable when items are
 reordered or added, so resuming keeps working after the jobs file is edited.
@@ -31,6 +31,7 @@ import yaml
 from fpcli.cli import errors
 from fpcli.cli.answering import answer_video
 from fpcli.cli.config import yaml_problem
+from fpcli.cli.on_ray import GpusPerWorker, RayAddress, RaySettings, Workers
 from fpcli.cli.options import (
     DEFAULT_DEVICE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -47,6 +48,7 @@ from fpcli.cli.options import (
     Fps,
     Frames,
     LayoutOpt,
+    MaxPixels,
     MaxNewTokens,
     Method,
     Model,
@@ -154,13 +156,14 @@ def read_jobs(path: Path) -> list[Job]:
     return jobs
 
 
-def _error_record(job: Job, exc: BaseException) -> dict[str, Any]:
+def error_record(job: Job, error: str) -> dict[str, Any]:
+    """The results line of an item that failed with `error` (one line)."""
     return {
         "id": job.id,
         "status": "error",
         "video": None if job.video is None else str(job.video),
         "question": job.question,
-        "error": errors.one_line(exc),
+        "error": error,
     }
 
 
@@ -187,6 +190,7 @@ def batch(
     method: Method = DEFAULT_METHOD,
     frames: Frames = None,
     fps: Fps = None,
+    max_pixels: MaxPixels = None,
     tau_s: TauS = None,
     tau_p: TauP = None,
     opt: Opt = None,
@@ -194,6 +198,9 @@ def batch(
     temperature: Temperature = DEFAULT_TEMPERATURE,
     seed: Seed = DEFAULT_SEED,
     config: Config = None,
+    ray: RayAddress = None,
+    workers: Workers = None,
+    gpus_per_worker: GpusPerWorker = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -203,24 +210,27 @@ def batch(
 
     A failing item is recorded with its error and the batch goes on.
 
+    With --ray: on Ray workers, each with its own model; the results file is the same.
+
     Exit code 0 when every item succeeded, 1 otherwise, 130 when interrupted.
     """
-    base = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, opt=opt,
-                        seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+    base = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
+                        tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
     model_settings = ModelSettings.of(model, layout, device, dtype, attn)
+    on_ray = RaySettings.of(ray, workers, gpus_per_worker)
     out = out or default_out(jobs_file)
     if out.resolve() == jobs_file.resolve():
         raise errors.usage_error("--out must not be the jobs file", out)
     jobs = read_jobs(jobs_file)
     log = ResultsLog(out, {job.id for job in jobs})
     try:
-        code = _run(jobs, log, base, model_settings, quiet, errors.debug_enabled(ctx.meta))
+        code = _run(jobs, log, base, model_settings, quiet, errors.debug_enabled(ctx.meta), on_ray)
     finally:
         log.close()
     raise typer.Exit(code)
 
 
-def _answer(llm: LazyModel, job: Job, base: RunSettings, reporter: Reporter, debug: bool) -> dict[str, Any]:
+def answer_job(llm: LazyModel, job: Job, base: RunSettings, reporter: Reporter, debug: bool) -> dict[str, Any]:
     """The ok or error record of one item: a failure of the item is recorded, not raised, and an item with bad
     options or video loads no model. A model that cannot load ends the batch: no item could run."""
     try:
@@ -231,11 +241,11 @@ def _answer(llm: LazyModel, job: Job, base: RunSettings, reporter: Reporter, deb
     except Exception as exc:
         if debug:
             errors.report(exc, debug=True)
-        return _error_record(job, exc)
+        return error_record(job, errors.one_line(exc))
 
 
 def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: ModelSettings, quiet: bool,
-         debug: bool) -> int:
+         debug: bool, on_ray: Optional[RaySettings] = None) -> int:
     """Run the pending items; print the summary; return the exit code."""
     pending = [job for job in jobs if job.id not in log.done]
     counts: Counter[str] = Counter()
@@ -251,21 +261,30 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
                              f"{log.retrying} failed item(s) to retry.")
         else:
             reporter.message(f"Writing results to {log.path}.")
-        llm = LazyModel(model_settings, reporter)
         task = reporter.task("Batch", total=len(pending))
+
+        def finish(job: Job, record: dict[str, Any], seconds: float, worker: str = "") -> None:
+            log.append(record)
+            counts[record["status"]] += 1
+            reporter.advance(task)
+            where = f"[{counts.total()}/{len(pending)}] {job.id} {job.video}"
+            if record["status"] == "ok":
+                warn(record)
+                reporter.message(f"ok     {where} ({seconds:.1f} s{', ' + worker if worker else ''})")
+            else:
+                reporter.console.print(f"failed {where}: {record['error']}", markup=False)
+
         try:
-            for number, job in enumerate(pending, 1):
-                item_start = time.perf_counter()
-                record = _answer(llm, job, base, reporter, debug)
-                log.append(record)
-                counts[record["status"]] += 1
-                reporter.advance(task)
-                where = f"[{number}/{len(pending)}] {job.id} {job.video}"
-                if record["status"] == "ok":
-                    warn(record)
-                    reporter.message(f"ok     {where} ({time.perf_counter() - item_start:.1f} s)")
-                else:
-                    reporter.console.print(f"failed {where}: {record['error']}", markup=False)
+            if on_ray is not None:
+                from fpcli.cli.on_ray import run_batch
+
+                run_batch(pending, base, model_settings, on_ray, reporter, finish)
+            else:
+                llm = LazyModel(model_settings, reporter)
+                for job in pending:
+                    item_start = time.perf_counter()
+                    record = answer_job(llm, job, base, reporter, debug)
+                    finish(job, record, time.perf_counter() - item_start)
         except KeyboardInterrupt:
             interrupted = True
     left = len(pending) - counts["ok"] - counts["error"]

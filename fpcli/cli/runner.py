@@ -28,6 +28,7 @@ from fpcli.cli.settings import ModelSettings, RunSettings
 
 if TYPE_CHECKING:
     from fpcli.model import ResolvedModel, VideoLLM
+    from fpcli.model.sampling import SamplingRule
     from fpcli.video import VideoClip
 
 
@@ -71,7 +72,7 @@ def _fatal() -> Iterator[None]:
 
 
 class LazyModel:
-    """The command's model, loaded once at its first use (`get`); `default_frames` is known before that."""
+    """The command's model, loaded once at its first use (`get`); its sampling rule is known before that."""
 
     def __init__(self, settings: ModelSettings, reporter: Reporter, vision_only: bool = False) -> None:
         self.settings = settings
@@ -88,20 +89,22 @@ class LazyModel:
             self._spec = default_model(self.settings.device, self.reporter)
         return self._spec
 
-    @property
-    def default_frames(self) -> int:
-        """The profile's frame count (32 or 64), or the checkpoint's layout's; no weights are read."""
-        from fpcli.model import known_default_frames, resolve_model
+    def sampling_rule(self) -> SamplingRule:
+        """How the model samples a clip by default (its layout's rule, the profile's frame count); no weights are
+        read, and a checkpoint is resolved only when neither a profile nor --layout says."""
+        from fpcli.model import known_default_frames, known_layout, resolve_model
+        from fpcli.model.sampling import sampling_rule
 
         if self._llm is not None:
-            return self._llm.default_frames
+            return sampling_rule(self._llm.layout, self._llm.default_frames)
+        layout = known_layout(self.spec, self.settings.layout)
         frames = known_default_frames(self.spec, self.settings.layout)
-        if frames is not None:
-            return frames
+        if layout is not None and frames is not None:
+            return sampling_rule(layout, frames)
         if self._resolved is None:
             with _fatal():
                 self._resolved = resolve_model(self.spec, self.settings.layout, progress=self.reporter.callback)
-        return self._resolved.default_frames
+        return sampling_rule(self._resolved.layout, self._resolved.default_frames)
 
     def get(self) -> VideoLLM:
         """The loaded model: loaded on the first call, the same object after."""
@@ -137,11 +140,12 @@ class LazyModel:
 
 
 def decode(video: Path, settings: RunSettings, model: LazyModel, reporter: Reporter) -> tuple[VideoClip, float]:
-    """The sampled clip and the seconds it took; no model loads for it (a profile knows its frame count)."""
-    from fpcli.video import sample_frames
+    """The sampled clip and the seconds it took, by the model's sampling rule (fpcli.model.sampling); no model
+    loads for it (a profile knows its rule)."""
+    from fpcli.model.sampling import sample_clip
 
     start = time.perf_counter()
-    clip = sample_frames(video, **settings.sampling(lambda: model.default_frames), progress=reporter.callback)
+    clip = sample_clip(video, model.sampling_rule, settings.frames, settings.fps, progress=reporter.callback)
     return clip, time.perf_counter() - start
 
 

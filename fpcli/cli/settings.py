@@ -21,6 +21,7 @@ from fpcli.cli.options import (
     DEFAULT_SEED,
     DEFAULT_TEMPERATURE,
     MAX_FRAMES,
+    MAX_PIXELS_CAP,
     MIN_NEW_TOKENS,
     MIN_TEMPERATURE,
     Attention,
@@ -52,7 +53,7 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Per-video settings: pruning, sampling and generation.
+    """Per-video settings: pruning, sampling (and Qwen-VL's max_pixels) and generation.
 
     method_options: options given for the pruning methods (--tau-s, --tau-p, --opt, a batch item's keys), each
     passed to every method run that takes it; --seed goes to a method that takes `seed` unless given there.
@@ -62,6 +63,7 @@ class RunSettings:
     method: str = DEFAULT_METHOD
     frames: Optional[int] = None
     fps: Optional[float] = None
+    max_pixels: Optional[int] = None  # Qwen-VL's per-frame pixel budget (None: the checkpoint's)
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     temperature: float = DEFAULT_TEMPERATURE
     seed: int = DEFAULT_SEED
@@ -78,16 +80,6 @@ class RunSettings:
     def ratio_of(self, method: str) -> float:
         """The ratio `method` runs at: --method at prune_ratio; a --compare method beside it (`none` at 0)."""
         return self.prune_ratio if method == self.method else ratio_for(method, self.prune_ratio)
-
-    def sampling(self, default_frames: Any) -> dict[str, Any]:
-        """Keyword arguments of `sample_frames` after the path: uniform --frames, or --fps capped by --frames.
-
-        `default_frames` is called only when neither --frames nor --fps is given (it may resolve the model).
-        """
-        if self.fps is None:
-            return {"num_frames": self.frames or default_frames()}
-        cap = self.frames or MAX_FRAMES
-        return {"num_frames": cap, "fps": self.fps, "max_frames": cap}
 
     def methods(self) -> list[str]:
         """--method first, then the --compare ones not already listed."""
@@ -121,6 +113,8 @@ class RunSettings:
             raise ValueError(f"frames must be in 1..{MAX_FRAMES}, got {self.frames}")
         if self.fps is not None and not self.fps > 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
+        if self.max_pixels is not None and not 1 <= self.max_pixels <= MAX_PIXELS_CAP:
+            raise ValueError(f"max_pixels must be in 1..{MAX_PIXELS_CAP}, got {self.max_pixels}")
         if self.max_new_tokens < MIN_NEW_TOKENS:
             raise ValueError(f"max_new_tokens must be >= {MIN_NEW_TOKENS}, got {self.max_new_tokens}")
         if self.temperature < MIN_TEMPERATURE:
@@ -129,8 +123,8 @@ class RunSettings:
     def override(self, options: dict[str, Any]) -> RunSettings:
         """A copy with a batch item's `options` applied and checked; ValueError names a bad key or value.
 
-        Keys are the settings (ratio, method, frames, fps, max_new_tokens, temperature, seed) or options of the
-        item's pruning method (tau_s, or any option a registered method declares), typed by its declaration.
+        Keys are the settings (ratio, method, frames, fps, max_pixels, max_new_tokens, temperature, seed) or options of
+        the item's pruning method (tau_s, or any option a registered method declares), typed by its declaration.
         """
         changes: dict[str, Any] = {}
         names = {str(key).replace("-", "_"): value for key, value in options.items()}
@@ -158,6 +152,7 @@ ITEM_SETTINGS: dict[str, type] = {
     "method": str,
     "frames": int,
     "fps": float,
+    "max_pixels": int,
     "max_new_tokens": int,
     "temperature": float,
     "seed": int,
@@ -166,7 +161,7 @@ ITEM_SETTINGS: dict[str, type] = {
 
 def _item_value(name: str, value: Any) -> Any:
     kind = ITEM_SETTINGS[name]
-    if value is None and name in ("ratio", "frames", "fps"):
+    if value is None and name in ("ratio", "frames", "fps", "max_pixels"):
         return None
     accepted = (int, float) if kind is float else kind  # YAML/JSON write 1.0 as 1
     if isinstance(value, bool) or not isinstance(value, accepted):
@@ -198,6 +193,7 @@ def parse_compare(value: Optional[str]) -> tuple[str, ...]:
 
 def run_settings(*, ratio: Optional[float], method: str, frames: Optional[int], fps: Optional[float],
                  tau_s: Optional[float], tau_p: Optional[float], opt: Optional[list[str]], seed: int,
+                 max_pixels: Optional[int] = None,
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, temperature: float = DEFAULT_TEMPERATURE,
                  compare: Optional[str] = None) -> RunSettings:
     """A command's typed pruning/sampling/generation parameters as checked settings: a bad value is a usage
@@ -206,7 +202,7 @@ def run_settings(*, ratio: Optional[float], method: str, frames: Optional[int], 
     try:
         flags = {name: value for name, value in (("tau_s", tau_s), ("tau_p", tau_p)) if value is not None}
         settings = RunSettings(
-            ratio=ratio, method=method, frames=frames, fps=fps, max_new_tokens=max_new_tokens,
+            ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
             temperature=temperature, seed=seed, compare=compared,
             method_options={**flags, **parse_opts(opt, list(dict.fromkeys((method, *compared))))},
         )

@@ -26,6 +26,7 @@ from fpcli.model.profiles import (
     ModelProfile,
     ResolvedModel,
     known_default_frames,
+    known_layout,
     register_profile,
     resolve_model,
 )
@@ -59,8 +60,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "ATTENTION_NAMES", "DTYPE_NAMES", "LAYOUTS", "ModelError", "ModelInputError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames",
-    "register_profile", "resolve_model", *_LAZY,
+    "ATTENTION_NAMES", "DTYPE_NAMES", "LAYOUTS", "ModelError", "ModelInputError", "ModelProfile", "PROFILES",
+    "ResolvedModel", "known_default_frames", "known_layout", "register_profile", "resolve_model", *_LAZY,
 ]
 
 

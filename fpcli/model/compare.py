@@ -46,6 +46,7 @@ def compare_methods(
     progress: Optional[Progress] = None,
     time_instruction: bool | None = None,
     system_prompt: str | None = None,
+    max_pixels: int | None = None,
 ) -> Comparison:
     """Answer `question` about `clip` with each method (name -> its options) at `ratio` (`none` at 0).
 
@@ -55,7 +56,7 @@ def compare_methods(
     fit = {"time_instruction": time_instruction, "system_prompt": system_prompt}
     for name, options in methods.items():
         llm.check_fits(len(clip.frames), question, ratio_for(name, ratio), name, clip=clip, options=options, **fit)
-    features = llm.encode_clip(clip, progress, decode_s=decode_s)
+    features = llm.encode_clip(clip, progress, decode_s=decode_s, max_pixels=max_pixels)
     results = []
     for name, options in methods.items():
         reset_peak_memory(llm.device)

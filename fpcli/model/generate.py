@@ -59,15 +59,18 @@ class _Picker:
 
 
 @torch.inference_mode()
-def prefill(model, inputs_embeds: Tensor, *, cache=None, position_ids: Tensor | None = None) -> tuple[Tensor, object]:
+def prefill(model, inputs_embeds: Tensor, *, cache=None, position_ids: Tensor | None = None,
+            **forward) -> tuple[Tensor, object]:
     """Run inputs_embeds [1, L, D] through the LLM after what `cache` holds (a new cache when None).
 
     Returns the logits of the last position [1, V] and the cache, which now also holds these L positions (a given
-    cache is extended in place). `position_ids` [1, L] default to the positions after the cached ones.
+    cache is extended in place). `position_ids` [1, L] (Qwen-VL: [3, 1, L]) default to the positions after the
+    cached ones; `forward`: more keyword arguments of the model's forward (Qwen3-VL's DeepStack features).
     """
     name = cache_name(model)
     extra = {} if position_ids is None else {"position_ids": position_ids}
-    out = model(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **{name: cache}, **extra)
+    out = model(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **{name: cache}, **extra,
+                **forward)
     return out.logits[:, -1], getattr(out, name)
 
 

@@ -45,6 +45,8 @@ DEFAULT_ENCODE_CHUNK = {"cuda": 32, "cpu": 8}  # frames per vision-tower call
 class VideoLLM:
     """A loaded LLaVA-OneVision-architecture checkpoint with its layout ("onevision" or "video")."""
 
+    temporal_patch_size = 1  # frames per grid of features (Qwen-VL pairs frames)
+
     def __init__(
         self,
         *,
@@ -101,6 +103,10 @@ class VideoLLM:
     def newline_count(self, frames: int, grid: tuple[int, int]) -> int:
         """Newline embeddings the layout adds to a clip of `frames` frames (independent of pruning)."""
         return 1 if self.layout == "onevision" else frames * grid[0]
+
+    def frame_size(self, features: ClipFeatures) -> None:
+        """None: the tower squashes every frame to its square input, so a picture keeps the video's own aspect."""
+        return None
 
     def prefill_tflops(self, seq_len: int) -> float:
         """Analytic LLM prefill TFLOPs for a prompt of `seq_len` tokens (see fpcli.model.flops)."""
@@ -181,9 +187,15 @@ class VideoLLM:
             raise ModelInputError(str(exc)) from None
         return values
 
-    def encode_clip(self, clip, progress: Progress | None = None, *, decode_s: float = 0.0) -> ClipFeatures:
+    def encode_clip(self, clip, progress: Progress | None = None, *, decode_s: float = 0.0,
+                    max_pixels: int | None = None) -> ClipFeatures:
         """Vision tower once for `clip` (duck-typed: .path, .frames [T,H,W,3] uint8, .indices, .timestamps,
-        .duration, optionally .warnings); `decode_s` is what sampling it took, carried to every result."""
+        .duration, optionally .warnings); `decode_s` is what sampling it took, carried to every result.
+        `max_pixels` is Qwen-VL's: anything but None is a ModelInputError here."""
+        if max_pixels is not None:
+            size = f"{self.preprocessor.width}x{self.preprocessor.height}"
+            raise ModelInputError(f"max_pixels applies to Qwen-VL models; {self.name} ({self.layout} layout) resizes "
+                                  f"every frame to {size}", hint="leave out --max-pixels")
         encoded = self.encode(clip.frames, progress=progress)
         return ClipFeatures(
             video=str(clip.path),
@@ -231,21 +243,24 @@ class VideoLLM:
         compare: Mapping[str, Mapping] | Sequence[str] = (),
         decode_s: float = 0.0,
         progress: Progress | None = None,
+        max_pixels: int | None = None,
     ) -> StatsResult:
         """What pruning keeps of `clip`, without generating (needs only the vision tower): see fpcli.model.inspect."""
         from fpcli.model.inspect import inspect_clip
 
         return inspect_clip(self, clip, ratio=ratio, method=method, options=options, compare=compare,
-                            decode_s=decode_s, progress=progress)
+                            decode_s=decode_s, progress=progress, max_pixels=max_pixels)
 
     def compare(self, clip, question: str, methods: Mapping[str, Mapping], *, ratio: float,
                 generation: GenerationConfig | None = None, decode_s: float = 0.0, progress: Progress | None = None,
-                time_instruction: bool | None = None, system_prompt: str | None = None) -> Comparison:
+                time_instruction: bool | None = None, system_prompt: str | None = None,
+                max_pixels: int | None = None) -> Comparison:
         """Answer `question` about `clip` with each method on one encoding: see fpcli.model.compare."""
         from fpcli.model.compare import compare_methods
 
         return compare_methods(self, clip, question, methods, ratio=ratio, generation=generation, decode_s=decode_s,
-                               progress=progress, time_instruction=time_instruction, system_prompt=system_prompt)
+                               progress=progress, time_instruction=time_instruction, system_prompt=system_prompt,
+                               max_pixels=max_pixels)
 
     def eos_token_ids(self) -> set[int]:
         """Tokens that end an answer: the generation config's EOS ids and the tokenizer's EOS."""
@@ -270,12 +285,13 @@ class VideoLLM:
         *,
         time_instruction: bool | None = None,
         system_prompt: str | None = None,
+        max_pixels: int | None = None,
     ) -> AnswerResult:
         """Answer `question` about `clip` (see encode_clip): check_fits, encode_clip, start, ask. `timing_s.load` is
         0: the caller holds the model and knows when its load should be counted."""
         fit = {"time_instruction": time_instruction, "system_prompt": system_prompt}
         self.check_fits(len(clip.frames), question, ratio, method, clip=clip, options=prune_options, **fit)
         reset_peak_memory(self.device)
-        features = self.encode_clip(clip, progress, decode_s=decode_s)
+        features = self.encode_clip(clip, progress, decode_s=decode_s, max_pixels=max_pixels)
         session = self.start(features, ratio=ratio, method=method, options=prune_options)
         return session.ask(question, generation or GenerationConfig(), **fit)

@@ -89,8 +89,8 @@ class AnswerResult:
     layout: str
     method: str
     ratio: float
-    frames: int
-    grid: tuple[int, int]
+    frames: int  # frames sampled
+    grid: tuple[int, int]  # tokens per frame (pooled for LLaVA, merged for Qwen-VL)
     tokens: TokenCounts
     per_frame_kept: list[int]
     timestamps: list[float]
@@ -99,10 +99,11 @@ class AnswerResult:
     prefill_tflops: PrefillTflops
     generated_ids: list[int] = field(default_factory=list, repr=False)  # not part of the JSON form
     warnings: list[str] = field(default_factory=list)  # what the video layer noticed (cut short, frames capped)
+    temporal_groups: int | None = None  # Qwen-VL: T' = ceil(frames / 2) pairs of frames (per_frame_kept is per group)
 
     def to_dict(self) -> dict:
-        """The JSON form: exactly the documented keys, plain Python types."""
-        return {
+        """The JSON form: exactly the documented keys, plain Python types (`temporal_groups` only when set)."""
+        out = {
             "video": self.video,
             "question": self.question,
             "answer": self.answer,
@@ -121,3 +122,6 @@ class AnswerResult:
                                "after": round_tflops(self.prefill_tflops.after)},
             "warnings": list(self.warnings),
         }
+        if self.temporal_groups is not None:
+            out["temporal_groups"] = int(self.temporal_groups)
+        return out

@@ -90,8 +90,10 @@ class Session:
         return torch.cat([embeds[:at], self.visual.to(embeds.dtype), embeds[at + 1 :]])[None]
 
     def _finish(self, question: str, out: Generated, counts: TokenCounts, timing: Timings, per_frame_kept: list[int],
-                tflops_after: float) -> AnswerResult:
-        """The AnswerResult of one answered question (`timing` holds prune and prefill; the rest is added here)."""
+                tflops_after: float, **extra) -> AnswerResult:
+        """The AnswerResult of one answered question (`timing` holds prune and prefill; the rest is added here);
+        counts the question and keeps it under history. `extra`: more AnswerResult fields (Qwen-VL's
+        temporal_groups). `frames` is the frames sampled, one timestamp each."""
         llm, features = self.llm, self.features
         answer = llm.tokenizer.decode(out.ids, skip_special_tokens=True).strip()
         self.questions += 1
@@ -106,7 +108,7 @@ class Session:
             layout=llm.layout,
             method=self.method,
             ratio=self.ratio,
-            frames=features.frames,
+            frames=len(features.timestamps),
             grid=features.grid,
             tokens=counts,
             per_frame_kept=per_frame_kept,
@@ -119,6 +121,7 @@ class Session:
             ),
             generated_ids=out.ids,
             warnings=list(features.warnings),
+            **extra,
         )
 
 
@@ -175,9 +178,14 @@ class ClipSession(Session):
             text=len(ids) - 1,
             prompt=len(ids) - 1 + len(self.visual),
             generated=len(out.ids),
-            visual_in_llm=visual_stages([self.pruned.k]),
         )
+        return self._result(question, out, counts, prefill_s)
+
+    def _result(self, question: str, out: Generated, counts: TokenCounts, prefill_s: float, **extra) -> AnswerResult:
+        """The answered question's result: the stages paid since the last result, every layer on the kept tokens
+        (one stage of `visual_after`), the TFLOPs of the pruned prompt. `extra`: see Session._finish."""
+        counts.visual_in_llm = visual_stages([counts.visual_after])
         timing = Timings(prune=self._unreported_s["prune"], prefill=self._unreported_s["prefill"] + prefill_s)
         self._unreported_s = {"prune": 0.0, "prefill": 0.0}
         return self._finish(question, out, counts, timing, self.pruned.per_frame.tolist(),
-                            llm.prefill_tflops(counts.prompt))
+                            self.llm.prefill_tflops(counts.prompt), **extra)
