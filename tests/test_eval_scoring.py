@@ -92,6 +92,14 @@ def test_table1_rows_columns_average() -> None:
     assert table.to_dict()["rows"][0]["cells"]["mlvu"] == {"accuracy": 75.0, "retain": 100.0}
 
 
+def test_table1_row_with_nothing_scored_has_no_accuracy() -> None:
+    records = MLVU + [rec("mlvu", "fastv", 0.5, "plotQA", False, status="error")]  # every question failed
+    table = build_table1(score_groups(records, get_protocol("paper")))
+    fastv = table.rows[-1]
+    assert (fastv.method, fastv.cells["mlvu"].accuracy, fastv.average.accuracy, fastv.complete) == \
+        ("fastv", None, None, False)
+
+
 def test_plot(tmp_path: Path) -> None:
     out = plot_accuracy(_table(), tmp_path / "plots" / "acc.png")
     with Image.open(out) as image:

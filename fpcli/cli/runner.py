@@ -28,6 +28,7 @@ from fpcli.cli.settings import ModelSettings, RunSettings
 
 if TYPE_CHECKING:
     from fpcli.model import ResolvedModel, VideoLLM
+    from fpcli.model.sampling import SamplingRule
     from fpcli.video import VideoClip
 
 
@@ -71,7 +72,7 @@ def _fatal() -> Iterator[None]:
 
 
 class LazyModel:
-    """The command's model, loaded once at its first use (`get`); `default_frames` and `layout` are known before
+    """The command's model, loaded once at its first use (`get`); its sampling rule and layout are known before
     that. `gpu_default` is the model used without --model when CUDA is there (a protocol may name its own)."""
 
     def __init__(self, settings: ModelSettings, reporter: Reporter, vision_only: bool = False,
@@ -91,27 +92,30 @@ class LazyModel:
             self._spec = default_model(self.settings.device, self.reporter, self.gpu_default)
         return self._spec
 
-    @property
-    def default_frames(self) -> int:
-        """The profile's frame count (32 or 64), or the checkpoint's layout's; no weights are read."""
-        from fpcli.model import known_default_frames
+    def sampling_rule(self) -> SamplingRule:
+        """How the model samples a clip by default (its layout's rule, the profile's frame count); no weights are
+        read, and a checkpoint is resolved only when neither a profile nor --layout says."""
+        from fpcli.model import known_default_frames, known_layout
+        from fpcli.model.sampling import sampling_rule
 
         if self._llm is not None:
-            return self._llm.default_frames
+            return sampling_rule(self._llm.layout, self._llm.default_frames)
+        layout = known_layout(self.spec, self.settings.layout)
         frames = known_default_frames(self.spec, self.settings.layout)
-        return frames if frames is not None else self._resolve().default_frames
+        if layout is not None and frames is not None:
+            return sampling_rule(layout, frames)
+        resolved = self._resolve()
+        return sampling_rule(resolved.layout, resolved.default_frames)
 
     @property
     def layout(self) -> str:
         """--layout, else the profile's, else the checkpoint's (resolving it); no weights are read."""
-        from fpcli.model import PROFILES
+        from fpcli.model import known_layout
 
         if self._llm is not None:
             return self._llm.layout
-        if self.settings.layout is not None:
-            return self.settings.layout
-        profile = PROFILES.get(self.spec)
-        return profile.layout if profile is not None else self._resolve().layout
+        layout = known_layout(self.spec, self.settings.layout)
+        return layout if layout is not None else self._resolve().layout
 
     def _resolve(self) -> ResolvedModel:
         from fpcli.model import resolve_model
@@ -155,11 +159,12 @@ class LazyModel:
 
 
 def decode(video: Path, settings: RunSettings, model: LazyModel, reporter: Reporter) -> tuple[VideoClip, float]:
-    """The sampled clip and the seconds it took; no model loads for it (a profile knows its frame count)."""
-    from fpcli.video import sample_frames
+    """The sampled clip and the seconds it took, by the model's sampling rule (fpcli.model.sampling); no model
+    loads for it (a profile knows its rule)."""
+    from fpcli.model.sampling import sample_clip
 
     start = time.perf_counter()
-    clip = sample_frames(video, **settings.sampling(lambda: model.default_frames), progress=reporter.callback)
+    clip = sample_clip(video, model.sampling_rule, settings.frames, settings.fps, progress=reporter.callback)
     return clip, time.perf_counter() - start
 
 
@@ -169,9 +174,13 @@ def warn(result: dict[str, Any]) -> None:
         print(f"Warning: {warning} ({result['video']})", file=sys.stderr)
 
 
-def each_video(paths: list[Path], work: Callable[[Path], dict[str, Any]], show: Callable[[Console, dict[str, Any]], None],
+Result = dict[str, Any] | list[dict[str, Any]]  # one JSON-form result of a video, or several (ask --compare)
+
+
+def each_video(paths: list[Path], work: Callable[[Path], Result], show: Callable[[Console, Result], None],
                json_output: bool, debug: bool, reporter: Reporter) -> None:
-    """`work` on each video; each result printed as it comes: a JSON line, or under a rule (several videos) by `show`.
+    """`work` on each video; each result printed as it comes: JSON lines (one per result of a video), or under a
+    rule (several videos) by `show`.
 
     A video that fails is reported and the others go on (exit code 1 at the end); a model that cannot load
     (errors.Fatal) ends the command at once. With --json over several videos, stderr gets a line per video and
@@ -196,9 +205,11 @@ def each_video(paths: list[Path], work: Callable[[Path], dict[str, Any]], show: 
             else:
                 report(exc, debug)
             continue
-        warn(result)
+        results = result if isinstance(result, list) else [result]
+        warn(results[0])  # the video's warnings, the same on each of its results
         if json_output:
-            print(json.dumps(result, ensure_ascii=False), flush=True)
+            for one in results:
+                print(json.dumps(one, ensure_ascii=False), flush=True)
             if counting:
                 reporter.message(f"ok     {where} ({time.perf_counter() - video_start:.1f} s)")
             continue

@@ -27,6 +27,7 @@ from fpcli.cli.options import (
     FramesTable,
     Json,
     LayoutOpt,
+    MaxPixels,
     Method,
     Model,
     Opt,
@@ -41,6 +42,7 @@ from fpcli.cli.progress import Reporter
 from fpcli.cli.render import stats_summary
 from fpcli.cli.runner import LazyModel, decode, each_video, expand_videos
 from fpcli.cli.settings import ModelSettings, RunSettings, run_settings
+from fpcli.model.methods import is_in_llm
 
 
 def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: Reporter, viz: Optional[Path]
@@ -55,6 +57,7 @@ def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: 
         compare={name: settings.prune_options(name) for name in settings.methods()[1:]},
         decode_s=decode_s,
         progress=reporter.callback,
+        max_pixels=settings.max_pixels,
     )
     result.timing_s.load = model.load_s_once()
     if viz is not None:
@@ -62,7 +65,8 @@ def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: 
 
         title = (f"{Path(clip.path).name} | {result.method}, ratio {result.ratio:g} | "
                  f"{result.main.visual_after}/{result.visual_before} tokens kept")
-        write_viz(viz, clip.frames, result.keep.cpu().numpy(), result.grid, clip.timestamps, title)
+        write_viz(viz, clip.frames, result.keep.cpu().numpy(), result.grid, clip.timestamps, title,
+                  frame_size=result.frame_size)
         reporter.message(f"Wrote {viz}")
     return result.to_dict()
 
@@ -88,6 +92,7 @@ def stats(
     compare: Compare = None,
     frames: Frames = None,
     fps: Fps = None,
+    max_pixels: MaxPixels = None,
     tau_s: TauS = None,
     tau_p: TauP = None,
     opt: Opt = None,
@@ -103,8 +108,12 @@ def stats(
 
     Loads only the vision tower and projector (no LLM weights) and generates nothing.
     """
-    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, opt=opt,
-                            seed=seed, compare=compare)
+    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
+                            tau_p=tau_p, opt=opt, seed=seed, compare=compare)
+    inside = [name for name in settings.methods() if is_in_llm(name)]
+    if inside:
+        raise errors.usage_error(f"{inside[0]} prunes inside the LLM, which stats does not run",
+                                 hint=f"compare it with `forestprune ask VIDEO QUESTION --compare {inside[0]}`")
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
         llm = LazyModel(ModelSettings.of(model, layout, device, dtype), reporter, vision_only=True)

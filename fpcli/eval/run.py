@@ -5,7 +5,7 @@
     outcome.summary.table1                       # also in runs/mvb/summary.json
 
 `prepare_eval` finds every bad input before a model loads: the benchmark and protocol names, the data folder's
-files, the methods and ratios (the pruning registry's `validate`, with the protocol's options), --frames,
+files, the methods and ratios (`fpcli.model.methods.validate_method`, with the protocol's options), --frames,
 --shard, --limit, and an --out that is not a directory. `run_eval` opens the run directory (another run there is
 bad input too), records missing videos without loading the model, and loads it at the first video that exists;
 each video is `fpcli.eval.loop.run_video`. `merge_runs` is `--merge`.
@@ -23,7 +23,7 @@ from fpcli.eval.errors import EvalInputError
 from fpcli.eval.items import EvalItem
 from fpcli.eval.loop import Counts, Progress, run_video
 from fpcli.eval.plan import RunPlan, plan_run, prediction_key, settings_of
-from fpcli.eval.protocols import BenchProtocol, get_protocol
+from fpcli.eval.protocols import BenchProtocol, check_layout, get_protocol
 from fpcli.eval.protocols import Protocol as EvalProtocol
 from fpcli.eval.rundir import (
     MISSING_VIDEO, SUMMARY, RunDir, RunInfo, RunSummary, failure_records, summarize, write_summary,
@@ -107,7 +107,7 @@ def _positive(name: str, value: int | None) -> None:
 
 def prepare_eval(request: EvalRequest) -> PreparedRun:
     """Check everything about `request` that needs no model, and read the benchmark (EvalInputError, exit 2)."""
-    from fpcli.prune import validate
+    from fpcli.model.methods import validate_method
 
     get_bench(request.bench)
     protocol = get_protocol(request.protocol)
@@ -116,7 +116,7 @@ def prepare_eval(request: EvalRequest) -> PreparedRun:
     _positive("max_new_tokens", request.max_new_tokens)
     for method, ratio in settings_of(list(request.methods), list(request.ratios)):
         try:
-            validate(ratio, method, **bench_protocol.prune_options.get(method, {}))
+            validate_method(ratio, method, **bench_protocol.prune_options.get(method, {}))
         except ValueError as exc:
             raise EvalInputError(str(exc)) from None
     shard = None if request.shard is None else parse_shard(request.shard)
@@ -130,6 +130,8 @@ def prepare_eval(request: EvalRequest) -> PreparedRun:
 
 
 def run_info(prepared: PreparedRun, model: ModelSource) -> RunInfo:
+    """What run.json records; a model whose layout the protocols have no settings for is bad input."""
+    check_layout(model.layout)
     shard = None if prepared.shard is None else str(prepared.shard)
     return RunInfo(prepared.request.bench, prepared.protocol.name, model.spec, model.layout, shard)
 

@@ -56,7 +56,9 @@ def build_table1(scores: list[GroupScore]) -> Table1:
         return key[0] != REFERENCE, methods[key[0]], key[1]
 
     for (method, ratio), cols in sorted(by_row.items(), key=lambda kv: order(kv[0])):
-        cells = {b: Cell(cols[b].accuracy, cols[b].retain) if b in cols else Cell(None, None) for b in benches}
+        # a benchmark where nothing of this row was scored (every question failed) has no accuracy, not 0
+        cells = {b: Cell(cols[b].accuracy, cols[b].retain) if b in cols and cols[b].n else Cell(None, None)
+                 for b in benches}
         rows.append(Table1Row(
             method=method, ratio=ratio, cells=cells,
             average=Cell(_mean([c.accuracy for c in cells.values()]), _mean([c.retain for c in cells.values()])),
