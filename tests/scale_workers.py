@@ -3,6 +3,7 @@
 import os
 import time
 
+from fpcli.cli.on_ray import EvalHandler
 from fpcli.scale import WorkerFatal
 
 
@@ -25,3 +26,19 @@ class Echo:
             if item.get("fatal"):
                 raise WorkerFatal("the model cannot load", hint="check the model")
             yield {"id": item["id"], "key": key, "pid": os.getpid()}
+
+
+class KilledOnceEval(EvalHandler):
+    """eval's handler whose worker process dies after its first record, once per run directory's data (the file
+    `killed` next to the videos' folder says it happened: created atomically, so only one worker dies)."""
+
+    def __call__(self, video, items):
+        for count, out in enumerate(super().__call__(video, items)):
+            if count == 1:
+                try:
+                    os.close(os.open(items[0].video.parent.parent / "killed", os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    pass
+                else:
+                    os._exit(1)
+            yield out

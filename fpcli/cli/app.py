@@ -82,7 +82,7 @@ app.command("ask")(ask)
 app.command("stats")(stats)
 app.command("batch", cls=RayCommand)(batch)
 app.command("convert")(convert)
-app.command("eval")(eval_command)
+app.command("eval", cls=RayCommand)(eval_command)
 
 
 def main() -> None:

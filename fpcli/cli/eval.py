@@ -10,6 +10,7 @@ or broken videos, failed items: all recorded in predictions.jsonl), 2 for bad us
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -49,8 +50,9 @@ from fpcli.cli.options import (
     ProtocolName,
     Quiet,
 )
+from fpcli.cli.on_ray import GpusPerWorker, RayAddress, RaySettings, Workers
 from fpcli.cli.progress import Reporter
-from fpcli.cli.runner import LazyModel
+from fpcli.cli.runner import LazyModel, warn
 from fpcli.cli.settings import ModelSettings, plain
 
 if TYPE_CHECKING:
@@ -123,6 +125,7 @@ class _Bar:
         self.reporter = reporter
         self.task = None
         self.scored = self.correct = self.failed = 0
+        self.warned: set[tuple[str, str]] = set()
 
     def planned(self, plan: RunPlan, run: RunDir) -> None:
         log = run.log
@@ -136,6 +139,10 @@ class _Bar:
         self.task = self.reporter.task("Eval", total=plan.questions)
 
     def record(self, record: dict[str, Any]) -> None:
+        # a video's warnings once, however many of its predictions carry them
+        new = [w for w in record.get("warnings", []) if (w, record["video"]) not in self.warned]
+        self.warned.update((w, record["video"]) for w in new)
+        warn({"warnings": new, "video": record["video"]})
         if record["status"] == "ok":
             self.scored += 1
             self.correct += bool(record["correct"])
@@ -174,18 +181,25 @@ def eval_command(
     config: Config = None,
     quiet: Quiet = False,
     debug: Debug = False,
+    ray: RayAddress = None,
+    workers: Workers = None,
+    gpus_per_worker: GpusPerWorker = None,
 ) -> None:
     """Evaluate methods x ratios on a video QA benchmark (Table 1 of the paper), or --merge run directories.
 
     Each video is decoded and encoded once; each (method, ratio) prunes it once and prefills the prompt prefix
     once for all its questions. Re-running the same command resumes; failed predictions are retried.
 
+    With --ray: the videos on Ray workers, each with its own model; RUN_DIR is the same (resume with or without it).
+
     Exit code 0 when every question was scored, 1 when some were not (missing or broken videos), 2 for bad usage.
     """
     from fpcli.eval import EvalRequest, get_protocol, merge_runs, prepare_eval, run_eval
 
+    on_ray = RaySettings.of(ray, workers, gpus_per_worker)
     if merge:
-        given = [name for name, value in (("--data", data), ("--shard", shard), ("--limit", limit)) if value]
+        given = [name for name, value in (("--data", data), ("--shard", shard), ("--limit", limit),
+                                          ("--ray", on_ray)) if value]
         if given:
             raise errors.usage_error(f"--merge takes RUN_DIR... (and --out, --json, --plot), not {given[0]}")
         raise typer.Exit(_show(merge_runs([Path(a) for a in args], out), json_output, plot))
@@ -200,9 +214,16 @@ def eval_command(
     )
     prepared = prepare_eval(request)
     with Reporter(quiet) as reporter:
-        llm = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter,
-                        gpu_default=get_protocol(request.protocol).model or GPU_DEFAULT)
+        model_settings = ModelSettings.of(model, layout, device, dtype, attn)
+        llm = LazyModel(model_settings, reporter, gpu_default=get_protocol(request.protocol).model or GPU_DEFAULT)
         bar = _Bar(reporter)
-        outcome = run_eval(prepared, llm, on_plan=bar.planned, on_record=bar.record, progress=reporter.callback)
+        execute = None
+        if on_ray is not None:
+            from fpcli.cli.on_ray import eval_executor
+
+            # the workers load what this process names (its default model), so run.json says what they ran
+            execute = eval_executor(on_ray, dataclasses.replace(model_settings, model=llm.spec), reporter)
+        outcome = run_eval(prepared, llm, on_plan=bar.planned, on_record=bar.record, progress=reporter.callback,
+                           execute=execute)
     _finish(outcome)
     raise typer.Exit(_show(outcome.summary, json_output, plot))

@@ -49,6 +49,16 @@ class Counts:
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def add(self, other: Counts) -> None:
+        self.videos_encoded += other.videos_encoded
+        self.prefills += other.prefills
+        self.questions += other.questions
+
+    def since(self, earlier: Counts) -> Counts:
+        """What was counted after `earlier` (a copy taken before)."""
+        return Counts(self.videos_encoded - earlier.videos_encoded, self.prefills - earlier.prefills,
+                      self.questions - earlier.questions)
+
 
 def _message(exc: BaseException) -> str:
     """One line for a record: a ForestpruneError's text (it names its file), else the exception's type too."""
@@ -78,7 +88,8 @@ def run_video(
 ) -> Iterator[dict[str, Any]]:
     """The predictions.jsonl records of every pending question of `group`, each yielded as soon as it is answered.
 
-    The video is sampled with `bench_protocol.sampling(llm.layout, *group.time_bound, frames=frames)` and encoded
+    The video is sampled with `bench_protocol.sampling(llm.layout, *group.time_bound, frames=frames,
+    default_frames=llm.default_frames)` and encoded
     once (`llm.encode_clip`); each session is one `llm.start(features, ratio=, method=, options=the protocol's)`
     and its questions go through `session.ask(prompt, greedy generation, time_instruction=, system_prompt=)` with
     the protocol's values. `seed` seeds the parsers' random fallback. `counts` (if given) is updated before each
@@ -90,8 +101,8 @@ def run_video(
     bound = group.time_bound or (None, None)
     try:
         start = time.perf_counter()
-        clip = sample_frames(group.video, **bench_protocol.sampling(llm.layout, *bound, frames=frames),
-                             progress=progress)
+        sampling = bench_protocol.sampling(llm.layout, *bound, frames=frames, default_frames=llm.default_frames)
+        clip = sample_frames(group.video, **sampling, progress=progress)
         decode_s = time.perf_counter() - start
         features = llm.encode_clip(clip, progress, decode_s=decode_s)
     except VideoError as exc:
@@ -145,5 +156,25 @@ def _record(item: EvalItem, session: Session, result: AnswerResult, parsed: Pars
     timing = {k: v for k, v in out["timing_s"].items() if k not in ("load", "total")}
     return prediction_record(
         item, session.method, session.ratio, result.answer, parsed, tokens=out["tokens"], timing_s=timing,
-        prefill_tflops=out["prefill_tflops"]["after"], peak_memory_mb=out["peak_memory_mb"],
+        prefill_tflops=out["prefill_tflops"]["after"], peak_memory_mb=out["peak_memory_mb"], warnings=result.warnings,
     )
+
+
+@dataclass(frozen=True)
+class VideoRunner:
+    """`run_video` with one run's settings, for whoever executes a plan: this process (fpcli.eval.run) or a
+    distributed worker (it is pickled and sent there). Yields each record with the work it cost, so the writer of
+    the run directory counts exactly the work of the records it wrote (a worker lost mid-video counts nothing)."""
+
+    bench_protocol: BenchProtocol
+    frames: int | None = None
+    max_new_tokens: int | None = None
+    seed: int = 0
+
+    def __call__(self, llm: VideoLLM, group: VideoGroup, progress: Progress | None = None
+                 ) -> Iterator[tuple[dict[str, Any], Counts]]:
+        counts, saved = Counts(), Counts()
+        for record in run_video(llm, group, self.bench_protocol, frames=self.frames,
+                                max_new_tokens=self.max_new_tokens, seed=self.seed, counts=counts, progress=progress):
+            yield record, counts.since(saved)
+            saved = Counts(**counts.to_dict())

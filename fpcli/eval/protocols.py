@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fpcli.eval.errors import EvalInputError
-
-LAYOUTS = ("onevision", "video")  # fpcli.model's token layouts: LLaVA-OneVision, LLaVA-Video
+from fpcli.model.profiles import LAYOUTS  # every token layout fpcli.model runs (LLaVA-OneVision/Video, Qwen-VL)
+from fpcli.model.sampling import sampling_options, sampling_rule
 
 # The authors' post prompt, the same in all five model_*.py files.
 PAPER_POST = "\nPlease answer directly with only the letter of the correct option and nothing else."
@@ -56,6 +56,8 @@ class BenchProtocol:
     choices       letters the parser may return: a fixed count (the authors hard-code A-D / A-E),
                   or None for the item's own options
     prune_options per-method options the protocol fixes (ForestPrune tau_s/tau_p/node ratio)
+    model_sampling a layout with no entry in `frames` samples by the model's own rule (fpcli.model.sampling);
+                  False: such a layout is refused (the source fixes the frames of the layouts it evaluated)
     """
 
     bench: str
@@ -76,18 +78,33 @@ class BenchProtocol:
     strip_question: bool = False  # lmms-eval's nextqa strips the question; the authors' script does not
     choices: int | None = None
     prune_options: dict[str, dict[str, float]] = field(default_factory=dict)
+    model_sampling: bool = False
+
+    def supports(self, layout: str) -> bool:
+        """Whether a model of `layout` can be evaluated with these settings (an unknown layout is bad input)."""
+        check_layout(layout)
+        return layout in self.frames or self.model_sampling
 
     def post_prompt_for(self, layout: str) -> str:
         return self.post_prompt_video if layout == "video" and self.post_prompt_video is not None else self.post_prompt
 
     def sampling(
-        self, layout: str, start: float | None = None, end: float | None = None, *, frames: int | None = None
+        self, layout: str, start: float | None = None, end: float | None = None, *, frames: int | None = None,
+        default_frames: int | None = None,
     ) -> dict[str, Any]:
         """The keyword arguments of fpcli.video.sample_frames (what the feature cache keys on);
-        `frames` (a user's --frames) replaces the protocol's count, the rest stays."""
-        check_layout(layout)
-        count = self.frames[layout] if frames is None else frames
-        kwargs: dict[str, Any] = {"num_frames": count, "index_rule": self.index_rule}
+        `frames` (a user's --frames) replaces the protocol's count, the rest stays. A layout with no frame count
+        here (model_sampling) takes its model's rule with the model's `default_frames` (Qwen-VL: 2 fps capped)."""
+        if not self.supports(layout):
+            raise EvalInputError(f"the {self.bench} settings have no frame count for the {layout} layout")
+        if layout not in self.frames:
+            if frames is None and default_frames is None:
+                raise ValueError(f"the {layout} layout samples by its model's rule: give default_frames")
+            rule = sampling_rule(layout, default_frames or 0)
+            kwargs = {**sampling_options(frames, None, lambda: rule), "index_rule": self.index_rule}
+        else:
+            count = self.frames[layout] if frames is None else frames
+            kwargs = {"num_frames": count, "index_rule": self.index_rule}
         if layout in self.fps:
             kwargs["fps"] = self.fps[layout]
             kwargs["max_frames"] = count
@@ -111,6 +128,14 @@ class Protocol:
         if bench not in self.benches:
             raise EvalInputError(f"protocol {self.name!r} has no settings for benchmark {bench!r}")
         return self.benches[bench]
+
+    def check_layout(self, bench: str, layout: str) -> None:
+        """EvalInputError (exit 2) for a model `layout` this protocol cannot evaluate `bench` with."""
+        if not self.for_bench(bench).supports(layout):
+            others = [name for name, p in PROTOCOLS.items() if bench in p.benches and p.benches[bench].supports(layout)]
+            hint = f"; use --protocol {others[0]}" if others else ""
+            raise EvalInputError(f"protocol {self.name!r} has no {bench} settings for the {layout} layout (it fixes "
+                                 f"frames for {', '.join(self.for_bench(bench).frames)} only){hint}")
 
 
 def _paper_forest(tau_s: float, tau_p: float) -> dict[str, dict[str, float]]:
@@ -141,7 +166,7 @@ PAPER = Protocol(
             "mvbench": {"frames": _frames(64), "index_rule": "segment", "time_bound": True,
                         "prompt_style": MVBENCH_PAPER, "max_new_tokens": 1024, "choices": None},
             "nextqa": {"frames": _frames(64), "parser": MMMU},
-            "jsonl": {"frames": _frames(64), "parser": MMMU, "choices": None},
+            "jsonl": {"frames": _frames(64), "parser": MMMU, "choices": None, "model_sampling": True},
         },
     ),
 )
@@ -153,7 +178,7 @@ LMMS_EVAL = Protocol(
         # llava_onevision: max_frames_num=32, np.linspace(..., dtype=int); llava_vid: max_frames_num=20 at
         # fps=1, falling back to 20 uniform frames when the video is longer
         {"frames": {"onevision": 32, "video": 20}, "fps": {"video": 1.0}, "index_rule": "floor",
-         "prompt_style": LETTERED, "max_new_tokens": 16, "aggregation": MICRO},
+         "prompt_style": LETTERED, "max_new_tokens": 16, "aggregation": MICRO, "model_sampling": True},
         {
             "videomme": {"prompt_style": VIDEOMME_LMMS, "post_prompt": LMMS_LETTER_POST,
                          "post_prompt_video": "The best answer is:", "parser": MCQ_EXTRACT, "choices": 4},

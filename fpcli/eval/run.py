@@ -9,11 +9,16 @@ files, the methods and ratios (`fpcli.model.methods.validate_method`, with the p
 --shard, --limit, and an --out that is not a directory. `run_eval` opens the run directory (another run there is
 bad input too), records missing videos without loading the model, and loads it at the first video that exists;
 each video is `fpcli.eval.loop.run_video`. `merge_runs` is `--merge`.
+
+Who runs the videos is the `execute` argument (an Executor): by default this process, one video after another; the
+CLI's `--ray` passes one that spreads the videos over Ray workers (fpcli.cli.on_ray). Either way records come back
+here with the work they cost, and only this process writes the run directory, so both make the same directory and
+either resumes the other's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fpcli.eval.benches import get_bench, load_bench
 from fpcli.eval.errors import EvalInputError
 from fpcli.eval.items import EvalItem
-from fpcli.eval.loop import Counts, Progress, run_video
-from fpcli.eval.plan import RunPlan, plan_run, prediction_key, settings_of
-from fpcli.eval.protocols import BenchProtocol, check_layout, get_protocol
+from fpcli.eval.loop import Counts, Progress, VideoRunner
+from fpcli.eval.plan import RunPlan, VideoGroup, plan_run, prediction_key, settings_of
+from fpcli.eval.protocols import BenchProtocol, get_protocol
 from fpcli.eval.protocols import Protocol as EvalProtocol
 from fpcli.eval.rundir import (
     MISSING_VIDEO, SUMMARY, RunDir, RunInfo, RunSummary, failure_records, summarize, write_summary,
@@ -36,6 +41,10 @@ if TYPE_CHECKING:
 DEFAULT_PROTOCOL = "paper"
 DEFAULT_METHODS = ("none", "forestprune")
 DEFAULT_RATIOS = (0.7, 0.8, 0.9)
+
+Write = Callable[[dict[str, Any], Counts], None]  # a record, and the work it cost, into the run directory
+# Runs the groups (their videos exist) and calls `write` on this process once per pending prediction, as each is done.
+Executor = Callable[[Sequence[VideoGroup], VideoRunner, Write], None]
 
 
 class ModelSource(Protocol):
@@ -131,9 +140,18 @@ def prepare_eval(request: EvalRequest) -> PreparedRun:
 
 def run_info(prepared: PreparedRun, model: ModelSource) -> RunInfo:
     """What run.json records; a model whose layout the protocols have no settings for is bad input."""
-    check_layout(model.layout)
+    prepared.protocol.check_layout(prepared.request.bench, model.layout)
     shard = None if prepared.shard is None else str(prepared.shard)
     return RunInfo(prepared.request.bench, prepared.protocol.name, model.spec, model.layout, shard)
+
+
+def in_process(model: ModelSource, progress: Progress | None = None) -> Executor:
+    """The default executor: each group in turn on this process's model (loaded at the first group)."""
+    def execute(groups: Sequence[VideoGroup], runner: VideoRunner, write: Write) -> None:
+        for group in groups:
+            for record, cost in runner(model.get(), group, progress):
+                write(record, cost)
+    return execute
 
 
 def run_eval(
@@ -143,14 +161,18 @@ def run_eval(
     on_plan: Callable[[RunPlan, RunDir], None] | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     progress: Progress | None = None,
+    execute: Executor | None = None,
 ) -> EvalOutcome:
     """Run (or resume) `prepared` into its --out directory and write its summary.json.
 
     on_plan(plan, run_dir) is called once the pending work is known; on_record(record) after each record is on
-    disk (progress and running accuracy); progress(stage, done, total) goes to decoding and encoding."""
+    disk (progress and running accuracy); progress(stage, done, total) goes to decoding and encoding (in this
+    process). `execute` runs the videos that exist (default: `in_process(model, progress)`); missing videos are
+    recorded here first, without a model."""
     request = prepared.request
     counts = Counts()
     answered = failed = 0
+    runner = VideoRunner(prepared.bench_protocol, request.frames, request.max_new_tokens, prepared.protocol.seed)
     with RunDir(request.out, run_info(prepared, model)) as run:
         methods, ratios = list(request.methods), list(request.ratios)
         mine = {prediction_key(i.bench, i.id, m, r) for i in prepared.items for m, r in settings_of(methods, ratios)}
@@ -159,22 +181,26 @@ def run_eval(
                         done=run.done)
         if on_plan is not None:
             on_plan(plan, run)
-        saved = Counts()  # what run.json has of `counts`
+
+        def write(record: dict[str, Any], cost: Counts) -> None:
+            nonlocal answered, failed
+            run.append(record)
+            run.count(**cost.to_dict())  # with its record: an interruption never counts work twice
+            counts.add(cost)
+            answered += record["status"] == "ok"
+            failed += record["status"] != "ok"
+            if on_record is not None:
+                on_record(record)
+
+        present = []
         for group in plan.groups:
             if group.video.is_file():
-                records = run_video(model.get(), group, prepared.bench_protocol, frames=request.frames,
-                                    max_new_tokens=request.max_new_tokens, seed=prepared.protocol.seed,
-                                    counts=counts, progress=progress)
-            else:
-                records = failure_records(group.sessions, "file not found", MISSING_VIDEO)
-            for record in records:
-                run.append(record)
-                run.count(**{k: v - getattr(saved, k) for k, v in counts.to_dict().items()})
-                saved = Counts(**counts.to_dict())
-                answered += record["status"] == "ok"
-                failed += record["status"] != "ok"
-                if on_record is not None:
-                    on_record(record)
+                present.append(group)
+                continue
+            for record in failure_records(group.sessions, "file not found", MISSING_VIDEO):
+                write(record, Counts())
+        if present:
+            (execute or in_process(model, progress))(present, runner, write)
     summary = summarize([request.out])
     write_summary(request.out / SUMMARY, summary)
     return EvalOutcome(request.out, summary, plan.questions, answered, failed, already_done, counts)

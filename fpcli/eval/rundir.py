@@ -46,14 +46,16 @@ def prediction_record(
     timing_s: dict[str, float],
     prefill_tflops: float | None = None,
     peak_memory_mb: float | None = None,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The predictions.jsonl line of one answered question."""
+    """The predictions.jsonl line of one answered question; `warnings` are its clip's (frames capped by the rate,
+    a file cut short)."""
     return {
         "id": item.id, "bench": item.bench, "category": item.category, "video": str(item.video),
         "method": method, "ratio": prediction_key(item.bench, item.id, method, ratio)[3], "status": OK,
         "response": response, "parsed": parsed.parsed, "fallback": parsed.fallback, "answer": item.answer,
         "correct": parsed.correct, "tokens": tokens, "timing_s": timing_s,
-        "prefill_tflops": prefill_tflops, "peak_memory_mb": peak_memory_mb,
+        "prefill_tflops": prefill_tflops, "peak_memory_mb": peak_memory_mb, "warnings": list(warnings or []),
     }
 
 
