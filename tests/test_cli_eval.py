@@ -137,3 +137,37 @@ def test_a_run_directory_of_another_run_is_refused(tiny_onevision_dir: Path, tmp
     assert other.exit_code == 2
     assert other.stderr.startswith(f"Error: holds another run (jsonl, paper, {tiny_onevision_dir}, shard None); "
                                    f"give a new --out to start this one ({tmp_path / 'run'})")
+
+
+def test_clip_warnings_are_in_the_records_and_shown_once_per_video(tiny_video_dir: Path, tmp_path: Path):
+    data = make_jsonl(tmp_path / "b")  # lmms-eval's llava_vid: 1 fps capped at --frames, more than 2 s of video
+    result = invoke("eval", "jsonl", "--data", data, "--out", tmp_path / "run", "--model", tiny_video_dir, *FAST,
+                    "--protocol", "lmms-eval")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 4
+    for record in records:
+        (warning,) = record["warnings"]
+        assert warning.startswith("sampling at 1 fps gives ") and "more than the cap of 2: took 2 frames" in warning
+    shown = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+    assert shown == [f"Warning: {r['warnings'][0]} ({r['video']})" for r in records if r["method"] == "none"]
+
+
+def test_qwen_layouts_sample_by_their_rule_where_the_protocol_allows(tiny_qwen25_dir: Path, tmp_path: Path):
+    from fpcli.eval import get_protocol
+
+    mine = get_protocol("paper").for_bench("jsonl")
+    assert mine.sampling("qwen2.5-vl", default_frames=768) == {
+        "num_frames": 768, "fps": 2.0, "max_frames": 768, "index_rule": "floor"}
+    assert mine.sampling("qwen3-vl", frames=8, default_frames=768) == {"num_frames": 8, "index_rule": "floor"}
+    jsonl = invoke("eval", "jsonl", "--data", make_jsonl(tmp_path / "b"), "--out", tmp_path / "run",
+                   "--model", tiny_qwen25_dir, "--max-new-tokens", "2", "--methods", "none", "--device", "cpu")
+    assert jsonl.exit_code == 0, jsonl.stderr
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["layout"] == "qwen2.5-vl"
+    mme = invoke("eval", "videomme", "--data", make_videomme(tmp_path / "mme"), "--out", tmp_path / "mme-run",
+                 "--model", tiny_qwen25_dir, *FAST)
+    assert mme.exit_code == 2
+    assert mme.stderr.splitlines()[0] == (
+        "Error: protocol 'paper' has no videomme settings for the qwen2.5-vl layout (it fixes frames for "
+        "onevision, video only); use --protocol lmms-eval")
+    assert "Loaded" not in mme.stderr

@@ -134,12 +134,26 @@ class QwenVideoLLM:
             warnings=list(getattr(clip, "warnings", [])),
         )
 
-    def check_context(self, prompt: QwenPrompt, ratio: float, generation: GenerationConfig) -> int:
-        """Prompt tokens after pruning; ModelInputError when they and the answer do not fit the context."""
+    def check_context(self, prompt: QwenPrompt, ratio: float, generation: GenerationConfig | None = None) -> int:
+        """Prompt tokens after pruning; ModelInputError when they and the answer (if `generation` is given) do not
+        fit the context."""
         video = int(prompt.video_mask.sum())
         length = prompt.text_tokens + keep_count(ratio, video)
-        check_fits(length, generation.max_new_tokens, self.context_length, f" at ratio {ratio}, {video} visual before")
+        room = 0 if generation is None else generation.max_new_tokens
+        check_fits(length, room, self.context_length, f" at ratio {ratio}, {video} visual before")
         return length
+
+    def check_fits(self, frames: int, question: str, ratio: float, method: str, *, clip=None,
+                   options: dict | None = None, time_instruction: bool | None = None,
+                   system_prompt: str | None = None) -> None:
+        """VideoLLM.check_fits for callers of either kind (eval): ModelInputError when the prompt of `question`
+        about `clip` pruned at `ratio` is longer than the context, before any encoding (the answer's room is
+        ask's check, which knows its length). `clip` is needed: the visual token count follows its frame size."""
+        self._require_llm()
+        _refuse_in_llm(method)
+        if clip is None:
+            raise ValueError("a Qwen-VL prompt's length follows the clip's frame size: give clip")
+        self.check_context(self.prompt(clip, question, self.geometry(clip), system_prompt), ratio)
 
     def eos_token_ids(self) -> set[int]:
         eos = getattr(self.model.generation_config, "eos_token_id", None)
