@@ -84,5 +84,6 @@ def test_protocol_table_values() -> None:
 def test_unknown_protocol_and_layout(tmp_path: Path) -> None:
     with pytest.raises(EvalInputError, match=r"^unknown protocol 'vlmeval'; choose one of paper, lmms-eval$"):
         get_protocol("vlmeval")
-    with pytest.raises(EvalInputError, match=r"^unknown model layout 'image'; one of onevision, video, qwen2.5-vl, qwen3-vl$"):
+    unknown = r"^unknown model layout 'image'; one of onevision, video, qwen2.5-vl, qwen3-vl$"
+    with pytest.raises(EvalInputError, match=unknown):
         build_prompt(_first("jsonl", tmp_path), get_protocol("paper").for_bench("jsonl"), "image")

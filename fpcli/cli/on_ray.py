@@ -147,7 +147,8 @@ def _run(items: list[Any], key: Callable[[Any], str], ident: Callable[[Any], str
                             workers=ray.workers, gpus_per_worker=ray.gpus_per_worker,
                             on_start=_describe_start(reporter))
     counts = ", ".join(f"{name} {count}" for name, count in report.per_worker.items())
-    lost = f"; {report.worker_deaths} worker death(s), {report.requeued} item(s) re-queued" if report.worker_deaths else ""
+    lost = (f"; {report.worker_deaths} worker death(s), {report.requeued} item(s) re-queued"
+            if report.worker_deaths else "")
     rate = report.total / report.elapsed_s if report.elapsed_s > 0 else 0.0
     reporter.message(f"Items per worker: {counts or 'none'} ({rate:.2f} items/s{lost}).")
 
@@ -165,8 +166,8 @@ def run_batch(pending: list[Job], base: RunSettings, model_settings: ModelSettin
         record = result.value if result.ok else error_record(job, result.error)
         finish(job, record, result.seconds, result.worker)
 
-    _run(pending, lambda job: str(job.video), lambda job: job.id, functools.partial(BatchHandler, base, model_settings),
-         received, ray, reporter)
+    factory = functools.partial(BatchHandler, base, model_settings)
+    _run(pending, lambda job: str(job.video), lambda job: job.id, factory, received, ray, reporter)
 
 
 def eval_executor(ray: RaySettings, model_settings: ModelSettings, reporter: Reporter) -> Executor:

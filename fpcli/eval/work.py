@@ -33,7 +33,9 @@ class WorkItem:
     @property
     def video_key(self) -> str:
         """The same for every item of one group (one decode and encode)."""
-        return str(self.video) if self.time_bound is None else f"{self.video}@{self.time_bound[0]:g}-{self.time_bound[1]:g}"
+        if self.time_bound is None:
+            return str(self.video)
+        return f"{self.video}@{self.time_bound[0]:g}-{self.time_bound[1]:g}"
 
     @property
     def ident(self) -> str:
