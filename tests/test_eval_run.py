@@ -180,3 +180,21 @@ def test_benches_merge_into_table1(tmp_path: Path) -> None:
     table = summarize([tmp_path / "jsonl", tmp_path / "videomme"]).table1
     assert table.benches == ["videomme", "jsonl"]
     assert table.rows[0].cells["videomme"].accuracy == 100.0 and table.rows[1].cells["videomme"].accuracy is None
+
+
+def test_work_items_rebuild_their_groups_and_any_suffix(tmp_path: Path):
+    from fpcli.eval import group_of, work_items
+
+    plan = plan_run(_items(tmp_path, videos=2), METHODS, RATIOS)
+    items = work_items(plan.groups)
+    assert len(items) == plan.questions == 2 * 3 * 5
+    assert len({w.ident for w in items}) == len(items) and len({w.video_key for w in items}) == 2
+    first = [w for w in items if w.video == plan.groups[0].video]
+    assert group_of(first) == plan.groups[0]
+    rest = group_of(first[4:])  # what a worker that died after 4 records leaves: the same questions, in order
+    assert [(s.method, s.ratio, [i.id for i in s.items]) for s in rest.sessions] == [
+        ("forestprune", 0.7, ["v0q1", "v0q2"]), ("forestprune", 0.9, ["v0q0", "v0q1", "v0q2"]),
+        ("gprune", 0.7, ["v0q0", "v0q1", "v0q2"]), ("gprune", 0.9, ["v0q0", "v0q1", "v0q2"])]
+    with pytest.raises(ValueError, match="one video and time bound"):
+        group_of(items)
+    assert first[0].failed("boom")["error"] == "boom" and first[0].failed("boom")["status"] == "error"
