@@ -38,7 +38,7 @@ from fpcli.model.convert_config import (
     write_processor_files,
 )
 from fpcli.model.convert_keys import ConversionError, Move, TensorInfo, plan_tensors
-from fpcli.model.profiles import hub_cache_dir, hub_offline, looks_like_hub_id
+from fpcli.model.profiles import forestprune_cache_dir, hub_cache_dir, hub_offline, looks_like_hub_id
 
 Progress = Callable[[str, int, int], None]  # progress(stage, done, total): stages "download", "convert" (bytes)
 Notify = Callable[[str], None]  # one-line messages for the user (download size, where the result goes)
@@ -101,8 +101,7 @@ def convert_checkpoint(source: str | os.PathLike, out_dir: str | os.PathLike, *,
 
 def converted_dir(repo_id: str) -> Path:
     """Where `ensure_converted` keeps the conversion of `repo_id`: $FORESTPRUNE_CACHE, else the XDG cache."""
-    root = os.environ.get("FORESTPRUNE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "forestprune"
-    return Path(root).expanduser() / "converted" / repo_id.replace("/", "--")
+    return forestprune_cache_dir() / "converted" / repo_id.replace("/", "--")
 
 
 def is_converted(directory: Path) -> bool:
