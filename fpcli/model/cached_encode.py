@@ -64,10 +64,13 @@ def cached_features(
         if entry is not None:
             tensors, meta = entry
             features = ClipFeatures.from_parts({name: t.to(llm.device) for name, t in tensors.items()}, meta)
-            features.video = str(video)  # the name this run was given, which may differ from the storing run's
+            # What describes this run, not the one that stored the entry: the name it was given, no decoding or
+            # encoding, and only the warnings of this load.
+            features.video = str(video)
+            features.decode_s = features.encode_s = 0.0
             features.cache = "hit"
+            features.warnings = list(cache.warnings[seen:])
             features.cache_load_s = now(llm.device) - start
-            features.warnings.extend(cache.warnings[seen:])
             return features
     start = time.perf_counter()
     clip = decode(video, **sampling, progress=progress)

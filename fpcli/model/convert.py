@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from fpcli import __version__
+from fpcli.model.cache_dir import forestprune_cache_dir
 from fpcli.model.convert_config import (
     build_config,
     load_tokenizer,
@@ -38,7 +39,7 @@ from fpcli.model.convert_config import (
     write_processor_files,
 )
 from fpcli.model.convert_keys import ConversionError, Move, TensorInfo, plan_tensors
-from fpcli.model.profiles import forestprune_cache_dir, hub_cache_dir, hub_offline, looks_like_hub_id
+from fpcli.model.profiles import hub_cache_dir, hub_offline, looks_like_hub_id
 
 Progress = Callable[[str, int, int], None]  # progress(stage, done, total): stages "download", "convert" (bytes)
 Notify = Callable[[str], None]  # one-line messages for the user (download size, where the result goes)

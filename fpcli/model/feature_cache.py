@@ -40,8 +40,8 @@ from safetensors.torch import save as save_tensors
 from torch import Tensor
 
 from fpcli.errors import ForestpruneError, InputError
+from fpcli.model.cache_dir import forestprune_cache_dir
 from fpcli.model.convert import human_size
-from fpcli.model.profiles import forestprune_cache_dir
 
 FORMAT_VERSION = 1  # bump when an entry's layout or the meaning of its tensors changes: older entries then miss
 DEFAULT_MAX_BYTES = 5 * 10**9

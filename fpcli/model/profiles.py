@@ -79,12 +79,6 @@ def hub_offline() -> bool:
     return flag or bool(constants.HF_HUB_OFFLINE)
 
 
-def forestprune_cache_dir() -> Path:
-    """The project's own cache (conversions, clip features): $FORESTPRUNE_CACHE, else the XDG cache."""
-    root = os.environ.get("FORESTPRUNE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "forestprune"
-    return Path(root).expanduser()
-
-
 def hub_cache_dir() -> Path:
     """The hub cache as the environment says *now* (huggingface_hub reads it once, at import)."""
     if os.environ.get("HF_HUB_CACHE"):
