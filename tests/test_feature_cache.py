@@ -41,6 +41,12 @@ def tensors(seed: int = 0, dtype=torch.float32) -> dict[str, torch.Tensor]:
     }
 
 
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in ("FORESTPRUNE_CACHE", "FORESTPRUNE_CACHE_MAX_SIZE", "FORESTPRUNE_NO_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def video(tmp_path: Path) -> Path:
     return Path(shutil.copy(SAMPLE, tmp_path / "clip.mp4"))
@@ -370,8 +376,6 @@ def test_parse_size_rejects(text):
 
 def test_environment_sets_root_cap_and_off(tmp_path, monkeypatch):
     monkeypatch.setenv("FORESTPRUNE_CACHE", str(tmp_path / "fp"))
-    monkeypatch.delenv("FORESTPRUNE_CACHE_MAX_SIZE", raising=False)
-    monkeypatch.delenv("FORESTPRUNE_NO_CACHE", raising=False)
     cache = cache_from_env()
     assert (cache.root, cache.max_bytes) == (tmp_path / "fp" / "features", DEFAULT_MAX_BYTES)
     monkeypatch.setenv("FORESTPRUNE_CACHE_MAX_SIZE", "500MB")
@@ -389,3 +393,17 @@ def test_environment_sets_root_cap_and_off(tmp_path, monkeypatch):
     monkeypatch.delenv("FORESTPRUNE_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert FeatureCache().root == tmp_path / "xdg" / "forestprune" / "features"
+
+
+def test_info_on_a_read_only_cache_with_a_stale_temp_file(tmp_path, monkeypatch):
+    cache = FeatureCache(tmp_path)
+    cache.put(KEY, tensors(), META)
+    stale = tmp_path / ".tmp-dead.partial"
+    stale.write_bytes(b"x")
+    os.utime(stale, (0, 0))
+
+    def refuse(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(fc.Path, "unlink", refuse)
+    assert cache.info() == CacheInfo(1, 696, tmp_path, DEFAULT_MAX_BYTES)

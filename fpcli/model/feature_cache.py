@@ -328,7 +328,8 @@ class FeatureCache:
             if name.endswith(_SUFFIX) and not name.startswith("."):
                 entries.append(_Entry(path, stat.st_size, stat.st_mtime_ns))
             elif name.startswith(_TEMP_PREFIX) and time.time() - stat.st_mtime > _STALE_TEMP_S:
-                path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # read-only: `info` must still answer
+                    path.unlink(missing_ok=True)
         return entries
 
     def _evict(self) -> None:
