@@ -143,9 +143,10 @@ def test_checkpoint_identity_follows_the_directory_its_configs_and_weights(check
     (checkpoint / "config.json").write_text('{"model_type": "llava_onevision", "vision_feature_layer": -1}')
     edited = checkpoint_identity(checkpoint)
     assert edited != base
-    (checkpoint / "preprocessor_config.json").write_text("{}")
-    assert checkpoint_identity(checkpoint) != edited
-    edited = checkpoint_identity(checkpoint)
+    for name in ("preprocessor_config.json", "video_preprocessor_config.json", "forestprune.json"):
+        (checkpoint / name).write_text("{}")
+        assert checkpoint_identity(checkpoint) != edited, name
+        edited = checkpoint_identity(checkpoint)
     weights = checkpoint / "model.safetensors"
     stat = weights.stat()
     weights.write_bytes(save_tensors({"w": torch.ones(3)}))  # same header, rewritten

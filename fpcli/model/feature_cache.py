@@ -42,6 +42,8 @@ from torch import Tensor
 from fpcli.errors import ForestpruneError, InputError
 from fpcli.model.cache_dir import forestprune_cache_dir
 from fpcli.model.convert import human_size
+from fpcli.model.preprocess import CONFIG_FILES as PREPROCESSOR_FILES
+from fpcli.model.profiles import LAYOUT_FILE
 
 FORMAT_VERSION = 1  # bump when an entry's layout or the meaning of its tensors changes: older entries then miss
 DEFAULT_MAX_BYTES = 5 * 10**9
@@ -57,8 +59,8 @@ _UNITS = {
     "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
 }  # fmt: skip
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*")
-# The model's weights and the files that decide what the tower computes from pixels.
-_CHECKPOINT_FILES = ("config.json", "preprocessor_config.json", "forestprune.json", "model.safetensors.index.json")
+# Besides the weights' headers: the files that decide what the tower computes from pixels.
+_CHECKPOINT_FILES = ("config.json", *PREPROCESSOR_FILES, LAYOUT_FILE, "model.safetensors.index.json")
 
 
 class FeatureCacheError(ForestpruneError):
