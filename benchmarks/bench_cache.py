@@ -55,9 +55,11 @@ def run_case(args: argparse.Namespace) -> dict:
 
 
 def _in_subprocess(args: argparse.Namespace, case: str, cache: Path) -> dict:
-    command = [sys.executable, __file__, "--case", case, "--cache", str(cache), "--model", str(args.model),
-               "--video", str(args.video), "--frames", str(args.frames), "--device", args.device, "--dtype", args.dtype,
-               "--ratio", str(args.ratio), "--method", args.method, "--max-new-tokens", str(args.max_new_tokens)]  # fmt: skip
+    command = [
+        sys.executable, __file__, "--case", case, "--cache", str(cache), "--model", str(args.model),
+        "--video", str(args.video), "--frames", str(args.frames), "--device", args.device, "--dtype", args.dtype,
+        "--ratio", str(args.ratio), "--method", args.method, "--max-new-tokens", str(args.max_new_tokens),
+    ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=CASE_TIMEOUT_S)
     if done.returncode != 0:
         raise SystemExit(f"case {case} failed:\n{done.stderr}")
@@ -120,8 +122,9 @@ def main() -> None:
         cold = _in_subprocess(args, "cold", Path(scratch) / "cache")
         warm = _in_subprocess(args, "warm", Path(scratch) / "cache")
         chat = _in_subprocess(args, "chat", Path(scratch) / "chat-cache")
-    print(f"{args.model if not args.tiny else 'tiny-onevision'} · {args.frames} frames · {args.method} {args.ratio} · "
-          f"{args.device}, {args.dtype} · {args.max_new_tokens} new tokens")  # fmt: skip
+    name = "tiny-onevision" if args.tiny else args.model
+    print(f"{name} · {args.frames} frames · {args.method} {args.ratio} · {args.device}, {args.dtype} · "
+          f"{args.max_new_tokens} new tokens")  # fmt: skip
     print(report(cold, warm, chat))
 
 

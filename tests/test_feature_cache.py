@@ -245,7 +245,8 @@ def test_a_cache_dir_that_is_not_a_directory_means_running_without_it(tmp_path):
     cache.put(KEY, tensors(), META)
     cache.put(keyed(1), tensors(), META)
     assert cache.get(KEY) is None
-    assert said == [f"the feature cache in {tmp_path}/file/features cannot be written (Not a directory); running without it"]
+    root = tmp_path / "file" / "features"
+    assert said == [f"the feature cache in {root} cannot be written (Not a directory); running without it"]
 
 
 @pytest.mark.parametrize(
@@ -286,7 +287,9 @@ def test_a_full_disk_during_the_write_leaves_no_temp_file(tmp_path, monkeypatch)
     cache.put(KEY, tensors(), META)
     monkeypatch.undo()
     assert [p.name for p in tmp_path.iterdir()] == [f"{keyed(1)}.safetensors"]
-    assert cache.warnings == [f"the feature cache in {tmp_path} cannot be written (the disk is full); running without it"]
+    assert cache.warnings == [
+        f"the feature cache in {tmp_path} cannot be written (the disk is full); running without it"
+    ]
     assert_same(cache.get(keyed(1))[0], tensors())  # reading goes on
 
 
@@ -356,7 +359,8 @@ def test_clear_that_cannot_delete_raises(tmp_path, monkeypatch):
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(fc.Path, "unlink", refuse)
-    with pytest.raises(FeatureCacheError, match=rf"^cannot clear the feature cache \(Read-only file system\) \({tmp_path}\)$"):
+    message = rf"^cannot clear the feature cache \(Read-only file system\) \({tmp_path}\)$"
+    with pytest.raises(FeatureCacheError, match=message):
         cache.clear()
 
 

@@ -309,7 +309,8 @@ class FeatureCache:
                 raise
         except OSError as err:
             self._writable = False
-            self._warn(f"the feature cache in {self.root} cannot be written ({_write_failure(err)}); running without it")
+            why = _write_failure(err)
+            self._warn(f"the feature cache in {self.root} cannot be written ({why}); running without it")
             return
         self._touch(path)
         self._evict()
