@@ -77,6 +77,7 @@ def test_round_trip_is_bit_identical_in_the_stored_dtype(tmp_path, dtype):
     stored = tensors(1, dtype)
     stored["features"][0, 0, 0] = float("nan")  # NaN payloads survive too: bytes, not values, are compared
     cache.put(KEY, stored, META)
+    assert cache.contains(KEY) and not cache.contains(keyed(1))
     got, meta = cache.get(KEY)
     assert meta == META
     assert got["features"].dtype == dtype
@@ -88,7 +89,7 @@ def test_round_trip_is_bit_identical_in_the_stored_dtype(tmp_path, dtype):
 
 def test_missing_entry_is_a_miss_and_keys_are_checked(tmp_path):
     cache = FeatureCache(tmp_path / "not-yet")
-    assert cache.get(KEY) is None
+    assert cache.get(KEY) is None and not cache.contains(KEY)
     assert not (tmp_path / "not-yet").exists()  # reading never creates the directory
     with pytest.raises(ValueError, match=r"not a feature cache key: '\.\./x'"):
         cache.get("../x")

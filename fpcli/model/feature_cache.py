@@ -261,6 +261,11 @@ class FeatureCache:
         with contextlib.suppress(OSError):  # a read-only cache still serves hits; only the LRU order is less exact
             os.utime(path, ns=(self._clock, self._clock))
 
+    def contains(self, key: str) -> bool:
+        """Whether an entry for `key` is on disk (not read: `get` may still find it broken). For a caller that decodes
+        before loading the model on a miss, to report a bad video early, and loads first on a likely hit."""
+        return self._path(key).is_file()
+
     def get(self, key: str) -> tuple[dict[str, Tensor], dict] | None:
         """(tensors on the CPU, meta) of `key`, or None on a miss (absent, unreadable, corrupt, other version)."""
         path = self._path(key)
