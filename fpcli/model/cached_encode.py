@@ -27,7 +27,10 @@ def dtype_name(dtype) -> str:
 
 
 def feature_key(llm, video: Path, sampling: dict) -> str:
-    """The cache key of `video` sampled with `sampling` and encoded by `llm` (raises OSError for an unreadable file)."""
+    """The cache key of `video` sampled with `sampling` and encoded by `llm` (raises OSError for an unreadable file).
+
+    `llm` is read for .path, .layout, .dtype and .device only, so the key can be known before the model is loaded.
+    """
     return cache_key(
         video,
         sampling,
