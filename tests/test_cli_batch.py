@@ -36,13 +36,14 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def write_jobs(directory: Path, clips: Path) -> Path:
-    """Four items: two good ones (one with its own options), a missing video, an invalid option."""
+    """Four items: two good ones (one with its own options), a missing video (in `directory`, the test's own
+    folder, so that a test may create it without touching the shared clips), an invalid option."""
     jobs = directory / "jobs.yaml"
     jobs.write_text(
         f"- {{id: first, video: {clips / 'a.mp4'}, question: 'What is the man doing?'}}\n"
         f"- {{id: second, video: {clips / 'sub' / 'b.mp4'}, question: Describe the scene.,"
         f" options: {{method: uniform, ratio: 0.5, frames: 3}}}}\n"
-        f"- {{id: missing, video: {clips / 'nope.mp4'}, question: 'Where?'}}\n"
+        f"- {{id: missing, video: {directory / 'nope.mp4'}, question: 'Where?'}}\n"
         f"- {{id: bad-option, video: {clips / 'a.mp4'}, question: 'Why?', options: {{ratio: 2}}}}\n"
     )
     return jobs
@@ -143,14 +144,14 @@ def test_batch_records_failures_and_resumes(clips: Path, tiny_onevision_dir: Pat
     assert (by_id["first"]["method"], by_id["first"]["ratio"], by_id["first"]["frames"]) == ("forestprune", 0.9, 2)
     assert (by_id["second"]["method"], by_id["second"]["ratio"], by_id["second"]["frames"]) == ("uniform", 0.5, 3)
     assert set(by_id["missing"]) == {"id", "status", "video", "question", "error"}
-    assert by_id["missing"]["error"].endswith(f"({clips / 'nope.mp4'})")
+    assert by_id["missing"]["error"] == f"file not found ({tmp_path / 'nope.mp4'})"
     assert by_id["bad-option"]["error"] == "ratio must be in [0, 1), got 2.0"
     assert "Batch: 2 ok, 2 failed, 0 already done (4 items)" in first.stderr
     assert first.stdout == ""
     assert_rounded(by_id["first"])
 
     # Fix the two bad items; a rerun retries only them, and the file keeps one record per item.
-    write_clip(clips / "nope.mp4", frames=3)
+    write_clip(tmp_path / "nope.mp4", frames=3)
     jobs.write_text(jobs.read_text().replace("{ratio: 2}", "{ratio: 0.2}"))
     kept = out.read_text().splitlines()[:2]
     second = invoke("batch", jobs, "--model", tiny_onevision_dir, *FAST, "--out", out)
@@ -160,7 +161,6 @@ def test_batch_records_failures_and_resumes(clips: Path, tiny_onevision_dir: Pat
     assert [json.loads(line)["id"] for line in lines] == ["first", "second", "missing", "bad-option"]
     assert all(json.loads(line)["status"] == "ok" for line in lines)
     assert "Batch: 2 ok, 0 failed, 2 already done (4 items)" in second.stderr
-    (clips / "nope.mp4").unlink()
 
 
 def test_batch_resumes_after_interrupted_run(clips: Path, tiny_onevision_dir: Path, tmp_path: Path):
@@ -214,7 +214,7 @@ def test_items_that_cannot_run_load_no_model(clips: Path, tiny_onevision_dir: Pa
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text(
         f"- {{id: bad-option, video: {clips / 'a.mp4'}, question: Q, options: {{method: nope}}}}\n"
-        f"- {{id: missing, video: {clips / 'nope.mp4'}, question: Q}}\n"
+        f"- {{id: missing, video: {tmp_path / 'nope.mp4'}, question: Q}}\n"
         f"- {{id: not-a-video, video: {tmp_path / 'notes.mp4'}, question: Q}}\n"
     )
     out = tmp_path / "results.jsonl"
@@ -224,7 +224,7 @@ def test_items_that_cannot_run_load_no_model(clips: Path, tiny_onevision_dir: Pa
     assert [r["status"] for r in failed] == ["error"] * 3
     assert failed[0]["error"] == (
         "unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune")
-    assert failed[1]["error"] == f"file not found ({clips / 'nope.mp4'})"
+    assert failed[1]["error"] == f"file not found ({tmp_path / 'nope.mp4'})"
     assert failed[2]["error"].startswith("not a video file ffmpeg can read (")
     assert failed[2]["error"].endswith(f") ({tmp_path / 'notes.mp4'})")
     assert load_calls == [] and "Loaded" not in failing.stderr

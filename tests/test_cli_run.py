@@ -6,6 +6,7 @@ schema, counts that must agree, stdout/stderr separation, several videos, config
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -27,13 +28,13 @@ FAST = ["--frames", "3", "--max-new-tokens", "3"]
 
 ANSWER_KEYS = {
     "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
-    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops",
+    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings",
 }
 TOKEN_KEYS = {"visual_before", "visual_after", "newline", "text", "prompt", "generated"}
 TIMING_KEYS = {"load", "decode", "encode", "prune", "prefill", "generate", "total"}
 STATS_KEYS = {
     "video", "model", "layout", "method", "ratio", "frames", "grid", "tokens", "per_frame_kept", "timestamps",
-    "timing_s", "peak_memory_mb", "forest", "compare",
+    "timing_s", "peak_memory_mb", "forest", "compare", "warnings",
 }
 FOREST_KEYS = {"nodes", "trees", "roots_before", "roots_after", "depth_histogram"}
 
@@ -165,8 +166,12 @@ def test_ask_goes_on_after_a_bad_video(videos: Path, tiny_onevision_dir: Path):
                     "--json")
     assert result.exit_code == 1
     assert [r["video"] for r in json_lines(result.stdout)] == [str(videos / "a.mp4")]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and errors[0].endswith(f"({videos / 'broken.mp4'})")
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("Loaded ")]
+    assert lines[0].startswith(f"failed [1/2] {videos / 'broken.mp4'}: ")
+    assert lines[0].endswith(f"({videos / 'broken.mp4'})")
+    assert re.fullmatch(rf"ok     \[2/2\] {re.escape(str(videos / 'a.mp4'))} \(\d+\.\d s\)", lines[1])
+    assert re.fullmatch(r"Done: 1 ok, 1 failed \(2 videos\) in \d+\.\d s", lines[2])
+    assert len(lines) == 3
 
 
 @pytest.mark.parametrize("command", ["ask", "stats"])
@@ -285,9 +290,15 @@ def test_stats_human_output_and_viz(videos: Path, tiny_onevision_dir: Path, tmp_
     assert result.exit_code == 0, result.stderr
     out = result.stdout
     for expected in ("visual tokens", "(50.0% kept)", "forest", "depth 0", "methods on the same features",
-                     "dycoke", "frame", "00:00.00"):
+                     "dycoke", "retention      one cell per frame"):
         assert expected in out
-    assert sum(line.strip().startswith(("0 ", "1 ", "2 ", "3 ")) for line in out.splitlines()) >= 4  # bar per frame
+    strips = [line for line in out.splitlines() if re.fullmatch(r" +00:00  [·▁▂▃▄▅▆▇█]{4}", line)]
+    assert len(strips) == 1  # compact: 4 frames, one strip line, no row per frame
+    assert "00:00.00" not in out
+    table = invoke("stats", videos / "a.mp4", "--model", tiny_onevision_dir, "--frames", "4", "--ratio", "0.5",
+                   "--frames-table").stdout
+    assert "00:00.00" in table and "retention      one cell" not in table
+    assert sum(line.strip().startswith(("0 ", "1 ", "2 ", "3 ")) for line in table.splitlines()) == 4  # row per frame
     with Image.open(picture) as image:
         assert image.format == "PNG"
         pixels = np.asarray(image.convert("RGB"))
@@ -326,3 +337,152 @@ def test_sample_videos_folder(tiny_onevision_dir: Path):
     records = json_lines(result.stdout)
     assert [r["video"] for r in records] == [str(clip) for clip in clips]
     assert all(r["frames"] == 3 and sum(r["per_frame_kept"]) == r["tokens"]["visual_after"] for r in records)
+
+
+# --- options end to end, and what the user is told -----------------------------------------------------------
+
+
+def stats_json(videos: Path, model: Path, *args: object) -> dict:
+    result = invoke("stats", videos / "long.mp4", "--model", model, "--json", *args)
+    assert result.exit_code == 0, result.stderr
+    [record] = json_lines(result.stdout)
+    return record
+
+
+def test_fps_samples_at_a_rate(videos: Path, tiny_onevision_dir: Path):
+    record = stats_json(videos, tiny_onevision_dir, "--fps", "2")  # long.mp4: 70 frames at 8 fps, 8.75 s
+    assert record["frames"] == 18
+    assert record["timestamps"] == [i / 2 for i in range(18)]
+    assert record["warnings"] == []
+
+
+def test_fps_capped_by_frames_says_so(videos: Path, tiny_onevision_dir: Path):
+    result = invoke("ask", videos / "long.mp4", QUESTION, "--model", tiny_onevision_dir, "--fps", "2", "--frames",
+                    "5", "--max-new-tokens", "2", "--json")
+    assert result.exit_code == 0, result.stderr
+    [record] = json_lines(result.stdout)
+    warning = ("sampling at 2 fps gives 18 frames, more than the cap of 5: took 5 frames evenly spread over the "
+               "video instead")
+    assert record["warnings"] == [warning] and record["frames"] == 5
+    assert f"Warning: {warning} ({videos / 'long.mp4'})\n" in result.stderr
+
+
+def test_cut_short_video_is_a_warning(video_dir: Path, tiny_onevision_dir: Path):
+    path = video_dir / "truncated.mp4"  # the header promises 80 frames (3.2 s); 40 decode
+    result = invoke("ask", path, QUESTION, "--model", tiny_onevision_dir, *FAST, "--json")
+    assert result.exit_code == 0, result.stderr
+    [record] = json_lines(result.stdout)
+    warning = ("only 1.60 s of the 3.20 s the file's header states can be read (file cut short?); sampled from the "
+               "readable part")
+    assert record["warnings"] == [warning]
+    assert f"Warning: {warning} ({path})\n" in result.stderr
+    quiet = invoke("stats", path, "--model", tiny_onevision_dir, "--frames", "2", "--quiet")
+    assert quiet.stderr == f"Warning: {warning} ({path})\n"  # shown even with --quiet: it changes what was measured
+
+
+def test_tau_s_and_tau_p_reach_forestprune(videos: Path, tiny_onevision_dir: Path):
+    strict = stats_json(videos, tiny_onevision_dir, "--frames", "4", "--tau-s", "1", "--tau-p", "1")["forest"]
+    assert strict["trees"] == strict["nodes"]  # nothing is that similar: every node is its own tree
+    loose = stats_json(videos, tiny_onevision_dir, "--frames", "4", "--tau-s", "-1", "--tau-p", "0")["forest"]
+    assert loose["trees"] < loose["nodes"] == strict["nodes"]
+
+
+def test_opt_passes_any_declared_option(videos: Path, tiny_onevision_dir: Path):
+    forest = stats_json(videos, tiny_onevision_dir, "--frames", "4", "--opt", "node_ratio=1")["forest"]
+    assert forest["nodes"] == 4 * 8 * 8  # every token of the 8x8 grid is a node
+
+
+def test_opt_reaches_a_method_registered_by_the_user(monkeypatch: pytest.MonkeyPatch, videos: Path,
+                                                     tiny_onevision_dir: Path):
+    import torch
+
+    from fpcli.prune import OptionSpec, Selection, register_method, registry
+
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
+
+    @register_method("first-frames", options=[OptionSpec("skip", 0, int, (0, 64), "frames to leave out first")])
+    def first_frames(features, grid, k, *, skip):
+        n = features.shape[1]
+        return Selection(torch.arange(skip * n, skip * n + k, device=features.device))
+
+    record = stats_json(videos, tiny_onevision_dir, "--frames", "4", "--method", "first-frames", "--ratio", "0.5",
+                        "--opt", "skip=1")
+    assert record["per_frame_kept"] == [0, 64, 64, 0]
+    bad = invoke("stats", videos / "long.mp4", "--model", tiny_onevision_dir, "--method", "first-frames",
+                 "--opt", "skip=99")
+    assert bad.exit_code == 2
+    assert bad.stderr.splitlines()[0] == "Error: skip must be an int in [0, 64], got 99"
+
+
+def test_layout_flag_overrides_the_checkpoint(videos: Path, tiny_onevision_dir: Path):
+    record = stats_json(videos, tiny_onevision_dir, "--frames", "3", "--layout", "video")
+    assert (record["layout"], record["grid"]) == ("video", [7, 7])  # LLaVA-Video's 2x2 pooling of the 15x15 grid
+    assert record["tokens"]["newline"] == 3 * 7  # a newline after every row of every frame
+
+
+def test_seed_chooses_the_random_methods_tokens(videos: Path, tiny_onevision_dir: Path):
+    runs = [stats_json(videos, tiny_onevision_dir, "--frames", "4", "--method", "random", "--seed", seed)
+            ["per_frame_kept"] for seed in (1, 1, 2)]
+    assert runs[0] == runs[1] != runs[2]
+
+
+def test_temperature_and_seed_drive_sampling(videos: Path, tiny_onevision_dir: Path):
+    def answer(*args: object) -> str:
+        result = invoke("ask", videos / "a.mp4", QUESTION, "--model", tiny_onevision_dir, "--frames", "2",
+                        "--max-new-tokens", "6", "--json", *args)
+        assert result.exit_code == 0, result.stderr
+        return json_lines(result.stdout)[0]["answer"]
+
+    greedy = answer("--seed", "1")
+    assert answer("--seed", "2") == greedy  # temperature 0: the seed does not matter
+    hot = [answer("--temperature", "2", "--seed", seed) for seed in ("1", "1", "2")]
+    assert hot[0] == hot[1] != hot[2]
+    assert greedy not in hot
+
+
+def test_json_timestamps_are_rounded(videos: Path, tiny_onevision_dir: Path):
+    record = stats_json(videos, tiny_onevision_dir, "--frames", "7")
+    assert record["timestamps"] == [round(t, 4) for t in record["timestamps"]]
+    assert record["timestamps"][-1] == 69 / 8
+
+
+def test_long_videos_render_compactly():
+    from rich.console import Console
+
+    from fpcli.cli.render import answer_summary, forest_lines, stats_summary
+
+    frames = 300
+    kept = [i % 50 for i in range(frames)]
+    result = {"video": "v.mp4", "model": "m", "layout": "onevision", "method": "forestprune", "ratio": 0.9,
+              "frames": frames, "grid": [8, 8], "per_frame_kept": kept, "timestamps": [i / 2 for i in range(frames)],
+              "tokens": {"visual_before": 64 * frames, "visual_after": sum(kept), "newline": 1, "text": 5,
+                         "prompt": 9, "generated": 1},
+              "timing_s": dict.fromkeys(("load", "decode", "encode", "prune", "prefill", "generate", "total"), 0.0),
+              "peak_memory_mb": 1.0, "prefill_tflops": {"before": 1.0, "after": 0.1},
+              "forest": {"nodes": 10, "trees": 3, "roots_before": 3, "roots_after": 2,
+                         "depth_histogram": list(range(30))},
+              "compare": []}
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(stats_summary(result, 80))
+    console.print(answer_summary(result, 80))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    strips = [line for line in lines if re.fullmatch(r" +\d\d:\d\d  [·▁▂▃▄▅▆▇█]+", line)]
+    assert sum(len(line.split()[-1]) for line in strips) == frames  # a cell per frame, wrapped
+    assert "(9 frames a cell)" in text  # ask's strip: 300 frames in 34 cells, what fits in one line
+    depth_rows = forest_lines(result["forest"]).renderables[1:]
+    assert len(depth_rows) == 10 and str(depth_rows[0]).startswith("  depth 0-2")  # 30 depths, 3 to a row
+
+
+def test_viz_labels_stay_readable_when_crowded(tmp_path: Path):
+    from fpcli.cli.viz import clock, label_step, thumb_label, write_viz
+
+    assert (clock(75.4), clock(3725.0)) == ("01:15", "62:05")
+    assert thumb_label(75.4, 3, 196, 120) == "01:15 3/196"
+    assert thumb_label(75.4, 3, 196, 48) == "01:15"  # no room for the count
+    assert label_step(48) == 1 and label_step(20) == 2
+    frames = np.zeros((128, 24, 32, 3), dtype=np.uint8)
+    path = write_viz(tmp_path / "many.png", frames, np.arange(0, 128 * 4, 3), (2, 2), np.arange(128) * 10.0, "t")
+    with Image.open(path) as image:
+        assert image.width >= 128 // 32 * 48

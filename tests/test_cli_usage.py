@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from fpcli import __version__
 from fpcli.cli import app
 from fpcli.cli.errors import CliError, describe
-from fpcli.cli.options import RunSettings
+from fpcli.cli.settings import RunSettings
 
 runner = CliRunner()
 NO_MODEL = ["--model", "/nonexistent/model"]
@@ -82,8 +82,8 @@ def test_version():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--ratio", "1.5"], "Error: Invalid value for '--ratio' / '-r': 1.5 is not in [0, 1)"),
-        (["--ratio", "-0.1"], "Error: Invalid value for '--ratio' / '-r': -0.1 is not in [0, 1)"),
+        (["--ratio", "1.5"], "Error: Invalid value for '--ratio' / '-r': ratio must be in [0, 1), got 1.5"),
+        (["--ratio", "-0.1"], "Error: Invalid value for '--ratio' / '-r': ratio must be in [0, 1), got -0.1"),
         (["--method", "nope"], "Error: unknown method 'nope'; available: none, uniform, random"),
         (["--frames", "0"], "Error: Invalid value for '--frames' / '-f'"),
         (["--frames", "1025"], "Error: Invalid value for '--frames' / '-f'"),
@@ -131,7 +131,8 @@ def test_ratio_not_given_is_zero_for_method_none():
     assert RunSettings(method="uniform", ratio=0.5).prune_ratio == 0.5
     assert RunSettings().override({"method": "none"}).prune_ratio == 0.0  # a batch item's option
     assert RunSettings(method="none").override({"method": "uniform"}).prune_ratio == 0.9
-    assert RunSettings(ratio=0.5).override({"method": "none"}).prune_ratio == 0.5  # then rejected by prune
+    with pytest.raises(ValueError, match="^method 'none' keeps every token; ratio must be 0$"):
+        RunSettings(ratio=0.5).override({"method": "none"})
 
 
 def test_bad_video_of_a_profile_fails_without_resolving_the_model(monkeypatch: pytest.MonkeyPatch, video: Path):
@@ -187,7 +188,7 @@ def test_config_bad_value_names_the_file(video: Path, tmp_path: Path, text: str,
     result = run("ask", video, "What?", "--config", config)
     assert result.exit_code == 2
     assert result.stderr.splitlines()[0] == (
-        f"Error: Invalid value for '--config': 'ratio' in {config}: {shown} is not in [0, 1) "
+        f"Error: Invalid value for '--config': 'ratio' in {config}: ratio must be in [0, 1), got {shown} "
         "(the fraction of visual tokens to drop)")
 
 
@@ -269,7 +270,7 @@ def test_describe_known_errors(tmp_path: Path):
 def test_default_model_follows_cuda(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     import torch
 
-    from fpcli.cli.loading import default_model
+    from fpcli.cli.runner import default_model
     from fpcli.cli.progress import Reporter
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -307,13 +308,23 @@ def test_item_overrides_are_checked():
         ({"frames": "8"}, "option 'frames' must be int, got '8'"),
         ({"ratio": True}, "option 'ratio' must be float, got True"),
         ({"model": "x"}, "unknown option 'model'"),
+        ({"tau_s": 5}, "tau_s must be a number in [-1, 1], got 5"),
+        ({"method": "uniform", "tau_s": 0.5}, "unknown option 'tau_s' (allowed: ratio, method, frames, fps, "
+         "max_new_tokens, temperature, seed)"),
     ]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
             base.override(options)
 
 
+def test_item_method_options():
+    base = RunSettings(method_options={"tau_s": 0.5})
+    assert base.override({"tau-p": 0.1}).method_options == {"tau_s": 0.5, "tau_p": 0.1}
+    assert base.override({"method": "uniform"}).method_options == {}  # the command line's tau_s is forestprune's
+    assert base.override({"method": "random", "seed": 4}).prune_options() == {"seed": 4}
+
+
 def test_prune_options_by_method():
-    settings = RunSettings(tau_s=0.7, seed=3, compare=("uniform", "forestprune", "random"))
+    settings = RunSettings(method_options={"tau_s": 0.7}, seed=3, compare=("uniform", "forestprune", "random"))
     assert settings.prune_options() == {"tau_s": 0.7}
     assert settings.prune_options("random") == {"seed": 3}
     assert settings.prune_options("uniform") == {}
@@ -326,3 +337,100 @@ def test_convert_errors_go_through_the_shared_handler(tmp_path: Path):
     assert result.exit_code == 1
     assert result.stderr.strip() == f"Error: {tmp_path / 'source'} has no config.json"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("question", "shown"),
+    [
+        ("FILE", "Error: Missing argument 'QUESTION' ('{file}' is a file, not a question)."),  # ask a.mp4 b.mp4
+        ("", "Error: Missing argument 'QUESTION' (it is blank)."),
+        ("   ", "Error: Missing argument 'QUESTION' (it is blank)."),
+    ],
+)
+def test_a_question_that_is_a_file_or_blank_is_missing(video: Path, tmp_path: Path, question: str, shown: str):
+    other = tmp_path / "b.mp4"
+    other.write_bytes(b"not decoded")
+    given = str(other) if question == "FILE" else question
+    result = run("ask", video, given, *NO_MODEL)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [shown.format(file=other), "Hint: see 'forestprune ask --help'"]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--method", "none", "--ratio", "0.05"], "Error: method 'none' keeps every token; ratio must be 0"),
+        (["--method", "uniform", "--tau-s", "0.5"],
+         "Error: unknown option 'tau_s' for method 'uniform'; accepted options: none"),
+        (["--method", "uniform", "--tau-s", "5"],
+         "Error: Invalid value for '--tau-s': tau_s must be a number in [-1, 1], got 5.0"),
+        (["--tau-p", "1.5"], "Error: Invalid value for '--tau-p': tau_p must be a number in [0, 1], got 1.5"),
+        (["--method", "random", "--tau-p", "0.5"],
+         "Error: unknown option 'tau_p' for method 'random'; accepted options: seed"),
+        (["--opt", "node_ratio"], "Error: --opt takes NAME=VALUE, got 'node_ratio'"),
+        (["--opt", "node_ratio=2"], "Error: node_ratio must be a number in (0, 1], got 2.0"),
+        (["--opt", "node_ratio=half"], "Error: node_ratio must be a number, got 'half'"),
+        (["--opt", "depth=3"],
+         "Error: unknown option 'depth' for method 'forestprune'; accepted options: tau_s, tau_p, node_ratio"),
+        (["--method", "random", "--opt", "seed=-1"], "Error: seed must be an int in [0, 2**63), got -1"),
+    ],
+)
+def test_prune_settings_are_usage_errors_before_any_load(video: Path, args: list[str], message: str):
+    """Checked by the registry's validate(), shape-free: ratio 0.05 with none fails even where K would round to all."""
+    result = run("ask", video, "What?", *NO_MODEL, *args)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.splitlines()[0] == message
+    assert len(result.stderr.splitlines()) == 2  # and a hint
+
+
+def test_stats_options_go_to_the_methods_that_take_them(video: Path):
+    """--tau-s is forestprune's: fine when forestprune is compared, a usage error when no method run takes it."""
+    ok = run("stats", video, *NO_MODEL, "--method", "uniform", "--compare", "forestprune", "--tau-s", "0.5")
+    assert ok.exit_code == 1 and "is not a profile" in ok.stderr  # got past the checks, to the model
+    bad = run("stats", video, *NO_MODEL, "--method", "uniform", "--compare", "dycoke", "--tau-s", "0.5")
+    assert bad.exit_code == 2
+    assert bad.stderr.splitlines()[0] == "Error: unknown option 'tau_s' for method 'uniform'; accepted options: none"
+
+
+@pytest.mark.parametrize("name", ["out.xyz", "out"])
+def test_viz_extension_is_checked_up_front(video: Path, tmp_path: Path, name: str):
+    result = run("stats", video, *NO_MODEL, "--viz", tmp_path / name)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"Error: Invalid value for '--viz': {tmp_path / name} must end in .png, .jpg, .jpeg, .webp (the picture's "
+        "format)",
+        "Hint: see 'forestprune stats --help'",
+    ]
+
+
+def test_errors_are_mapped_by_type(tmp_path: Path):
+    from fpcli.cli.errors import CliUsageError
+    from fpcli.errors import InputError
+    from fpcli.model import ModelError
+
+    assert describe(PermissionError(13, "Permission denied", str(tmp_path / "x"))) == (
+        f"Permission denied ({tmp_path / 'x'})", None, 1)
+    assert describe(InputError("prompt needs 40000 tokens, the context holds 32768", hint="raise --ratio")) == (
+        "prompt needs 40000 tokens, the context holds 32768", "raise --ratio", 2)
+    assert describe(CliUsageError("no such file or folder", "a.mp4")) == ("no such file or folder (a.mp4)", None, 2)
+    assert describe(ModelError("x", hint="y")) == ("x", "y", 1)
+    assert describe(MemoryError()) == ("out of memory", "try fewer --frames or a higher --ratio", 1)
+
+
+def test_help_texts_come_from_the_registries():
+    result = runner.invoke(app, ["ask", "--help"], env={"COLUMNS": "300"})
+    text = " ".join(result.stdout.split())
+    assert "none, uniform, random, gprune, divprune, dycoke, forestprune, or a method registered in Python" in text
+    assert "ForestPrune: cosine similarity a token needs to join an earlier frame's tree, in [-1, 1], default 0.9" in text
+    assert "Profile (llava-ov-0.5b, llava-ov-7b, llava-ov-72b, llava-video-7b)" in text
+    assert "--opt" in text and "<onevision|video>" in text
+
+
+def test_devtools_refuses_a_folder_that_is_not_empty(tmp_path: Path):
+    (tmp_path / "keep.txt").write_text("mine")
+    out = subprocess.run([sys.executable, "-m", "fpcli.devtools", "tiny-checkpoint", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr == f"Error: {tmp_path} exists and is not an empty folder\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]

@@ -34,10 +34,11 @@ SHARD_BYTES = 40_000  # the tiny model is ~126 kB: several output shards
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_tower():
-    """The tiny SigLIP is a vision tower the converter knows, like google/siglip-so400m-patch14-384."""
-    VISION_TOWERS[TINY_TOWER] = TINY_TOWER_CONFIG
-    yield
-    del VISION_TOWERS[TINY_TOWER]
+    """The tiny SigLIP is a vision tower the converter knows, like google/siglip-so400m-patch14-384 (registered for
+    this module only, and taken out again even when a test fails)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(VISION_TOWERS, TINY_TOWER, TINY_TOWER_CONFIG)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +276,6 @@ def test_ensure_converted_offline_converts_once(original, tmp_path, monkeypatch)
     messages.clear()
     assert ensure_converted(repo_id, notify=messages.append) == path and messages == []
 
-    with pytest.raises(ConversionError, match="is not in the Hugging Face cache") as error:
+    with pytest.raises(ConversionError, match="is not in the local Hugging Face cache") as error:
         ensure_converted("tiny-org/not-cached", notify=messages.append)
     assert "hf download tiny-org/not-cached" in error.value.hint

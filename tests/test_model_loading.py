@@ -55,7 +55,8 @@ def test_load_both_layouts(tiny_onevision_dir, tiny_video_dir):
     assert type(ov.model).__name__ == "LlavaOnevisionForConditionalGeneration"
     vid = load_model(tiny_video_dir, device="cpu")
     assert (vid.layout, vid.default_frames) == ("video", 64)
-    assert load_model(tiny_onevision_dir, device="cpu") is ov  # loaded once per process
+    again = load_model(tiny_onevision_dir, device="cpu")
+    assert again is not ov and again.model is not ov.model  # a new model per call: the caller holds it
     assert load_model(tiny_onevision_dir, device="cpu", dtype="bfloat16").dtype == torch.bfloat16
 
 
@@ -85,8 +86,11 @@ def test_offline_uncached_id_says_how_to_get_it(tmp_path, monkeypatch):
         load_model("llava-ov-0.5b", device="cpu")
     assert str(err.value) == (
         f"model llava-hf/llava-onevision-qwen2-0.5b-ov-hf is not in the local Hugging Face cache ({tmp_path}/hf/hub) "
-        "and HF_HUB_OFFLINE is set; download it with `hf download llava-hf/llava-onevision-qwen2-0.5b-ov-hf` on a "
-        "machine with internet access, or pass a local directory"
+        "and HF_HUB_OFFLINE is set"
+    )
+    assert err.value.hint == (
+        "download it with `hf download llava-hf/llava-onevision-qwen2-0.5b-ov-hf --exclude '*.bin'` where the hub is "
+        "reachable, or pass a local directory"
     )
 
 
@@ -130,8 +134,14 @@ def test_vision_only_reads_no_llm_weights(tiny_onevision_dir, tmp_path):
     for name, value in full.vision.projector.state_dict().items():
         assert torch.equal(stats.vision.projector.state_dict()[name], value), name
     assert torch.equal(stats.vision.image_newline, full.vision.image_newline)
-    with pytest.raises(ModelError, match="vision_only=True"):
-        stats.prepare(None, "question")
+    frames = torch.zeros(2, 8, 8, 3, dtype=torch.uint8).numpy()
+    clip = SimpleNamespace(path="c.mp4", frames=frames, indices=[0, 1], timestamps=[0.0, 0.5], duration=1.0)
+    features = stats.encode_clip(clip)
+    assert features.features.shape == (2, 64, 32)  # the vision tower alone encodes
+    for needs_llm in (lambda: stats.start(features, ratio=0.5, method="uniform"),
+                      lambda: stats.check_fits(2, "question", 0.5, "uniform")):
+        with pytest.raises(ModelError, match="vision_only=True"):
+            needs_llm()
     with pytest.raises(ModelError, match=rf"^cannot load {re.escape(str(ckpt))}: "):
         load_model(ckpt, device="cpu")  # the LLM shard is gone, so a full load must fail
 

@@ -9,12 +9,13 @@ import torch
 
 from fpcli.model import GenerationConfig, ModelError, load_model
 from fpcli.model.flops import prefill_flops
+from fpcli.model.generate import prefill
 from fpcli.model.preprocess import Preprocessor, preprocess_frames
 from fpcli.model.sequence import time_instruction, visual_sequence
 
 RESULT_KEYS = [
     "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
-    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops",
+    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings",
 ]  # fmt: skip
 
 
@@ -23,6 +24,7 @@ def make_clip(frames: int, seed: int = 0, height: int = 24, width: int = 40, fps
     return SimpleNamespace(
         path=f"clip{seed}.mp4",
         frames=rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8),
+        indices=np.arange(frames, dtype=np.int64) * 2,
         timestamps=np.arange(frames, dtype=np.float64) / fps,
         duration=frames / fps,
     )
@@ -95,11 +97,13 @@ def test_512_frames_answer(video):
 
 
 def test_onevision_ratio0_equals_transformers(ov):
-    """ratio=0: our inputs_embeds give transformers' logits and greedy tokens for input_ids + pixel_values_videos."""
+    """ratio=0: our inputs give transformers' logits and greedy tokens for input_ids + pixel_values_videos, both
+    as one whole-prompt pass and as the session's two (cached prefix, then the text after the video)."""
     clip = make_clip(4, seed=4)
     question = "What is the man doing?"
-    prepared = ov.prepare(clip, question, ratio=0.0, method="none")
-    assert prepared.tokens.visual_after == prepared.tokens.visual_before == 4 * 64
+    session = ov.start(ov.encode_clip(clip), ratio=0.0, method="none")
+    assert session.pruned.k == 4 * 64
+    embeds = session.prompt_embeds(question)  # [1, L, D]
 
     tok = ov.tokenizer
     messages = [{"role": "user", "content": f"<video>\n{question}"}]
@@ -112,10 +116,14 @@ def test_onevision_ratio0_equals_transformers(ov):
     pixels = preprocess_frames(clip.frames, ov.preprocessor)[None]  # [1, T, 3, 30, 30]
     with torch.inference_mode():
         expected = ov.model(input_ids=input_ids, pixel_values_videos=pixels).logits
-    assert prepared.inputs_embeds.shape[1] == len(ids)
-    with torch.inference_mode():
-        logits = ov.model(inputs_embeds=prepared.inputs_embeds, use_cache=False).logits  # [1, L, V]
+        logits = ov.model(inputs_embeds=embeds, use_cache=False).logits  # [1, L, V]
+    assert embeds.shape[1] == len(ids)
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    prefix = at + 4 * 64 + 1
+    _, cache = prefill(ov.model, embeds[:, :prefix])
+    last, cache = prefill(ov.model, embeds[:, prefix:], cache=cache)
+    assert cache.get_seq_length() == len(ids)
+    torch.testing.assert_close(last, expected[:, -1], atol=1e-5, rtol=1e-5)
 
     res = ov.answer(clip, question, ratio=0.0, method="none", generation=GenerationConfig(max_new_tokens=12))
     reference = ov.model.generate(
@@ -145,11 +153,12 @@ def test_visual_sequence_video_layout_exact():
 
 def test_video_layout_sequence_in_prompt(video):
     clip = make_clip(5, seed=5)
-    prepared = video.prepare(clip, "Where is the dog?", ratio=0.7, method="random", prune_options={"seed": 1})
+    session = video.start(video.encode_clip(clip), ratio=0.7, method="random", options={"seed": 1})
+    embeds = session.prompt_embeds("Where is the dog?")
     t, h, w = 5, 7, 7
-    assert prepared.tokens.newline == t * h
-    keep = prepared.pruned.keep.tolist()
-    assert keep == sorted(keep) and len(keep) == prepared.tokens.visual_after
+    assert session.newlines == t * h
+    keep = session.pruned.keep.tolist()
+    assert keep == sorted(keep) and len(keep) == session.pruned.k == round(0.3 * t * h * w)
     features = video.encode(clip.frames).features.reshape(t * h * w, -1)
     expected = []
     for row in range(t * h):  # LLaVA-Video order, written out with loops as the reference
@@ -161,10 +170,11 @@ def test_video_layout_sequence_in_prompt(video):
     )
     text = video.tokenizer(prompt, add_special_tokens=False).input_ids
     start = text.index(video.config.video_token_index)
-    segment = prepared.inputs_embeds[0, start : start + len(expected)]
+    segment = embeds[0, start : start + len(expected)]
     torch.testing.assert_close(segment, expected, atol=0, rtol=0)
-    assert prepared.inputs_embeds.shape[1] == len(text) - 1 + len(expected)
-    assert prepared.tokens.text == len(text) - 1
+    assert embeds.shape[1] == len(text) - 1 + len(expected)
+    result = session.ask("Where is the dog?", GenerationConfig(max_new_tokens=1))
+    assert (result.tokens.text, result.tokens.prompt) == (len(text) - 1, embeds.shape[1])
 
 
 def test_time_instruction_matches_lmms_eval_wording():
@@ -174,13 +184,10 @@ def test_time_instruction_matches_lmms_eval_wording():
     )
 
 
-def test_answer_result_and_timings(tiny_onevision_dir, tmp_path):
-    import shutil
-
-    llm = load_model(shutil.copytree(tiny_onevision_dir, tmp_path / "fresh"), device="cpu")  # a fresh load
+def test_answer_result_and_timings(ov):
     clip = make_clip(6, seed=6)
-    first = llm.answer(clip, "Describe the scene.", ratio=0.9, method="uniform", decode_s=0.25,
-                       generation=GenerationConfig(max_new_tokens=3))  # fmt: skip
+    first = ov.answer(clip, "Describe the scene.", ratio=0.9, method="uniform", decode_s=0.25,
+                      generation=GenerationConfig(max_new_tokens=3))  # fmt: skip
     data = first.to_dict()
     assert list(data) == RESULT_KEYS
     assert list(data["tokens"]) == ["visual_before", "visual_after", "newline", "text", "prompt", "generated"]
@@ -193,15 +200,30 @@ def test_answer_result_and_timings(tiny_onevision_dir, tmp_path):
     assert data["per_frame_kept"] == first.per_frame_kept and sum(first.per_frame_kept) == 38
     assert data["timestamps"] == clip.timestamps.tolist()
     timing = data["timing_s"]
-    assert timing["load"] == round(llm.load_s, 4) > 0 and timing["decode"] == 0.25  # JSON: to 0.1 ms
-    assert timing["total"] == pytest.approx(sum(v for k, v in timing.items() if k != "total"))
+    assert timing["load"] == 0.0 and timing["decode"] == 0.25  # the caller that holds the model counts its load
+    assert min(timing[stage] for stage in ("encode", "prune", "prefill", "generate")) > 0
     assert data["prefill_tflops"]["before"] > data["prefill_tflops"]["after"] > 0
-    assert data["prefill_tflops"] == {"before": float(f"{first.prefill_tflops.before:.6g}"),
-                                      "after": float(f"{first.prefill_tflops.after:.6g}")}
-    assert data["peak_memory_mb"] == round(first.peak_memory_mb, 1) > 0
-    second = llm.answer(clip, "Describe the scene.", method="uniform", generation=GenerationConfig(max_new_tokens=3))
-    assert second.timing_s.load == 0.0  # load time is reported once per loaded model
+    assert data["peak_memory_mb"] > 0
+    second = ov.answer(clip, "Describe the scene.", method="uniform", generation=GenerationConfig(max_new_tokens=3))
     assert second.generated_ids == first.generated_ids  # greedy is deterministic
+
+
+def test_json_form_rounds_to_hand_computed_values():
+    from fpcli.model.result import AnswerResult, PrefillTflops, Timings, TokenCounts, round_timings
+
+    assert round_timings({"decode": 0.12344, "encode": 1.00007}) == {"decode": 0.1234, "encode": 1.0001,
+                                                                     "total": 1.1235}  # fmt: skip
+    result = AnswerResult(
+        video="v.mp4", question="q", answer="a", model="m", layout="video", method="uniform", ratio=0.5, frames=1,
+        grid=(1, 2), tokens=TokenCounts(2, 1, 1, 3, 5, 1), per_frame_kept=[1], timestamps=[0.0],
+        timing_s=Timings(load=1.5, decode=0.00004, encode=2.25, prune=0.00016, prefill=0.0333333, generate=1.0),
+        peak_memory_mb=1234.56, prefill_tflops=PrefillTflops(before=1.23456789, after=0.000123456789),
+    )  # fmt: skip
+    data = result.to_dict()
+    assert data["timing_s"] == {"load": 1.5, "decode": 0.0, "encode": 2.25, "prune": 0.0002, "prefill": 0.0333,
+                                "generate": 1.0, "total": 4.7835}  # fmt: skip
+    assert data["peak_memory_mb"] == 1234.6
+    assert data["prefill_tflops"] == {"before": 1.23457, "after": 0.000123457}
 
 
 def test_sampling_is_seeded(ov):
@@ -213,16 +235,24 @@ def test_sampling_is_seeded(ov):
     assert any(sample(3) != sample(s) for s in (4, 5, 6))
 
 
-def test_prefill_flops_linear_term_counts_decoder_weights(ov):
-    """The analytic linear term equals 2 * (decoder matmul weights) per token."""
+def test_prefill_flops_hand_computed():
+    """d=4, d_q=4 (2 heads of 2), d_kv=2, f=8, 1 layer, vocab 10, 3 tokens, counted by hand (1 MAC = 2 FLOPs):
+    per token q 16 + k 8 + v 8 + o 16 + gate/up/down 3 * 32 = 144 MACs -> 3 * 288 = 864 FLOPs;
+    attention: 1 + 2 + 3 = 6 causal (query, key) pairs, each a QK dot and an AV sum over d_q = 4: 8 MACs -> 96;
+    lm_head for the last position only: 4 * 10 MACs -> 80."""
+    config = SimpleNamespace(hidden_size=4, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                             head_dim=2, intermediate_size=8, vocab_size=10)  # fmt: skip
+    assert prefill_flops(config, 3) == 864 + 96 + 80
+
+
+def test_prefill_flops_counts_the_decoder_weights(ov):
+    """One token more costs 2 FLOPs per decoder matmul weight plus its attention over the tokens before it."""
     lm = ov.model.model.language_model
     weights = sum(p.numel() for n, p in lm.layers.named_parameters() if n.endswith("proj.weight"))
     config = ov.config.text_config
-    lm_head = 2 * config.hidden_size * config.vocab_size
-    d_q = config.num_attention_heads * (config.hidden_size // config.num_attention_heads)
-    seq = 10
-    attention = 2 * config.num_hidden_layers * d_q * seq * (seq + 1)
-    assert prefill_flops(config, seq) == 2 * seq * weights + attention + lm_head
+    d_q = lm.layers[0].self_attn.q_proj.out_features
+    per_pair = 2 * 2 * d_q * config.num_hidden_layers  # a QK dot and an AV sum of d_q MACs in every layer
+    assert prefill_flops(config, 11) - prefill_flops(config, 10) == 2 * weights + 11 * per_pair  # 11 new pairs
 
 
 def test_errors_are_one_line(ov, monkeypatch):
@@ -235,7 +265,7 @@ def test_errors_are_one_line(ov, monkeypatch):
     with pytest.raises(ModelError, match=r"the prompt must contain the video token <video> exactly once"):
         ov.answer(clip, "what is <video> here?", method="uniform")
     with pytest.raises(ValueError, match=r"^ratio must be in \[0, 1\), got 1.5$"):
-        ov.prepare(clip, "q", ratio=1.5, method="uniform")
+        ov.start(ov.encode_clip(clip), ratio=1.5, method="uniform")
     with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 1"):
         GenerationConfig(max_new_tokens=0)
     monkeypatch.setattr(encode, "encode_chunk", out_of_memory)
@@ -244,3 +274,22 @@ def test_errors_are_one_line(ov, monkeypatch):
     assert str(err.value) == (
         "CUDA out of memory while encoding 3 frames; use fewer frames (--frames) or a higher pruning ratio (--ratio)"
     )
+
+
+def test_inspect_prunes_one_encoding_with_each_method(ov):
+    clip = make_clip(4, seed=3)
+    clip.warnings = ["cut short"]
+    result = ov.inspect(clip, ratio=0.5, method="forestprune", options={"tau_s": 0.5},
+                        compare={"uniform": {}, "forestprune": {}, "random": {"seed": 1}}, decode_s=0.125)
+    data = result.to_dict()
+    assert list(data) == ["video", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
+                          "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "forest", "compare",
+                          "warnings"]
+    assert (data["method"], data["ratio"], data["frames"], data["grid"]) == ("forestprune", 0.5, 4, [8, 8])
+    assert data["tokens"] == {"visual_before": 256, "visual_after": 128, "newline": 1}
+    assert sum(data["per_frame_kept"]) == 128 and data["forest"]["nodes"] > 0
+    assert [run["method"] for run in data["compare"]] == ["uniform", "random"]  # the main method is not repeated
+    assert data["compare"][0]["per_frame_kept"] == [32, 32, 32, 32] and data["compare"][0]["forest"] is None
+    assert data["timing_s"]["load"] == 0.0 and data["timing_s"]["decode"] == 0.125
+    assert data["timestamps"] == [0.0, 0.25, 0.5, 0.75] and data["warnings"] == ["cut short"]
+    assert result.keep.tolist() == sorted(result.keep.tolist()) and len(result.keep) == 128

@@ -3,12 +3,24 @@
 import inspect
 import math
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from fpcli.prune import Forest, PruneResult, Selection, available_methods, prune, register_method
+from fpcli.prune import (
+    Forest,
+    OptionSpec,
+    PruneResult,
+    Selection,
+    available_methods,
+    options_of,
+    prune,
+    register_method,
+    validate,
+)
 from fpcli.prune import registry
 from fpcli.prune.registry import keep_count
 
@@ -248,3 +260,73 @@ def test_keep_is_sorted_whatever_order_the_method_returns(scratch_registry):
 
     r = prune(features(), grid=(2, 2), ratio=0.5, method="reversed")
     assert r.keep.tolist() == [0, 2, 5, 7] and r.per_frame.tolist() == [2, 2]
+
+
+def test_validate_checks_without_any_tensor_and_fills_defaults():
+    assert validate(0.9, "forestprune") == {"tau_s": 0.9, "tau_p": 0.8, "node_ratio": 0.5}
+    assert validate(0.5, "forestprune", tau_s=1) == {"tau_s": 1.0, "tau_p": 0.8, "node_ratio": 0.5}
+    assert validate(0.5, "random", seed=3) == {"seed": 3}
+    assert validate(0.0, "none") == {}
+
+
+@pytest.mark.parametrize(
+    ("ratio", "method", "options", "message"),
+    [
+        (0.05, "none", {}, "method 'none' keeps every token; ratio must be 0"),  # K would round to all tokens
+        (0.5, "forestprune", {"tau_s": 5}, "tau_s must be a number in [-1, 1], got 5"),
+        (0.5, "forestprune", {"tau_p": -0.1}, "tau_p must be a number in [0, 1], got -0.1"),
+        (0.5, "forestprune", {"node_ratio": 0.0}, "node_ratio must be a number in (0, 1], got 0.0"),
+        (0.5, "forestprune", {"tau_s": "high"}, "tau_s must be a number in [-1, 1], got 'high'"),
+        (0.5, "uniform", {"tau_s": 5}, "unknown option 'tau_s' for method 'uniform'; accepted options: none"),
+        (1.0, "uniform", {}, "ratio must be in [0, 1), got 1.0"),
+    ],
+)
+def test_validate_rejects_what_prune_rejects(ratio, method, options, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        validate(ratio, method, **options)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        prune(features(), grid=(2, 2), ratio=ratio, method=method, **options)
+
+
+def test_options_of_declares_defaults_types_ranges_and_help():
+    tau_s, tau_p, node_ratio = options_of("forestprune").values()
+    assert (tau_s.name, tau_s.default, tau_s.type, tau_s.interval) == ("tau_s", 0.9, float, "[-1, 1]")
+    assert (tau_p.default, tau_p.interval, node_ratio.interval) == (0.8, "[0, 1]", "(0, 1]")
+    assert tau_s.help and tau_s.describe() == "in [-1, 1], default 0.9"
+    assert options_of("random")["seed"].interval == "[0, 2**63)"
+    assert options_of("uniform") == {}
+
+
+def test_a_users_method_gets_specs_from_its_signature_or_its_declaration(scratch_registry):
+    @register_method("shifted")
+    def shifted(features, grid, k, *, offset=0, label="x"):
+        return Selection(torch.arange(k) + offset)
+
+    specs = options_of("shifted")
+    assert [(s.name, s.default, s.type, s.range) for s in specs.values()] == [
+        ("offset", 0, int, None), ("label", "x", str, None)]
+    assert specs["offset"].parse("2") == 2
+    with pytest.raises(ValueError, match=r"^offset must be an int, got 'two'$"):
+        specs["offset"].parse("two")
+
+    @register_method("bounded", options=[OptionSpec("strength", 1.0, float, (0.0, 2.0), "how hard")])
+    def bounded(features, grid, k, *, strength):
+        return Selection(torch.arange(k))
+
+    with pytest.raises(ValueError, match=r"^strength must be a number in \[0, 2\], got 3.0$"):
+        validate(0.5, "bounded", strength=3.0)
+    assert prune(features(), grid=(2, 2), ratio=0.5, method="bounded").k == 4
+
+
+def test_declared_options_must_match_the_signature(scratch_registry):
+    with pytest.raises(ValueError, match=r"^options \['a'\] must be the keyword-only parameters of select"):
+        @register_method("mismatch", options=[OptionSpec("a", 1, int)])
+        def select(features, grid, k, *, b=1):
+            return Selection(torch.arange(k))
+
+
+def test_listing_and_validating_import_no_torch():
+    code = ("import sys; from fpcli.prune.registry import available_methods, validate; validate(0.5, 'forestprune', "
+            "tau_s=0.5); print(len(available_methods()), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "7 False"

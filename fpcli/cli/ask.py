@@ -9,8 +9,13 @@ import typer
 from rich.console import Console
 
 from fpcli.cli import errors
-from fpcli.cli.loading import LazyModel, decode, each_video, expand_videos
+from fpcli.cli.answering import answer_video
 from fpcli.cli.options import (
+    DEFAULT_DEVICE,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_METHOD,
+    DEFAULT_SEED,
+    DEFAULT_TEMPERATURE,
     Attention,
     Attn,
     Config,
@@ -25,44 +30,39 @@ from fpcli.cli.options import (
     MaxNewTokens,
     Method,
     Model,
+    Opt,
     Quiet,
     Ratio,
-    RunSettings,
     Seed,
     TauP,
     TauS,
     Temperature,
-    settings_from,
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.render import answer_summary
-
-
-def answer_video(model: LazyModel, video: Path, question: str, settings: RunSettings, reporter: Reporter
-                 ) -> dict[str, Any]:
-    """Sample (before the model loads: a bad video fails fast), encode, prune and answer; the result as JSON."""
-    from fpcli.model import GenerationConfig
-
-    clip, decode_s = decode(video, settings, model, reporter)
-    result = model.get().answer(
-        clip,
-        question,
-        ratio=settings.prune_ratio,
-        method=settings.method,
-        prune_options=settings.prune_options(),
-        generation=GenerationConfig(
-            max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=settings.seed
-        ),
-        decode_s=decode_s,
-        progress=reporter.callback,
-    )
-    return result.to_dict()
+from fpcli.cli.runner import LazyModel, each_video, expand_videos
+from fpcli.cli.settings import ModelSettings, run_settings
 
 
 def show_answer(out: Console, result: dict[str, Any]) -> None:
     print(result["answer"], flush=True)
     out.print()
-    out.print(answer_summary(result))
+    out.print(answer_summary(result, out.width))
+
+
+def check_question(ctx: typer.Context, videos: Optional[list[Path]], question: Optional[str]) -> tuple[list[Path], str]:
+    """VIDEO... and QUESTION as given, or a usage error saying which is missing.
+
+    click fills QUESTION with the last argument, so a forgotten question leaves a video there (`ask a.mp4 b.mp4`):
+    a QUESTION that names an existing file, or is blank, is the missing question."""
+    missing_question = question is None or not question.strip() or Path(question).exists()
+    if not videos:
+        raise errors.UsageError(f"Missing argument '{'QUESTION' if missing_question else 'VIDEO'}'.", ctx=ctx)
+    if missing_question:
+        given = "" if question is None else f" ({question!r} is a file, not a question)" if question.strip() else \
+            " (it is blank)"
+        raise errors.UsageError(f"Missing argument 'QUESTION'{given}.", ctx=ctx)
+    return videos, question
 
 
 def ask(
@@ -77,18 +77,19 @@ def ask(
     ] = None,
     model: Model = None,
     layout: LayoutOpt = None,
-    device: Device = "auto",
+    device: Device = DEFAULT_DEVICE,
     dtype: DTypeOpt = DType.auto,
     attn: Attn = Attention.sdpa,
     ratio: Ratio = None,
-    method: Method = "forestprune",
+    method: Method = DEFAULT_METHOD,
     frames: Frames = None,
     fps: Fps = None,
     tau_s: TauS = None,
     tau_p: TauP = None,
-    max_new_tokens: MaxNewTokens = 128,
-    temperature: Temperature = 0.0,
-    seed: Seed = 0,
+    opt: Opt = None,
+    max_new_tokens: MaxNewTokens = DEFAULT_MAX_NEW_TOKENS,
+    temperature: Temperature = DEFAULT_TEMPERATURE,
+    seed: Seed = DEFAULT_SEED,
     config: Config = None,
     json_output: Json = False,
     quiet: Quiet = False,
@@ -100,15 +101,14 @@ def ask(
 
     With --json: one JSON object per video on stdout (JSON lines for several videos), nothing else.
     """
-    if not videos or question is None:  # click fills QUESTION first: `ask clip.mp4` lacks the question
-        missing = "QUESTION" if question is not None and Path(question).exists() else "VIDEO"
-        raise errors.UsageError(f"Missing argument '{missing}'.", ctx=ctx)
-    settings, model_settings = settings_from(ctx)
+    videos, question = check_question(ctx, videos, question)
+    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, opt=opt,
+                            seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
-        llm = LazyModel(model_settings, reporter)
+        llm = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter)
 
         def answer(path: Path) -> dict[str, Any]:
             return answer_video(llm, path, question, settings, reporter)
 
-        each_video(paths, answer, show_answer, json_output, errors.debug_enabled(ctx.meta))
+        each_video(paths, answer, show_answer, json_output, errors.debug_enabled(ctx.meta), reporter)

@@ -2,41 +2,41 @@
 
 JOBS is YAML (a list of items, or a mapping with a `jobs:` list; `.json` arrays read the same)
 or JSON lines (`.jsonl`/`.ndjson`, one item per line). An item is
-    {video: PATH, question: TEXT, id: ANY (optional), options: {ratio, method, frames, fps, tau_s, tau_p,
-     max_new_tokens, temperature, seed} (optional, override the command-line values)}
+    {video: PATH, question: TEXT, id: ANY (optional), options: {ratio, method, frames, fps, max_new_tokens,
+     temperature, seed, or any option of the item's method: tau_s, tau_p, ...} (optional, override the
+     command-line values)}
 Relative video paths are relative to the jobs file. Without `id`, an item's id is the first 12 hex
 digits of the SHA-1 of its canonical JSON {video, question, options}: stable when items are
 reordered or added, so resuming keeps working after the jobs file is edited.
 
-Results: one JSON line per item, appended as soon as it finishes (one write + fsync, with Ctrl-C
-held off during it, so the file never holds half a line from us). `{"id", "status": "ok", ...the
-`ask --json` fields}` or `{"id", "status": "error", "video", "question", "error"}`. Re-running with the
-same --out skips ids already ok and retries failed ones; before appending, the file is rewritten
-(atomically) without the records being retried and without a last line cut short by a hard crash,
-so it ends with exactly one record per attempted item.
+Results: one JSON line per item, appended as soon as it finishes (fpcli.cli.results_log). `{"id",
+"status": "ok", ...the `ask --json` fields}` or `{"id", "status": "error", "video", "question", "error"}`.
+Re-running with the same --out skips ids already ok and retries failed ones.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import signal
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 import yaml
 
 from fpcli.cli import errors
-from fpcli.cli.ask import answer_video
-from fpcli.cli.loading import LazyModel
+from fpcli.cli.answering import answer_video
+from fpcli.cli.config import yaml_problem
 from fpcli.cli.options import (
+    DEFAULT_DEVICE,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_METHOD,
+    DEFAULT_SEED,
+    DEFAULT_TEMPERATURE,
     Attention,
     Attn,
     Config,
@@ -50,19 +50,18 @@ from fpcli.cli.options import (
     MaxNewTokens,
     Method,
     Model,
-    ModelSettings,
+    Opt,
     Quiet,
     Ratio,
-    RunSettings,
     Seed,
     TauP,
     TauS,
     Temperature,
-    check_prune,
-    settings_from,
-    yaml_problem,
 )
 from fpcli.cli.progress import Reporter
+from fpcli.cli.results_log import ResultsLog
+from fpcli.cli.runner import LazyModel, warn
+from fpcli.cli.settings import ModelSettings, RunSettings, run_settings
 
 ITEM_KEYS = ("video", "question", "id", "options")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -82,9 +81,7 @@ class Job:
         """The command-line settings with this item's options applied and checked (ValueError if bad)."""
         if self.problem is not None:
             raise ValueError(self.problem)
-        settings = base.override(self.options)
-        check_prune(settings)
-        return settings
+        return base.override(self.options)
 
 
 def job_id(item: Any) -> str:
@@ -157,92 +154,6 @@ def read_jobs(path: Path) -> list[Job]:
     return jobs
 
 
-@contextlib.contextmanager
-def _sigint_held() -> Iterator[None]:
-    """Delay Ctrl-C until the block is done (POSIX); it is raised right after."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-class ResultsLog:
-    """The --out JSONL file: what is done already, and appending one record per finished item."""
-
-    def __init__(self, path: Path, job_ids: set[str]) -> None:
-        self.path = path
-        self.done: dict[str, dict[str, Any]] = {}  # id -> ok record
-        self.retrying = 0  # failed records dropped to run again
-        self.truncated = False  # a last line cut short by a hard crash was dropped
-        self.unreadable = 0  # lines that were not JSON records, dropped
-        self._recover(job_ids)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def _recover(self, job_ids: set[str]) -> None:
-        if not self.path.exists():
-            return
-        lines = self.path.read_bytes().split(b"\n")
-        tail = lines.pop()  # b"" when the file ends with a newline, else a line cut short
-        self.truncated = bool(tail.strip())
-        kept: list[bytes] = []
-        for raw in lines:
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                record = None
-            if not isinstance(record, dict):
-                self.unreadable += 1
-                continue
-            ident = None if record.get("id") is None else str(record["id"])
-            if ident in job_ids and (record.get("status") != "ok" or ident in self.done):
-                self.retrying += record.get("status") != "ok"
-                continue
-            if record.get("status") == "ok" and ident is not None:
-                self.done[ident] = record
-            kept.append(raw)
-        if self.truncated or len(kept) != len(lines):
-            self._rewrite(kept)
-
-    def _rewrite(self, lines: list[bytes]) -> None:
-        """Replace the file by `lines`, atomically: a crash leaves the old or the new file, never a mix."""
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _write_all(fd, b"".join(line + b"\n" for line in lines))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, self.path)
-        with contextlib.suppress(OSError):  # directory fsync: not supported everywhere
-            directory = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-
-    def append(self, record: dict[str, Any]) -> None:
-        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-        with _sigint_held():
-            _write_all(self.fd, data)
-            os.fsync(self.fd)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
 def _error_record(job: Job, exc: BaseException) -> dict[str, Any]:
     return {
         "id": job.id,
@@ -269,18 +180,19 @@ def batch(
     ] = None,
     model: Model = None,
     layout: LayoutOpt = None,
-    device: Device = "auto",
+    device: Device = DEFAULT_DEVICE,
     dtype: DTypeOpt = DType.auto,
     attn: Attn = Attention.sdpa,
     ratio: Ratio = None,
-    method: Method = "forestprune",
+    method: Method = DEFAULT_METHOD,
     frames: Frames = None,
     fps: Fps = None,
     tau_s: TauS = None,
     tau_p: TauP = None,
-    max_new_tokens: MaxNewTokens = 128,
-    temperature: Temperature = 0.0,
-    seed: Seed = 0,
+    opt: Opt = None,
+    max_new_tokens: MaxNewTokens = DEFAULT_MAX_NEW_TOKENS,
+    temperature: Temperature = DEFAULT_TEMPERATURE,
+    seed: Seed = DEFAULT_SEED,
     config: Config = None,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -293,7 +205,9 @@ def batch(
 
     Exit code 0 when every item succeeded, 1 otherwise, 130 when interrupted.
     """
-    base, model_settings = settings_from(ctx)
+    base = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, opt=opt,
+                        seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+    model_settings = ModelSettings.of(model, layout, device, dtype, attn)
     out = out or default_out(jobs_file)
     if out.resolve() == jobs_file.resolve():
         raise errors.usage_error("--out must not be the jobs file", out)
@@ -348,6 +262,7 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
                 reporter.advance(task)
                 where = f"[{number}/{len(pending)}] {job.id} {job.video}"
                 if record["status"] == "ok":
+                    warn(record)
                     reporter.message(f"ok     {where} ({time.perf_counter() - item_start:.1f} s)")
                 else:
                     reporter.console.print(f"failed {where}: {record['error']}", markup=False)

@@ -1,7 +1,9 @@
 """Expected failures -> one clean line on stderr and an exit code.
 
 Exit codes: 0 success, 1 runtime failure (bad video, model error, failed batch item),
-2 bad usage (invalid option value, unknown method, missing argument), 130 Ctrl-C.
+2 bad usage (invalid option value, unknown method, missing argument, or an fpcli.errors.InputError
+of a lower layer), 130 Ctrl-C. Errors are mapped by type: a ForestpruneError carries its exit code,
+path and hint; this module imports no other layer, so `--help` never loads torch or av.
 Every error prints `Error: <what> (<file>)` and, where it helps, a `Hint: ...` line.
 `--debug` (any command, or `forestprune --debug ...`, or FORESTPRUNE_DEBUG=1) adds the traceback.
 """
@@ -13,6 +15,8 @@ import sys
 import traceback
 
 import typer
+
+from fpcli.errors import ForestpruneError, InputError
 
 try:  # typer >= 0.22 vendors click privately; older releases depend on the click package
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
@@ -27,16 +31,12 @@ EXIT_INTERRUPTED = 130
 DEBUG_KEY = "fpcli.debug"  # in click's ctx.meta, shared by the group and its subcommand
 
 
-class CliError(Exception):
-    """A failure the CLI itself detects: `what` happened to `file`, optionally with a hint."""
+class CliError(ForestpruneError):
+    """A failure the CLI itself detects (exit 1): `what` happened to `path`, optionally with a hint."""
 
-    def __init__(self, what: str, file: str | os.PathLike | None = None, hint: str | None = None,
-                 exit_code: int = EXIT_FAILURE) -> None:
-        self.what = what
-        self.file = None if file is None else str(file)
-        self.hint = hint
-        self.exit_code = exit_code
-        super().__init__(what if self.file is None else f"{what} ({self.file})")
+
+class CliUsageError(CliError, InputError):
+    """Bad usage the CLI detects after parsing (a missing file, an unusable jobs file): exit 2."""
 
 
 class Fatal(Exception):
@@ -45,20 +45,16 @@ class Fatal(Exception):
     """
 
 
-def usage_error(what: str, file: str | os.PathLike | None = None, hint: str | None = None) -> CliError:
-    return CliError(what, file, hint, exit_code=EXIT_USAGE)
+def usage_error(what: str, path: str | os.PathLike | None = None, hint: str | None = None) -> CliUsageError:
+    return CliUsageError(what, path, hint)
 
 
-def _known(module: str, name: str) -> type[BaseException] | None:
-    """The class `module.name` if that module is loaded (an exception of it can only exist then).
-
-    Keeps this module free of fpcli.video/fpcli.model imports, so `--help` never loads torch or av."""
-    mod = sys.modules.get(module)
-    return getattr(mod, name, None) if mod is not None else None
+BUG_HINT = "this is a bug; run again with --debug and report the traceback"
 
 
 def describe(exc: BaseException) -> tuple[str, str | None, int]:
-    """(message line, hint line or None, exit code) for an exception raised by a command."""
+    """(message line, hint line or None, exit code) for an exception raised by a command, by its type:
+    every layer's expected failures are ForestpruneErrors that carry their own exit code and hint."""
     message, hint, code = _describe(exc)
     return " ".join(message.split()), hint, code  # one line, whatever the exception's text looked like
 
@@ -66,21 +62,16 @@ def describe(exc: BaseException) -> tuple[str, str | None, int]:
 def _describe(exc: BaseException) -> tuple[str, str | None, int]:
     if isinstance(exc, Fatal) and exc.__cause__ is not None:
         return _describe(exc.__cause__)
-    hint = getattr(exc, "hint", None)
-    if isinstance(exc, CliError):
-        return str(exc), hint, exc.exit_code
-    for module, name in (("fpcli.video", "VideoError"), ("fpcli.model", "ModelError")):
-        cls = _known(module, name)
-        if cls is not None and isinstance(exc, cls):
-            return str(exc), hint, EXIT_FAILURE
-    if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError not turned into a ModelError
-        return "out of GPU memory", "try fewer --frames or a higher --ratio", EXIT_FAILURE
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return f"{exc.strerror or exc} ({exc.filename})", hint, EXIT_FAILURE
-    if isinstance(exc, (ValueError, OSError)):
-        return str(exc), hint, EXIT_FAILURE
-    bug = "this is a bug; run again with --debug and report the traceback"
-    return f"{type(exc).__name__}: {exc}", bug, EXIT_FAILURE
+    if isinstance(exc, ForestpruneError):
+        return str(exc), exc.hint, exc.exit_code
+    if isinstance(exc, MemoryError):
+        return "out of memory", "try fewer --frames or a higher --ratio", EXIT_FAILURE
+    if isinstance(exc, OSError):  # PermissionError, disk full, ...: the system's own words and the file
+        where = f" ({exc.filename})" if exc.filename is not None else ""
+        return f"{exc.strerror or exc}{where}", None, EXIT_FAILURE
+    if isinstance(exc, ValueError):
+        return str(exc), None, EXIT_FAILURE
+    return f"{type(exc).__name__}: {exc}", BUG_HINT, EXIT_FAILURE
 
 
 def one_line(exc: BaseException) -> str:

@@ -13,6 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 BLOCKS = "▁▂▃▄▅▆▇█"
+MAX_HISTOGRAM_ROWS = 12
+LABEL_WIDTH = 15  # "visual tokens" and two spaces: where a row's value starts
 ANSWER_TIMES = ("load", "decode", "encode", "prune", "prefill", "generate", "total")
 STATS_TIMES = ("load", "decode", "encode", "prune", "total")
 
@@ -37,6 +39,27 @@ def retention_strip(per_frame_kept: Sequence[int], per_frame_total: int) -> Text
     return strip
 
 
+def fitted_strip(per_frame_kept: Sequence[int], per_frame_total: int, cells: int) -> tuple[Text, int]:
+    """The retention strip in at most `cells` cells: each cell the mean of `per` consecutive frames; (strip, per)."""
+    per = max(1, -(-len(per_frame_kept) // max(1, cells)))
+    groups = [per_frame_kept[i:i + per] for i in range(0, len(per_frame_kept), per)]
+    means = [sum(group) / len(group) for group in groups]
+    return retention_strip(means, per_frame_total), per
+
+
+def wrapped_strip(result: dict[str, Any], width: int) -> list[Text]:
+    """One cell per frame, wrapped to `width`: each line starts with its first frame's time."""
+    total = _frame_total(result)
+    kept, times = result["per_frame_kept"], result["timestamps"]
+    cells = max(8, width - LABEL_WIDTH - 10)
+    lines = []
+    for start in range(0, len(kept), cells):
+        line = Text(f"{_clock(times[start], decimals=0):>8}  ", style="dim")
+        line.append_text(retention_strip(kept[start:start + cells], total))
+        lines.append(line)
+    return lines
+
+
 def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
@@ -56,13 +79,17 @@ def _frame_total(result: dict[str, Any]) -> int:
     return height * width
 
 
-def answer_summary(result: dict[str, Any]) -> RenderableType:
-    """The compact block printed after an answer."""
+def answer_summary(result: dict[str, Any], width: int = 80) -> RenderableType:
+    """The compact block printed after an answer; the per-frame strip fits in `width` columns."""
     tokens = result["tokens"]
     before, after = tokens["visual_before"], tokens["visual_after"]
     grid = result["grid"]
     frames = Text(f"{result['frames']} × {grid[0]}×{grid[1]}  ")
-    frames.append_text(retention_strip(result["per_frame_kept"], _frame_total(result)))
+    cells = width - LABEL_WIDTH - len(frames) - 18
+    strip, per = fitted_strip(result["per_frame_kept"], _frame_total(result), cells)
+    frames.append_text(strip)
+    if per > 1:
+        frames.append(f"  ({per} frames a cell)", style="dim")
     flops = result["prefill_tflops"]
     return _rows([
         ("visual tokens",
@@ -78,9 +105,12 @@ def answer_summary(result: dict[str, Any]) -> RenderableType:
     ])
 
 
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes):02d}:{rest:05.2f}"
+def _clock(seconds: float, decimals: int = 2) -> str:
+    """mm:ss.ss (or mm:ss); hours roll into the minutes."""
+    minutes, rest = divmod(round(seconds, decimals), 60)
+    if decimals == 0:
+        return f"{int(minutes):02d}:{int(rest):02d}"
+    return f"{int(minutes):02d}:{rest:0{3 + decimals}.{decimals}f}"
 
 
 def frame_bars(result: dict[str, Any], width: int = 30) -> Table:
@@ -104,20 +134,25 @@ def forest_lines(forest: Optional[dict[str, Any]]) -> Optional[Group]:
     if forest is None:
         return None
     histogram = forest["depth_histogram"]
-    peak = max(histogram, default=0) or 1
     rows: list[tuple[str, str | Text]] = [(
         "forest",
         f"{forest['trees']} trees · roots {forest['roots_before']} → {forest['roots_after']} after merging · "
         f"{forest['nodes']} nodes",
     )]
-    for depth, count in enumerate(histogram):
+    per = max(1, -(-len(histogram) // MAX_HISTOGRAM_ROWS))  # depths a row, so that at most 12 rows show
+    counts = [sum(histogram[i:i + per]) for i in range(0, len(histogram), per)]
+    peak = max(counts, default=0) or 1
+    for row, count in enumerate(counts):
+        low, high = row * per, min(len(histogram), (row + 1) * per) - 1
+        label = f"  depth {low}" if low == high else f"  depth {low}-{high}"
         bar = Text("█" * max(1 if count else 0, round(24 * count / peak)), style="cyan")
-        rows.append((f"  depth {depth}", Text.assemble(f"{count:>6}  ", bar)))
+        rows.append((label, Text.assemble(f"{count:>6}  ", bar)))
     return _rows(rows)
 
 
-def stats_summary(result: dict[str, Any]) -> RenderableType:
-    """Everything `stats` shows for one video and its main method."""
+def stats_summary(result: dict[str, Any], width: int = 80, frames_table: bool = False) -> RenderableType:
+    """Everything `stats` shows for one video and its main method: the retention as a strip wrapped to `width`
+    (a cell per frame), or with `frames_table` a row per frame."""
     tokens = result["tokens"]
     before, after = tokens["visual_before"], tokens["visual_after"]
     grid = result["grid"]
@@ -130,18 +165,22 @@ def stats_summary(result: dict[str, Any]) -> RenderableType:
         ("time", _times(result["timing_s"], STATS_TIMES)),
         ("memory", f"peak {result['peak_memory_mb']:.0f} MB"),
     ])
-    parts: list[RenderableType] = [head, Text(), frame_bars(result)]
+    retention = frame_bars(result) if frames_table else Group(
+        Text("retention      one cell per frame (▁ to █: share of its tokens kept, · none)", style="dim"),
+        *wrapped_strip(result, width))
+    parts: list[RenderableType] = [head, Text(), retention]
     forest = forest_lines(result["forest"])
     if forest is not None:
         parts += [Text(), forest]
     if result["compare"]:
-        parts += [Text(), compare_table(result)]
+        parts += [Text(), compare_table(result, width)]
     return Group(*parts)
 
 
-def compare_table(result: dict[str, Any]) -> Table:
-    """The main method and the --compare ones side by side, on the same features."""
+def compare_table(result: dict[str, Any], width: int = 80) -> Table:
+    """The main method and the --compare ones side by side, on the same features (strips fitted to `width`)."""
     total = _frame_total(result)
+    cells = max(8, width - 70)
     before = result["tokens"]["visual_before"]
     main = {
         "method": result["method"],
@@ -164,6 +203,6 @@ def compare_table(result: dict[str, Any]) -> Table:
             f"{1000 * entry['timing_s']['prune']:.1f}",
             str(forest["trees"]) if forest else "-",
             f"{forest['roots_before']}→{forest['roots_after']}" if forest else "-",
-            retention_strip(entry["per_frame_kept"], total),
+            fitted_strip(entry["per_frame_kept"], total, cells)[0],
         )
     return table

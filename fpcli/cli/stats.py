@@ -1,19 +1,22 @@
 """`forestprune stats VIDEO...`: what pruning does to a video, without generating an answer.
 
-Loads only the vision tower and projector, encodes the frames once, then prunes those same
-features with --method and every --compare method, so the comparison isolates the selection.
+The work is the model layer's (`VideoLLM.inspect`: encode once, prune with --method and every --compare method on
+those same features); this command decodes, calls it, adds the load time once, and renders the StatsResult.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from fpcli.cli import errors
-from fpcli.cli.loading import LazyModel, decode, each_video, expand_videos
 from fpcli.cli.options import (
+    DEFAULT_DEVICE,
+    DEFAULT_METHOD,
+    DEFAULT_SEED,
+    Compare,
     Config,
     Debug,
     Device,
@@ -21,97 +24,54 @@ from fpcli.cli.options import (
     DTypeOpt,
     Fps,
     Frames,
+    FramesTable,
     Json,
     LayoutOpt,
     Method,
     Model,
+    Opt,
     Quiet,
     Ratio,
-    RunSettings,
     Seed,
     TauP,
     TauS,
-    settings_from,
+    Viz,
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.render import stats_summary
-
-if TYPE_CHECKING:
-    import torch
-
-    from fpcli.prune import PruneResult
-
-
-def timed_prune(features: torch.Tensor, grid: tuple[int, int], settings: RunSettings, method: str
-                ) -> tuple[PruneResult, float]:
-    """Prune with `method`; seconds measured when the device has finished (CUDA-synchronised)."""
-    from fpcli.model.timing import now
-    from fpcli.prune import prune
-
-    start = now(features.device)
-    result = prune(features, grid, settings.prune_ratio, method, **settings.prune_options(method))
-    return result, now(features.device) - start
-
-
-def forest_dict(result: PruneResult) -> Optional[dict[str, Any]]:
-    return result.forest.summary().to_dict() if result.forest is not None else None
+from fpcli.cli.runner import LazyModel, decode, each_video, expand_videos
+from fpcli.cli.settings import ModelSettings, RunSettings, run_settings
 
 
 def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: Reporter, viz: Optional[Path]
                 ) -> dict[str, Any]:
-    """Sample (before the model loads), encode once, prune with each method; the result in its JSON form (and
-    the --viz picture)."""
-    from fpcli.model.result import round_megabytes, round_seconds, round_timings
-    from fpcli.model.timing import peak_memory_mb, reset_peak_memory
-
+    """Sample (before the model loads), inspect; the result in its JSON form (and the --viz picture)."""
     clip, decode_s = decode(video, settings, model, reporter)
-    llm = model.get()
-    reset_peak_memory(llm.device)
-    encoded = llm.encode(clip.frames, progress=reporter.callback)
-    features, grid = encoded.features, tuple(encoded.grid)  # [T, N, D], (H, W)
-    frames, before = features.shape[0], features.shape[0] * features.shape[1]
-    runs = [timed_prune(features, grid, settings, method) for method in settings.methods()]
-    main, prune_s = runs[0]
-    timing = {"load": model.load_s_once(), "decode": decode_s, "encode": encoded.encode_s, "prune": prune_s}
-    result = {
-        "video": str(clip.path),
-        "model": llm.name,
-        "layout": llm.layout,
-        "method": main.method,
-        "ratio": main.ratio,
-        "frames": frames,
-        "grid": list(grid),
-        "tokens": {"visual_before": before, "visual_after": main.k, "newline": llm.newline_count(frames, grid)},
-        "per_frame_kept": main.per_frame.tolist(),
-        "timestamps": [float(t) for t in clip.timestamps],
-        "timing_s": round_timings(timing),
-        "peak_memory_mb": round_megabytes(peak_memory_mb(features.device)),
-        "forest": forest_dict(main),
-        "compare": [
-            {
-                "method": run.method,
-                "tokens": {"visual_after": run.k},
-                "per_frame_kept": run.per_frame.tolist(),
-                "timing_s": {"prune": round_seconds(seconds)},
-                "forest": forest_dict(run),
-            }
-            for run, seconds in runs[1:]
-        ],
-    }
+    result = model.get().inspect(
+        clip,
+        ratio=settings.prune_ratio,
+        method=settings.method,
+        options=settings.prune_options(),
+        compare={name: settings.prune_options(name) for name in settings.methods()[1:]},
+        decode_s=decode_s,
+        progress=reporter.callback,
+    )
+    result.timing_s.load = model.load_s_once()
     if viz is not None:
         from fpcli.cli.viz import write_viz
 
-        title = f"{Path(clip.path).name} | {main.method}, ratio {main.ratio:g} | {main.k}/{before} tokens kept"
-        write_viz(viz, clip.frames, main.keep.cpu().numpy(), grid, clip.timestamps, title)
+        title = (f"{Path(clip.path).name} | {result.method}, ratio {result.ratio:g} | "
+                 f"{result.main.visual_after}/{result.visual_before} tokens kept")
+        write_viz(viz, clip.frames, result.keep.cpu().numpy(), result.grid, clip.timestamps, title)
         reporter.message(f"Wrote {viz}")
-    return result
+    return result.to_dict()
 
 
 def viz_path(viz: Optional[Path], video: Path, several: bool) -> Optional[Path]:
     """--viz out.png as given for one video; out-<video stem>.png for each of several."""
     if viz is None or not several:
         return viz
-    return viz.with_name(f"{viz.stem}-{video.stem}{viz.suffix or '.png'}")
+    return viz.with_name(f"{viz.stem}-{video.stem}{viz.suffix}")
 
 
 def stats(
@@ -121,25 +81,19 @@ def stats(
     ],
     model: Model = None,
     layout: LayoutOpt = None,
-    device: Device = "auto",
+    device: Device = DEFAULT_DEVICE,
     dtype: DTypeOpt = DType.auto,
     ratio: Ratio = None,
-    method: Method = "forestprune",
-    compare: Annotated[
-        Optional[str],
-        typer.Option("--compare", rich_help_panel="Pruning", show_default=False,
-                     help="More methods to run on the same features, comma-separated (e.g. uniform,gprune,dycoke)."),
-    ] = None,
+    method: Method = DEFAULT_METHOD,
+    compare: Compare = None,
     frames: Frames = None,
     fps: Fps = None,
     tau_s: TauS = None,
     tau_p: TauP = None,
-    seed: Seed = 0,
-    viz: Annotated[
-        Optional[Path],
-        typer.Option("--viz", dir_okay=False, rich_help_panel="Output", show_default=False,
-                     help="Write a PNG: the frames with pruned patches dimmed, and the retention per frame."),
-    ] = None,
+    opt: Opt = None,
+    seed: Seed = DEFAULT_SEED,
+    viz: Viz = None,
+    frames_table: FramesTable = False,
     config: Config = None,
     json_output: Json = False,
     quiet: Quiet = False,
@@ -149,13 +103,14 @@ def stats(
 
     Loads only the vision tower and projector (no LLM weights) and generates nothing.
     """
-    settings, model_settings = settings_from(ctx)
+    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, opt=opt,
+                            seed=seed, compare=compare)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
-        llm = LazyModel(model_settings, reporter, vision_only=True)
+        llm = LazyModel(ModelSettings.of(model, layout, device, dtype), reporter, vision_only=True)
 
         def measure(path: Path) -> dict[str, Any]:
             return video_stats(llm, path, settings, reporter, viz_path(viz, path, len(paths) > 1))
 
-        each_video(paths, measure, lambda out, result: out.print(stats_summary(result)), json_output,
-                   errors.debug_enabled(ctx.meta))
+        each_video(paths, measure, lambda out, result: out.print(stats_summary(result, out.width, frames_table)),
+                   json_output, errors.debug_enabled(ctx.meta), reporter)

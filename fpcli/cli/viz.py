@@ -20,6 +20,25 @@ LABEL_HEIGHT = 14
 BACKGROUND = (24, 24, 24)
 BAR_COLOUR = (90, 200, 120)
 TEXT_COLOUR = (230, 230, 230)
+CHAR_WIDTH = 6  # PIL's default bitmap font
+AXIS_LABELS = 8  # time labels under the chart, at most
+
+
+def clock(seconds: float) -> str:
+    """mm:ss (minutes keep counting past an hour): what a label under a thumbnail has room for."""
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes:02d}:{rest:02d}"
+
+
+def thumb_label(seconds: float, kept: int, tokens: int, thumb_w: int) -> str:
+    """'mm:ss kept/tokens' where it fits under a thumbnail, else 'mm:ss'."""
+    full = f"{clock(seconds)} {kept}/{tokens}"
+    return full if len(full) * CHAR_WIDTH + 4 <= thumb_w else clock(seconds)
+
+
+def label_step(thumb_w: int) -> int:
+    """Label every n-th thumbnail, so labels never overlap when thumbnails are narrower than 'mm:ss'."""
+    return max(1, math.ceil((5 * CHAR_WIDTH + 6) / thumb_w))
 
 
 def keep_masks(keep: np.ndarray, frames: int, grid: tuple[int, int]) -> np.ndarray:
@@ -61,17 +80,21 @@ def write_viz(
     rows = math.ceil(count / columns)
     cell_h = thumb_h + LABEL_HEIGHT
     sheet_w = columns * thumb_w
-    canvas = Image.new("RGB", (sheet_w, LABEL_HEIGHT + rows * cell_h + CHART_HEIGHT + LABEL_HEIGHT), BACKGROUND)
+    canvas = Image.new("RGB", (sheet_w, LABEL_HEIGHT + rows * cell_h + CHART_HEIGHT + 2 * LABEL_HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     draw.text((4, 1), title, fill=TEXT_COLOUR)
     per_frame = masks.reshape(count, -1).sum(axis=1)  # [T]
     tokens = grid[0] * grid[1]
+    step = label_step(thumb_w)
     for index in range(count):
         x = (index % columns) * thumb_w
         y = LABEL_HEIGHT + (index // columns) * cell_h
         canvas.paste(Image.fromarray(_dimmed_thumb(frames[index], masks[index], (thumb_w, thumb_h))), (x, y))
-        draw.text((x + 2, y + thumb_h + 1), f"{timestamps[index]:.1f}s {per_frame[index]}/{tokens}", fill=TEXT_COLOUR)
+        if (index % columns) % step == 0:
+            label = thumb_label(float(timestamps[index]), int(per_frame[index]), tokens, thumb_w * step)
+            draw.text((x + 2, y + thumb_h + 1), label, fill=TEXT_COLOUR)
     _draw_chart(draw, per_frame / tokens, top=LABEL_HEIGHT + rows * cell_h, width=sheet_w)
+    _draw_axis(draw, timestamps, top=LABEL_HEIGHT + rows * cell_h + LABEL_HEIGHT + CHART_HEIGHT, width=sheet_w)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
     return path
@@ -90,3 +113,12 @@ def _draw_chart(draw: ImageDraw.ImageDraw, fractions: np.ndarray, top: int, widt
         height = round(float(fraction) / (peak or 1.0) * (CHART_HEIGHT - 4))
         if height:
             draw.rectangle((left, base - height + 1, right, base), fill=BAR_COLOUR)
+
+
+def _draw_axis(draw: ImageDraw.ImageDraw, timestamps: np.ndarray, top: int, width: int) -> None:
+    """mm:ss under the chart at up to AXIS_LABELS evenly spaced frames (each at its bar's position)."""
+    count = len(timestamps)
+    slot = width / count
+    for index in np.unique(np.linspace(0, count - 1, min(count, AXIS_LABELS)).round().astype(int)):
+        left = min(round(index * slot), width - 5 * CHAR_WIDTH - 2)
+        draw.text((left, top + 1), clock(float(timestamps[index])), fill=TEXT_COLOUR)

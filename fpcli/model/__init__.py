@@ -3,6 +3,11 @@
     llm = load_model("llava-ov-0.5b")
     result = llm.answer(clip, "What is the man doing?", ratio=0.9)
 
+    features = llm.encode_clip(clip)  # several questions: the vision tower once,
+    session = llm.start(features, ratio=0.9, method="forestprune")  # pruning and the visual prefill once
+    for question in questions:
+        print(session.ask(question, GenerationConfig()).answer)
+
 Light names (errors, profiles) import eagerly; the torch-heavy ones on first use, so that importing
 `fpcli.model.ModelError` (as the CLI's error handling does) costs nothing.
 """
@@ -12,8 +17,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from fpcli.model.errors import ModelError
+from fpcli.model.errors import ModelError, ModelInputError
 from fpcli.model.profiles import (
+    LAYOUTS,
     PROFILES,
     ModelProfile,
     ResolvedModel,
@@ -23,27 +29,32 @@ from fpcli.model.profiles import (
 )
 
 if TYPE_CHECKING:
+    from fpcli.model.clip_features import ClipFeatures
     from fpcli.model.encode import EncodedVideo
     from fpcli.model.generate import GenerationConfig
-    from fpcli.model.llm import PreparedInput, VideoLLM
+    from fpcli.model.inspect import StatsResult
+    from fpcli.model.llm import VideoLLM
     from fpcli.model.loading import load_model
     from fpcli.model.result import AnswerResult, PrefillTflops, Timings, TokenCounts
+    from fpcli.model.session import ClipSession
 
 _LAZY = {
     "load_model": "fpcli.model.loading",
     "VideoLLM": "fpcli.model.llm",
-    "PreparedInput": "fpcli.model.llm",
+    "ClipFeatures": "fpcli.model.clip_features",
+    "ClipSession": "fpcli.model.session",
     "EncodedVideo": "fpcli.model.encode",
     "GenerationConfig": "fpcli.model.generate",
     "AnswerResult": "fpcli.model.result",
     "TokenCounts": "fpcli.model.result",
     "Timings": "fpcli.model.result",
     "PrefillTflops": "fpcli.model.result",
+    "StatsResult": "fpcli.model.inspect",
 }
 
 __all__ = [
-    "ModelError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames", "register_profile",
-    "resolve_model", *_LAZY,
+    "LAYOUTS", "ModelError", "ModelInputError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames",
+    "register_profile", "resolve_model", *_LAZY,
 ]
 
 

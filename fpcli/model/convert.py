@@ -16,7 +16,6 @@ Built for a 15 GB checkpoint on a shared machine:
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import secrets
@@ -24,7 +23,6 @@ import shutil
 import struct
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable
 
 from fpcli import __version__
 from fpcli.model.cache_dir import forestprune_cache_dir
@@ -39,10 +37,18 @@ from fpcli.model.convert_config import (
     write_processor_files,
 )
 from fpcli.model.convert_keys import ConversionError, Move, TensorInfo, plan_tensors
-from fpcli.model.profiles import hub_cache_dir, hub_offline, looks_like_hub_id
+from fpcli.model.hub import (
+    Notify,
+    Progress,
+    check_free_space,
+    human_size,
+    looks_like_hub_id,
+    require_safetensors,
+    say,
+    snapshot,
+)
 
-Progress = Callable[[str, int, int], None]  # progress(stage, done, total): stages "download", "convert" (bytes)
-Notify = Callable[[str], None]  # one-line messages for the user (download size, where the result goes)
+__all__ = ["MARKER", "convert_checkpoint", "converted_dir", "ensure_converted", "human_size", "is_converted"]
 
 MARKER = "forestprune.json"
 DEFAULT_SHARD_BYTES = 5 * 1024**3
@@ -50,7 +56,6 @@ DEFAULT_SHARD_BYTES = 5 * 1024**3
 _HUB_PATTERNS = ["*.safetensors", "*.json", "merges.txt", "vocab.json", "*.model", "*.tiktoken", "*.jinja"]
 _ITEM_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
-_log = logging.getLogger(__name__)
 
 
 def convert_checkpoint(source: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False,
@@ -76,8 +81,8 @@ def convert_checkpoint(source: str | os.PathLike, out_dir: str | os.PathLike, *,
     total = sum(_nbytes(move.source) for move in plan.moves)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    _check_free_space(out.parent, total, "the converted checkpoint")
-    _say(notify, f"Converting {provenance['source']} into {out} ({len(plan.moves)} tensors, {human_size(total)})")
+    check_free_space(out.parent, total, "the converted checkpoint", ConversionError)
+    say(notify, f"Converting {provenance['source']} into {out} ({len(plan.moves)} tensors, {human_size(total)})")
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
     partial.mkdir()  # created with the user's umask, unlike mkdtemp's 0700, so the result is shareable
     try:
@@ -95,7 +100,7 @@ def convert_checkpoint(source: str | os.PathLike, out_dir: str | os.PathLike, *,
         shutil.rmtree(partial, ignore_errors=True)
         raise
     if "revision" in provenance:
-        _say(notify, f"The original files of {provenance['source']} stay in the Hugging Face cache ({src.parent.parent}); "
+        say(notify, f"The original files of {provenance['source']} stay in the Hugging Face cache ({src.parent.parent}); "
                      "delete them there if you no longer need them")
     return out
 
@@ -118,23 +123,8 @@ def ensure_converted(repo_id: str, progress: Progress | None = None, notify: Not
     target = converted_dir(repo_id)
     if is_converted(target):
         return target
-    _say(notify, f"{repo_id} is published only in the original LLaVA-NeXT format; converting it once into {target}")
+    say(notify, f"{repo_id} is published only in the original LLaVA-NeXT format; converting it once into {target}")
     return convert_checkpoint(repo_id, target, force=True, progress=progress, notify=notify)
-
-
-def _say(notify: Notify | None, message: str) -> None:
-    # Without a callback the message still reaches stderr: logging's last-resort handler shows warnings.
-    if notify is not None:
-        notify(message)
-    else:
-        _log.warning(message)
-
-
-def human_size(size: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} B"
 
 
 def _check_out_dir(out: Path, force: bool) -> None:
@@ -142,13 +132,6 @@ def _check_out_dir(out: Path, force: bool) -> None:
         raise ConversionError(f"OUT_DIR exists and is not a directory ({out})")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ConversionError(f"OUT_DIR is not empty ({out})", hint="pass --force to replace it, or choose a new directory")
-
-
-def _check_free_space(directory: Path, needed: int, what: str) -> None:
-    free = shutil.disk_usage(directory).free
-    if free < needed + 64 * 1024**2:
-        raise ConversionError(f"not enough disk space in {directory} for {what}: {human_size(needed)} needed, "
-                              f"{human_size(free)} free")
 
 
 def _install(partial: Path, out: Path) -> None:
@@ -176,75 +159,21 @@ def _resolve_source(source: str, out: Path, progress: Progress | None, notify: N
 
 
 def _download(repo_id: str, out: Path, progress: Progress | None, notify: Notify | None) -> Path:
-    """Fetch the files a conversion into `out` needs into the hub cache (saying how much first); reuse cached ones."""
-    from huggingface_hub import hf_hub_download, snapshot_download
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+    """The files a conversion into `out` needs, from the hub cache or downloaded there (room for both checked)."""
+    def room(cache: Path, download: int, weights: int) -> None:
+        _check_room(cache, download, out, weights, repo_id)
 
-    cache = hub_cache_dir()
-    how = f"download it with `hf download {repo_id} --exclude '*.bin'` where the hub is reachable"
-    reason = "HF_HUB_OFFLINE is set"
-    if not hub_offline():
-        try:
-            files = snapshot_download(repo_id, cache_dir=cache, allow_patterns=_HUB_PATTERNS, dry_run=True)
-        except GatedRepoError:
-            raise ConversionError(f"{repo_id} is gated on the Hugging Face hub",
-                                  hint="accept its licence on the hub and run `hf auth login`") from None
-        except RepositoryNotFoundError:
-            raise ConversionError(f"{repo_id} was not found on the Hugging Face hub") from None
-        except Exception as exc:  # network failures come as many types (httpx, OSError, HfHubHTTPError, ...)
-            files, reason = None, (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        if files is not None:
-            if not any(f.filename.endswith(".safetensors") for f in files):
-                raise ConversionError(f"{repo_id} publishes no safetensors weights; forestprune reads safetensors only")
-            pending = [f for f in files if f.will_download]
-            size = sum(f.file_size or 0 for f in pending)
-            if pending:
-                cache.mkdir(parents=True, exist_ok=True)
-                weights = sum(f.file_size or 0 for f in files if f.filename.endswith(".safetensors"))
-                _check_room(cache, size, out, weights, repo_id)
-                _say(notify, f"Downloading {repo_id}: {len(pending)} files, {human_size(size)}, into {cache}")
-            done = 0
-            for f in pending:
-                hf_hub_download(repo_id, f.filename, revision=f.commit_hash, cache_dir=cache,
-                                tqdm_class=_byte_bar(progress, done, size))
-                done += f.file_size or 0
-                if progress is not None:
-                    progress("download", done, size)
-            return Path(snapshot_download(repo_id, revision=files[0].commit_hash, cache_dir=cache,
-                                          allow_patterns=_HUB_PATTERNS, local_files_only=True))
-    try:
-        return Path(snapshot_download(repo_id, cache_dir=cache, allow_patterns=_HUB_PATTERNS, local_files_only=True))
-    except Exception:  # LocalEntryNotFoundError and friends: not cached
-        raise ConversionError(f"{repo_id} is not in the Hugging Face cache ({cache}) and cannot be downloaded "
-                              f"({reason})", hint=how) from None
+    return snapshot(repo_id, _HUB_PATTERNS, error=ConversionError, progress=progress, notify=notify, check_room=room)
 
 
 def _check_room(cache: Path, download: int, out: Path, output: int, repo_id: str) -> None:
     """Fail before downloading when the download and the converted copy (about the weights' size) cannot both fit."""
     anchor = next(p for p in (out, *out.parents) if p.exists())
     if os.stat(anchor).st_dev == os.stat(cache).st_dev:
-        _check_free_space(cache, download + output, f"downloading and converting {repo_id}")
+        check_free_space(cache, download + output, f"downloading and converting {repo_id}", ConversionError)
     else:
-        _check_free_space(cache, download, f"downloading {repo_id}")
-        _check_free_space(anchor, output, f"converting {repo_id}")
-
-
-def _byte_bar(progress: Progress | None, offset: int, total: int):
-    """A silent tqdm class for hf_hub_download that forwards its byte counts to `progress` as stage "download"."""
-    from tqdm import tqdm
-
-    class _Forward(tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-            self.sent = 0
-
-        def update(self, n=1):
-            self.sent += n or 0
-            if progress is not None:
-                progress("download", min(offset + self.sent, total), total)
-
-    return _Forward
+        check_free_space(cache, download, f"downloading {repo_id}", ConversionError)
+        check_free_space(anchor, output, f"converting {repo_id}", ConversionError)
 
 
 def _source_tensors(source: Path) -> list[TensorInfo]:
@@ -258,12 +187,9 @@ def _source_tensors(source: Path) -> list[TensorInfo]:
         except (OSError, ValueError, KeyError) as exc:
             raise ConversionError(f"cannot read {index}: {exc}") from None
         files = sorted(set(weight_map.values()))
-    elif (source / "model.safetensors").is_file():
-        weight_map, files = {}, ["model.safetensors"]
-    elif any(source.glob("*.bin")) or any(source.glob("*.pt")):
-        raise ConversionError(f"{source} has only pickle weights (.bin/.pt); forestprune reads safetensors only")
     else:
-        raise ConversionError(f"{source} has no model.safetensors or model.safetensors.index.json")
+        require_safetensors(source, ConversionError)
+        weight_map, files = {}, ["model.safetensors"]
     tensors = []
     for file in files:
         if not (source / file).is_file():

@@ -1,9 +1,10 @@
-"""Decoding from `inputs_embeds`: one timed prefill pass, then token-by-token generation with the KV cache.
+"""Generation in two steps: `prefill` (inputs_embeds through the LLM into a KV cache) and `decode` (token by token).
 
-The loop is ours rather than `model.generate` so prefill (time to first token) and generation are timed
-separately. Greedy decoding picks the argmax exactly as `generate(do_sample=False)` does (the equivalence test
-checks it); with a temperature > 0 tokens are sampled from softmax(logits / temperature) with a seeded generator,
-without top-k/top-p truncation or repetition penalty.
+The loop is ours rather than `model.generate` so that prefill and generation are timed separately, and so that a
+prefill can extend a cache that already holds a prompt prefix (`ClipSession` prefills the visual tokens once per
+clip and each question's text on top of them). Greedy decoding picks the argmax exactly as
+`generate(do_sample=False)` does (the equivalence test checks it); with a temperature > 0 tokens are sampled from
+softmax(logits / temperature) with a seeded generator, without top-k/top-p truncation or repetition penalty.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ class GenerationConfig:
 @dataclass
 class Generated:
     ids: list[int]
-    prefill_s: float
     generate_s: float
 
 
@@ -59,19 +59,39 @@ class _Picker:
 
 
 @torch.inference_mode()
-def generate(model, inputs_embeds: Tensor, config: GenerationConfig, eos_ids: set[int]) -> Generated:
-    """Decode up to `config.max_new_tokens` tokens after inputs_embeds [1, L, D]; stops after an EOS token."""
-    device = inputs_embeds.device
+def prefill(model, inputs_embeds: Tensor, *, cache=None, position_ids: Tensor | None = None) -> tuple[Tensor, object]:
+    """Run inputs_embeds [1, L, D] through the LLM after what `cache` holds (a new cache when None).
+
+    Returns the logits of the last position [1, V] and the cache, which now also holds these L positions (a given
+    cache is extended in place). `position_ids` [1, L] default to the positions after the cached ones.
+    """
+    cache_name = _cache_name(model)
+    extra = {} if position_ids is None else {"position_ids": position_ids}
+    out = model(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **{cache_name: cache}, **extra)
+    return out.logits[:, -1], getattr(out, cache_name)
+
+
+@torch.inference_mode()
+def decode(
+    model, last_logits: Tensor, cache, config: GenerationConfig, eos_ids: set[int], *, next_position: int | None = None
+) -> Generated:
+    """Pick tokens from last_logits [1, V] on, feeding each back through the cache (extended in place), up to
+    `config.max_new_tokens` tokens; stops after an EOS token.
+
+    `next_position` is the position id of the first picked token when the cache holds fewer tokens than the prompt
+    had positions (in-LLM pruning drops cached tokens but keeps positions); None: right after the cached tokens.
+    """
+    device = last_logits.device
     cache_name = _cache_name(model)
     pick = _Picker(config, device)
     start = now(device)
-    out = model(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1)
-    token = pick(out.logits[:, -1])  # [1]
-    ids = [int(token)]  # int() waits for the GPU, so the prefill clock below is honest
-    prefilled = now(device)
+    token = pick(last_logits)  # [1]
+    ids = [int(token)]
     while len(ids) < config.max_new_tokens and ids[-1] not in eos_ids:
-        cache = getattr(out, cache_name)
-        out = model(input_ids=token[:, None], use_cache=True, logits_to_keep=1, **{cache_name: cache})
+        extra = {}
+        if next_position is not None:
+            extra["position_ids"] = torch.tensor([[next_position + len(ids) - 1]], device=device)  # [1, 1]
+        out = model(input_ids=token[:, None], use_cache=True, logits_to_keep=1, **{cache_name: cache}, **extra)
         token = pick(out.logits[:, -1])
         ids.append(int(token))
-    return Generated(ids=ids, prefill_s=prefilled - start, generate_s=now(device) - prefilled)
+    return Generated(ids=ids, generate_s=now(device) - start)

@@ -1,57 +1,40 @@
 """`VideoLLM`: a loaded checkpoint that encodes clips, prunes their visual tokens and answers questions.
 
-answer() = encode (vision tower, projector, pooling) -> prune (`fpcli.prune`) -> assemble the prompt with the kept
-tokens in the layout's order -> prefill + generate from inputs_embeds. Every stage is timed (CUDA-synchronised)
-and CUDA out-of-memory anywhere becomes a ModelError that says how to need less memory.
+answer() = check_fits (prompt length vs context, before any encoding) -> encode_clip (vision tower, projector,
+pooling: a ClipFeatures) -> start (prune, `fpcli.prune`: a ClipSession) -> ask (prompt with the kept tokens in the
+layout's order, prefill + decode, see fpcli.model.session). Callers with several questions, methods or ratios per
+clip call those steps themselves and reuse what they can. Every stage is timed (CUDA-synchronised) and CUDA
+out-of-memory anywhere becomes a ModelError that says how to need less memory.
 """
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from fpcli.model.encode import EncodedVideo, VisionParts, encode_frames
-from fpcli.model.errors import ModelError
+from fpcli.model.clip_features import ClipFeatures
+from fpcli.model.encode import EncodedVideo, VisionParts, encode_frames, pooled_grid
+from fpcli.model.errors import ModelError, ModelInputError
 from fpcli.model.flops import prefill_tflops
-from fpcli.model.generate import GenerationConfig, generate
+from fpcli.model.generate import GenerationConfig
+from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.preprocess import Preprocessor
 from fpcli.model.profiles import Progress
-from fpcli.model.result import AnswerResult, PrefillTflops, Timings, TokenCounts
-from fpcli.model.sequence import render_prompt, splice, user_text, visual_sequence
-from fpcli.model.timing import now, peak_memory_mb, reset_peak_memory
-from fpcli.prune import PruneResult, prune
+from fpcli.model.result import AnswerResult
+from fpcli.model.session import ClipSession
+from fpcli.model.sequence import conversation, render_prompt, user_text, visual_sequence
+from fpcli.model.timing import now, reset_peak_memory
+from fpcli.prune import available_methods, prune
+from fpcli.prune.registry import keep_count
+
+if TYPE_CHECKING:
+    from fpcli.model.inspect import StatsResult
 
 DEFAULT_ENCODE_CHUNK = {"cuda": 32, "cpu": 8}  # frames per vision-tower call
-
-
-@dataclass
-class PreparedInput:
-    """The LLM input for one question about one clip, and how it was made."""
-
-    inputs_embeds: Tensor  # [1, L, D]
-    pruned: PruneResult
-    grid: tuple[int, int]
-    tokens: TokenCounts  # generated = 0 until decoding
-    prefill_tflops: PrefillTflops
-    timing_s: Timings = field(default_factory=Timings)
-
-
-@contextlib.contextmanager
-def _out_of_memory_is_model_error(stage: str, frames: int) -> Iterator[None]:
-    try:
-        yield
-    except torch.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        raise ModelError(
-            f"CUDA out of memory while {stage} {frames} frames; use fewer frames (--frames) or a higher "
-            "pruning ratio (--ratio)"
-        ) from None
 
 
 class VideoLLM:
@@ -86,7 +69,6 @@ class VideoLLM:
         self.model = model
         self.tokenizer = tokenizer
         self.encode_chunk = DEFAULT_ENCODE_CHUNK["cuda" if device.type == "cuda" else "cpu"]
-        self._load_reported = False
 
     @property
     def vision_only(self) -> bool:
@@ -100,7 +82,7 @@ class VideoLLM:
         """uint8 frames [T, H, W, 3] -> pooled visual tokens [T, N, D] (before pruning)."""
         if len(frames) == 0:
             raise ModelError("no frames to encode")
-        with _out_of_memory_is_model_error("encoding", len(frames)):
+        with out_of_memory_is_model_error("encoding", len(frames)):
             return encode_frames(
                 self.vision,
                 self.preprocessor,
@@ -119,58 +101,113 @@ class VideoLLM:
         """Analytic LLM prefill TFLOPs for a prompt of `seq_len` tokens (see fpcli.model.flops)."""
         return prefill_tflops(self.config.text_config, seq_len)
 
-    def _video_token(self) -> tuple[str, int]:
+    def _require_llm(self) -> None:
+        if self.vision_only:
+            raise ModelError(f"{self.name} was loaded with vision_only=True; load it fully to answer questions")
+
+    def video_token(self) -> tuple[str, int]:
+        """The video placeholder token of the prompt and its id."""
         token_id = self.config.video_token_index
         return self.tokenizer.convert_ids_to_tokens(token_id), token_id
 
-    def prepare(
+    def embed(self, ids: Tensor) -> Tensor:
+        """Text token ids [L] -> their input embeddings [L, D] on the model's device."""
+        with torch.inference_mode():
+            return self.model.get_input_embeddings()(ids.to(self.device))
+
+    def prompt_ids(
         self,
-        clip,
-        question: str,
-        ratio: float = 0.9,
-        method: str = "forestprune",
-        prune_options: dict | None = None,
-        progress: Progress | None = None,
-    ) -> PreparedInput:
-        """Encode, prune and assemble the inputs_embeds of one question (no decoding)."""
-        if self.vision_only:
-            raise ModelError(f"{self.name} was loaded with vision_only=True; load it fully to answer questions")
-        token, token_id = self._video_token()  # the prompt first: a bad question fails before any encoding
-        text = user_text(self.layout, question, token, float(clip.duration), [float(t) for t in clip.timestamps])
-        prompt = render_prompt(self.tokenizer, text, token)
-        input_ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids[0]  # [L_text]
-        positions = (input_ids == token_id).nonzero()[:, 0]
+        questions: Sequence[str],
+        answers: Sequence[str],
+        duration: float,
+        timestamps: Sequence[float],
+        *,
+        time_instruction: bool | None = None,
+        system_prompt: str | None = None,
+    ) -> tuple[Tensor, int]:
+        """Text ids [L_text] of the chat-template prompt for `questions` (the video with the first, `answers` to all
+        but the last in between) and the index of the one video placeholder in them; duration and timestamps [T]
+        (seconds) go into the video layout's time instruction."""
+        self._require_llm()
+        token, token_id = self.video_token()
+        times = [float(t) for t in timestamps]
+        first = user_text(self.layout, questions[0], token, float(duration), times, time_instruction)
+        messages = conversation([first, *questions[1:]], answers, system_prompt)
+        prompt = render_prompt(self.tokenizer, messages, token)
+        ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids[0]  # [L_text]
+        positions = (ids == token_id).nonzero()[:, 0]
         if len(positions) != 1:
             raise ModelError(f"the prompt must contain the video token {token} exactly once (check the question)")
+        return ids, int(positions[0])
 
-        with _out_of_memory_is_model_error("processing", len(clip.frames)):
-            encoded = self.encode(clip.frames, progress=progress)
-            start = now(self.device)
-            pruned = prune(encoded.features, grid=encoded.grid, ratio=ratio, method=method, **(prune_options or {}))
-            prune_s = now(self.device) - start
-            visual, newlines = visual_sequence(
-                encoded.features, pruned.keep, encoded.grid, self.vision.image_newline, self.layout
+    def check_fits(self, frames: int, question: str, ratio: float, method: str, *, clip=None,
+                   time_instruction: bool | None = None, system_prompt: str | None = None) -> None:
+        """Raise ModelInputError (exit 2) when the prompt of `question` over `frames` frames pruned at `ratio` is
+        longer than the LLM's context; no encoding (the grid comes from the config). `clip` (.duration,
+        .timestamps) makes the video layout's time instruction exact; without it a clip of 0.00 s stands in."""
+        self._require_llm()
+        duration, timestamps = (0.0, [0.0] * frames) if clip is None else (clip.duration, clip.timestamps)
+        ids, _ = self.prompt_ids([question], [], duration, timestamps, time_instruction=time_instruction,
+                                 system_prompt=system_prompt)
+        grid = pooled_grid(self.vision.patches_per_side, self.layout)
+        total = frames * grid[0] * grid[1]
+        # Pre-LLM methods keep K; any other (in-LLM pruning) prefills every visual token before it drops some.
+        visual = keep_count(ratio, total) if method in available_methods() and 0 <= ratio < 1 else total
+        text, newlines = len(ids) - 1, self.newline_count(frames, grid)
+        needed = text + visual + newlines
+        context = self.config.text_config.max_position_embeddings
+        if needed > context:
+            raise ModelInputError(
+                f"the prompt needs {needed} tokens ({text} text, {visual} visual, {newlines} newline) but "
+                f"{self.name}'s context is {context} tokens",
+                hint="raise --ratio or use fewer --frames (or shorten the question)",
             )
-            with torch.inference_mode():
-                text_embeds = self.model.get_input_embeddings()(input_ids.to(self.device))  # [L_text, D]
-                inputs_embeds = splice(text_embeds, int(positions[0]), visual)[None]  # [1, L, D]
 
-        frames_n, tokens_per_frame = encoded.features.shape[:2]
-        text_tokens = len(input_ids) - 1
-        counts = TokenCounts(
-            visual_before=frames_n * tokens_per_frame,
-            visual_after=pruned.k,
-            newline=newlines,
-            text=text_tokens,
-            prompt=inputs_embeds.shape[1],
-            generated=0,
+    def encode_clip(self, clip, progress: Progress | None = None, *, decode_s: float = 0.0) -> ClipFeatures:
+        """Vision tower once for `clip` (duck-typed: .path, .frames [T,H,W,3] uint8, .indices, .timestamps,
+        .duration, optionally .warnings); `decode_s` is what sampling it took, carried to every result."""
+        encoded = self.encode(clip.frames, progress=progress)
+        return ClipFeatures(
+            video=str(clip.path),
+            features=encoded.features,
+            grid=tuple(encoded.grid),
+            timestamps=[float(t) for t in clip.timestamps],
+            duration=float(clip.duration),
+            frame_indices=[int(i) for i in clip.indices],
+            decode_s=float(decode_s),
+            encode_s=encoded.encode_s,
+            warnings=list(getattr(clip, "warnings", [])),
         )
-        flops = PrefillTflops(
-            before=self.prefill_tflops(text_tokens + counts.visual_before + newlines),
-            after=self.prefill_tflops(counts.prompt),
-        )
-        timing = Timings(encode=encoded.encode_s, prune=prune_s)
-        return PreparedInput(inputs_embeds, pruned, encoded.grid, counts, flops, timing)
+
+    def start(self, features: ClipFeatures, *, ratio: float, method: str, options: dict | None = None,
+              history: bool = False) -> ClipSession:
+        """Prune `features` once (timed) and open a session of questions about them (see fpcli.model.session)."""
+        self._require_llm()
+        with out_of_memory_is_model_error("pruning", features.frames):
+            tokens = features.features.to(self.device)  # [T, N, D]; a no-op unless they were kept elsewhere
+            start = now(self.device)
+            pruned = prune(tokens, grid=features.grid, ratio=ratio, method=method, **(options or {}))
+            prune_s = now(self.device) - start
+            newline = self.vision.image_newline
+            visual, newlines = visual_sequence(tokens, pruned.keep, features.grid, newline, self.layout)  # [K+n, D]
+        return ClipSession(self, features, pruned, prune_s, visual, newlines, history)
+
+    def inspect(
+        self,
+        clip,
+        *,
+        ratio: float,
+        method: str,
+        options: dict | None = None,
+        compare: Mapping[str, Mapping] | Sequence[str] = (),
+        decode_s: float = 0.0,
+        progress: Progress | None = None,
+    ) -> StatsResult:
+        """What pruning keeps of `clip`, without generating (needs only the vision tower): see fpcli.model.inspect."""
+        from fpcli.model.inspect import inspect_clip
+
+        return inspect_clip(self, clip, ratio=ratio, method=method, options=options, compare=compare,
+                            decode_s=decode_s, progress=progress)
 
     def eos_token_ids(self) -> set[int]:
         """Tokens that end an answer: the generation config's EOS ids and the tokenizer's EOS."""
@@ -192,34 +229,15 @@ class VideoLLM:
         generation: GenerationConfig | None = None,
         decode_s: float = 0.0,
         progress: Progress | None = None,
+        *,
+        time_instruction: bool | None = None,
+        system_prompt: str | None = None,
     ) -> AnswerResult:
-        """Answer `question` about `clip` (duck-typed: .path, .frames [T,H,W,3] uint8, .timestamps, .duration)."""
-        generation = generation or GenerationConfig()
+        """Answer `question` about `clip` (see encode_clip): check_fits, encode_clip, start, ask. `timing_s.load` is
+        0: the caller holds the model and knows when its load should be counted."""
+        fit = {"time_instruction": time_instruction, "system_prompt": system_prompt}
+        self.check_fits(len(clip.frames), question, ratio, method, clip=clip, **fit)
         reset_peak_memory(self.device)
-        prepared = self.prepare(clip, question, ratio, method, prune_options, progress)
-        with _out_of_memory_is_model_error("generating an answer for", len(clip.frames)):
-            out = generate(self.model, prepared.inputs_embeds, generation, self.eos_token_ids())
-        timing = prepared.timing_s
-        timing.load = 0.0 if self._load_reported else self.load_s
-        self._load_reported = True
-        timing.decode = float(decode_s)
-        timing.prefill, timing.generate = out.prefill_s, out.generate_s
-        prepared.tokens.generated = len(out.ids)
-        return AnswerResult(
-            video=str(clip.path),
-            question=question,
-            answer=self.tokenizer.decode(out.ids, skip_special_tokens=True).strip(),
-            model=self.name,
-            layout=self.layout,
-            method=prepared.pruned.method,
-            ratio=float(prepared.pruned.ratio),
-            frames=len(clip.frames),
-            grid=prepared.grid,
-            tokens=prepared.tokens,
-            per_frame_kept=prepared.pruned.per_frame.tolist(),
-            timestamps=[float(t) for t in clip.timestamps],
-            timing_s=timing,
-            peak_memory_mb=peak_memory_mb(self.device),
-            prefill_tflops=prepared.prefill_tflops,
-            generated_ids=out.ids,
-        )
+        features = self.encode_clip(clip, progress, decode_s=decode_s)
+        session = self.start(features, ratio=ratio, method=method, options=prune_options)
+        return session.ask(question, generation or GenerationConfig(), **fit)

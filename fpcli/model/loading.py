@@ -1,4 +1,4 @@
-"""`load_model`: spec -> a ready `VideoLLM`, loaded once per process and reused.
+"""`load_model`: spec -> a ready `VideoLLM`, a new one on every call (the caller holds it and reuses it).
 
 Safetensors only, `trust_remote_code=False`, local files only (resolution already put the checkpoint on disk).
 `vision_only=True` builds just the SigLIP tower, the projector and the newline embedding from the config and reads
@@ -24,8 +24,6 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch
 ATTENTION = ("sdpa", "flash_attention_2", "eager")
 # Checkpoint key prefixes of the vision side; transformers 5 saves the legacy names, older exports add "model.".
 _VISION_PREFIXES = {"vision_tower.": "tower", "multi_modal_projector.": "projector", "image_newline": "newline"}
-
-_LOADED: dict[tuple, VideoLLM] = {}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -74,7 +72,7 @@ def load_model(
     vision_only: bool = False,
     progress: Progress | None = None,
 ) -> VideoLLM:
-    """Load (or reuse) the model named by `spec`: profile name, Hugging Face id or local checkpoint directory.
+    """Load the model named by `spec`: profile name, Hugging Face id or local checkpoint directory.
 
     `spec` may also be what `resolve_model(spec, layout)` returned (it carries its layout): a caller that needed the
     default frame count before loading resolves once.
@@ -83,10 +81,6 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, torch_device)
     check_attention(attn, torch_device, torch_dtype)
     resolved = spec if isinstance(spec, ResolvedModel) else resolve_model(spec, layout, progress=progress)
-    key = (resolved.name, str(resolved.path), resolved.layout, str(torch_device), torch_dtype, attn, vision_only)
-    if key in _LOADED:
-        return _LOADED[key]
-
     start = time.perf_counter()
     if progress is not None:
         progress("load", 0, 1)
@@ -115,7 +109,7 @@ def load_model(
     )
     if progress is not None:
         progress("load", 1, 1)
-    llm = VideoLLM(
+    return VideoLLM(
         name=resolved.name,
         path=resolved.path,
         layout=resolved.layout,
@@ -129,8 +123,6 @@ def load_model(
         model=model,
         tokenizer=tokenizer,
     )
-    _LOADED[key] = llm
-    return llm
 
 
 def _load_config(path: Path):

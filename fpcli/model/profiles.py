@@ -2,7 +2,8 @@
 
 A spec is a profile name (`llava-ov-0.5b`), a Hugging Face id (`llava-hf/llava-onevision-qwen2-7b-ov-hf`) or a local
 checkpoint directory. Hub ids are looked up in the local cache first and downloaded only when the hub is reachable
-and `HF_HUB_OFFLINE` is not set; either way the result is a directory that transformers loads without the network.
+and `HF_HUB_OFFLINE` is not set (fpcli.model.hub); either way the result is a directory that transformers loads
+without the network.
 
 The layout says how the visual tokens enter the LLM (see `fpcli.model.sequence`):
   onevision  LLaVA-OneVision: bilinear pooling to ceil(h/2) x ceil(w/2), one newline after the whole video.
@@ -14,20 +15,17 @@ It comes from, in order: the caller, the profile, `forestprune.json` in the chec
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from fpcli.model.errors import ModelError
+from fpcli.model.hub import Progress, looks_like_hub_id, require_safetensors, snapshot
 
 LAYOUTS = ("onevision", "video")
 DEFAULT_FRAMES = {"onevision": 32, "video": 64}
 LAYOUT_FILE = "forestprune.json"
 # Files a checkpoint needs at inference time; the rest of a hub repo (README, .bin duplicates, ...) is skipped.
 _DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "tokenizer*"]
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -71,62 +69,6 @@ class ResolvedModel:
     profile: ModelProfile | None = None
 
 
-def hub_offline() -> bool:
-    """HF_HUB_OFFLINE as the environment says now, or as huggingface_hub read it at import."""
-    from huggingface_hub import constants
-
-    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-    return flag or bool(constants.HF_HUB_OFFLINE)
-
-
-def hub_cache_dir() -> Path:
-    """The hub cache as the environment says *now* (huggingface_hub reads it once, at import)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def _fetch_from_hub(repo_id: str) -> Path:
-    """A local snapshot of `repo_id`: from the cache, else downloaded (unless offline)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-
-    cache_dir = hub_cache_dir()
-    how = f"download it with `hf download {repo_id}` on a machine with internet access, or pass a local directory"
-    try:  # LocalEntryNotFoundError (an OSError) when the snapshot is not cached
-        return Path(
-            snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=_DOWNLOAD_PATTERNS, local_files_only=True)
-        )
-    except (OSError, ValueError):
-        pass
-    if hub_offline():
-        raise ModelError(
-            f"model {repo_id} is not in the local Hugging Face cache ({cache_dir}) and HF_HUB_OFFLINE is set; {how}"
-        )
-    try:
-        return Path(snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=_DOWNLOAD_PATTERNS))
-    except GatedRepoError:
-        raise ModelError(
-            f"model {repo_id} is gated on the Hugging Face hub; accept its licence and run `hf auth login`"
-        ) from None
-    except RepositoryNotFoundError:
-        raise ModelError(
-            f"model {repo_id} was not found on the Hugging Face hub (check the id, or pass a local directory)"
-        ) from None
-    except Exception as exc:  # network failures come as many types (httpx, OSError, HfHubHTTPError, ...)
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"model {repo_id} is not cached and the hub is unreachable ({first_line}); {how}") from None
-
-
-def looks_like_hub_id(spec: str) -> bool:
-    parts = spec.split("/")
-    return len(parts) == 2 and all(parts) and not spec.startswith((".", "~")) and " " not in spec
-
-
 def _layout_file(path: Path) -> str | None:
     marker = path / LAYOUT_FILE
     if not marker.is_file():
@@ -144,11 +86,7 @@ def check_checkpoint_dir(path: Path) -> None:
     """Fail with a clear ModelError unless `path` holds a config and safetensors weights."""
     if not (path / "config.json").is_file():
         raise ModelError(f"{path} is not a model checkpoint: it has no config.json")
-    if (path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file():
-        return
-    if list(path.glob("*.bin")) or list(path.glob("*.pt")) or list(path.glob("*.pth")):
-        raise ModelError(f"{path} has only pickle weights (.bin/.pt); forestprune loads safetensors only")
-    raise ModelError(f"{path} has no model weights (model.safetensors or model.safetensors.index.json)")
+    require_safetensors(path)
 
 
 def _frames(profile: ModelProfile | None, layout: str) -> int:
@@ -175,11 +113,11 @@ def resolve_model(spec: str | Path, layout: str | None = None, progress: Progres
 
             path = Path(ensure_converted(profile.repo_id, progress=progress))
         else:
-            path = _fetch_from_hub(profile.repo_id)
+            path = snapshot(profile.repo_id, _DOWNLOAD_PATTERNS, progress=progress)
     elif Path(spec_str).expanduser().is_dir():
         path = Path(spec_str).expanduser().resolve()
     elif looks_like_hub_id(spec_str):
-        path = _fetch_from_hub(spec_str)
+        path = snapshot(spec_str, _DOWNLOAD_PATTERNS, progress=progress)
     else:
         known = ", ".join(PROFILES)
         raise ModelError(f"model {spec_str!r} is not a profile ({known}), a local directory or a Hugging Face id")

@@ -42,7 +42,8 @@ class TokenCounts:
 
 @dataclass
 class Timings:
-    """Seconds per stage; `total` is their sum. `load` is non-zero only for a model's first answer."""
+    """Seconds per stage; `total` is their sum. The model layer reports `load` as 0: the caller that holds the
+    model adds its load time where it wants it counted (the CLI: on a process's first result)."""
 
     load: float = 0.0
     decode: float = 0.0
@@ -88,6 +89,7 @@ class AnswerResult:
     peak_memory_mb: float
     prefill_tflops: PrefillTflops
     generated_ids: list[int] = field(default_factory=list, repr=False)  # not part of the JSON form
+    warnings: list[str] = field(default_factory=list)  # what the video layer noticed (cut short, frames capped)
 
     def to_dict(self) -> dict:
         """The JSON form: exactly the documented keys, plain Python types."""
@@ -103,9 +105,10 @@ class AnswerResult:
             "grid": [int(self.grid[0]), int(self.grid[1])],
             "tokens": asdict(self.tokens),
             "per_frame_kept": [int(k) for k in self.per_frame_kept],
-            "timestamps": [float(t) for t in self.timestamps],
+            "timestamps": [round_seconds(t) for t in self.timestamps],
             "timing_s": self.timing_s.to_dict(),
             "peak_memory_mb": round_megabytes(self.peak_memory_mb),
             "prefill_tflops": {"before": round_tflops(self.prefill_tflops.before),
                                "after": round_tflops(self.prefill_tflops.after)},
+            "warnings": list(self.warnings),
         }

@@ -5,7 +5,8 @@ Layouts (after pruning, kept tokens always in (frame, row, col) order):
   video      per frame, per row: [kept tokens of the row] [newline]   T*H newlines, also for rows with no kept
              token, as LLaVA-NeXT's `add_token_per_grid` lays out the unpruned grid.
 The user turn is "<video>\\n{question}"; LLaVA-Video's reference evaluation (lmms-eval `llava_vid`) puts its time
-instruction between the video and the question, with the same wording and number formatting.
+instruction between the video and the question, with the same wording and number formatting. In a conversation
+with history the video stays in the first user turn and later turns are the plain questions.
 """
 
 from __future__ import annotations
@@ -38,27 +39,53 @@ def time_instruction(duration: float, timestamps: Sequence[float]) -> str:
     )
 
 
-def user_text(layout: str, question: str, video_token: str, duration: float, timestamps: Sequence[float]) -> str:
-    """The user turn: video placeholder, (time instruction for the video layout), question."""
-    if layout == "video":
+def user_text(
+    layout: str,
+    question: str,
+    video_token: str,
+    duration: float,
+    timestamps: Sequence[float],
+    timed: bool | None = None,
+) -> str:
+    """The user turn: video placeholder, time instruction, question. `timed` None: the time instruction for the
+    video layout only (as LLaVA-Video was trained and evaluated); True or False force it on or off."""
+    if timed is None:
+        timed = layout == "video"
+    if timed:
         return f"{video_token}\n{time_instruction(duration, timestamps)}\n{question}"
     return f"{video_token}\n{question}"
 
 
-def render_prompt(tokenizer, text: str, video_token: str) -> str:
+def conversation(turns: Sequence[str], answers: Sequence[str] = (), system_prompt: str | None = None) -> list[dict]:
+    """Chat messages: the system prompt (None: the template's own), then user turns[i] and assistant answers[i]
+    alternating, ending with the last user turn. turns[0] is the one with the video placeholder."""
+    if len(answers) != len(turns) - 1:
+        raise ValueError(f"{len(turns)} user turns need {len(turns) - 1} answers, got {len(answers)}")
+    messages = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]
+    for turn, answer in zip(turns, [*answers, None]):
+        messages.append({"role": "user", "content": turn})
+        if answer is not None:
+            messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
+def _typed_parts(content: str, video_token: str) -> list[dict]:
+    if content.startswith(f"{video_token}\n"):
+        return [{"type": "video"}, {"type": "text", "text": content.removeprefix(f"{video_token}\n")}]
+    return [{"type": "text", "text": content}]
+
+
+def render_prompt(tokenizer, messages: list[dict], video_token: str) -> str:
     """The full prompt string from the tokenizer's chat template, ending with the assistant turn's opening."""
     template = getattr(tokenizer, "chat_template", None) or CHATML_TEMPLATE
-    messages = [{"role": "user", "content": text}]
     prompt = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False, add_generation_prompt=True)
-    if text in prompt:
+    if all(message["content"] in prompt for message in messages):
         return prompt
     # A processor-style template (content as a list of typed parts) drops plain-string content; use its form.
-    rest = text.removeprefix(f"{video_token}\n")
-    parts = [{"type": "video"}, {"type": "text", "text": rest}]
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": parts}], chat_template=template, tokenize=False, add_generation_prompt=True
-    )
-    if rest not in prompt or prompt.count(video_token) != 1:
+    typed = [{"role": m["role"], "content": _typed_parts(m["content"], video_token)} for m in messages]
+    prompt = tokenizer.apply_chat_template(typed, chat_template=template, tokenize=False, add_generation_prompt=True)
+    last = typed[-1]["content"][-1]["text"]
+    if last not in prompt or prompt.count(video_token) != 1:
         raise ModelError("the tokenizer's chat template does not render a video and a question; check the checkpoint")
     return prompt
 

@@ -13,11 +13,8 @@ from fpcli.prune.registry import Selection, register_method
 
 @register_method("none")
 def select_none(features: Tensor, grid: tuple[int, int], k: int) -> Selection:
-    """Keep every token. That matches only a ratio whose K is every token (0, or one so small that
-    K rounds to T*N); asking 'none' to remove tokens is a usage error, not a silent no-op."""
+    """Keep every token (declared keeps_all: validate() allows only ratio 0, so k is T*N)."""
     t, n, _ = features.shape
-    if k != t * n:
-        raise ValueError("method 'none' keeps every token; ratio must be 0")
     return Selection(torch.arange(t * n, device=features.device))
 
 
@@ -63,11 +60,9 @@ def select_uniform(features: Tensor, grid: tuple[int, int], k: int) -> Selection
 
 
 @register_method("random")
-def select_random(features: Tensor, grid: tuple[int, int], k: int, *, seed: int = 0) -> Selection:
+def select_random(features: Tensor, grid: tuple[int, int], k: int, *, seed: int) -> Selection:
     """k tokens drawn uniformly without replacement. The draw happens on the CPU with its own
     generator, so a seed gives the same tokens on every device and leaves global RNG state alone."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
     t, n, _ = features.shape
     generator = torch.Generator().manual_seed(seed)
     keep = torch.randperm(t * n, generator=generator)[:k]  # [k]

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fpcli.prune.builtin import NODE_RATIO, TAU_P, TAU_S
 from fpcli.prune.forest_build import link_nodes
 from fpcli.prune.forest_merge import depths, merge_roots
 from fpcli.prune.gprune import gprune_scores, ranked_tokens
@@ -64,23 +65,18 @@ class Forest:
         )
 
 
-def _check_options(tau_s: float, tau_p: float, node_ratio: float) -> None:
-    for name, value, ok, allowed in (
-        ("tau_s", tau_s, lambda v: -1 <= v <= 1, "[-1, 1]"),
-        ("tau_p", tau_p, lambda v: 0 <= v <= 1, "[0, 1]"),
-        ("node_ratio", node_ratio, lambda v: 0 < v <= 1, "(0, 1]"),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-            raise ValueError(f"{name} must be a number in {allowed}, got {value!r}")
-
-
 def nodes_per_frame(n: int, t: int, k: int, node_ratio: float) -> int:
     """round(N * node_ratio) nodes per frame, but never fewer than K needs, nor more than N."""
     return min(n, max(round(n * node_ratio), math.ceil(k / t)))
 
 
 def build_forest(
-    features: Tensor, grid: tuple[int, int], k: int, tau_s: float = 0.9, tau_p: float = 0.8, node_ratio: float = 0.5
+    features: Tensor,
+    grid: tuple[int, int],
+    k: int,
+    tau_s: float = TAU_S.default,
+    tau_p: float = TAU_P.default,
+    node_ratio: float = NODE_RATIO.default,
 ) -> Forest:
     """Steps 1-5: the merged forest for keeping k tokens of features [T, N, D]."""
     t, n, _ = features.shape
@@ -124,11 +120,9 @@ def keep_shallowest(forest: Forest, k: int) -> Tensor:
 
 
 @register_method("forestprune")
-def select(
-    features: Tensor, grid: tuple[int, int], k: int, *, tau_s: float = 0.9, tau_p: float = 0.8, node_ratio: float = 0.5
-) -> Selection:
-    """ForestPrune (options: tau_s cosine threshold in [-1, 1], tau_p spatial threshold in [0, 1],
-    node_ratio fraction of each frame's tokens that become nodes, in (0, 1])."""
-    _check_options(tau_s, tau_p, node_ratio)
+def select(features: Tensor, grid: tuple[int, int], k: int, *, tau_s: float, tau_p: float, node_ratio: float
+           ) -> Selection:
+    """ForestPrune; its options (tau_s, tau_p, node_ratio), their defaults and ranges are declared in
+    fpcli.prune.builtin and checked by the registry before this runs."""
     forest = build_forest(features, grid, k, tau_s=tau_s, tau_p=tau_p, node_ratio=node_ratio)
     return Selection(keep=forest.token[keep_shallowest(forest, k)], forest=forest)

@@ -8,33 +8,45 @@ A method is one function registered under a name:
 It receives the validated features [T, N, D], the grid (H, W) and the exact number of
 tokens to keep, and returns a `Selection` of k unique flat indices (frame*N + row*W + col).
 Its keyword-only parameters are its options: `prune(..., strength=2.0)` reaches it, and an
-option it does not declare is rejected with a ValueError before it is called.
+option it does not declare is rejected with a ValueError before it is called. `options_of(name)`
+lists them as `OptionSpec`s (declared with `register_method(name, options=...)`, else typed by
+their defaults) and `validate(ratio, name, **options)` checks a call without any tensor.
+The built-in methods are declared in fpcli.prune.builtin, so listing and validating them imports
+no torch; their modules load when they first prune.
 `prune()` owns everything the methods share: argument checks, the token budget K, the
 contract check on what the method returned, sorting and the per-frame counts.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import torch
-from torch import Tensor
+from fpcli.prune.builtin import BUILTIN
+from fpcli.prune.options import OptionSpec
 
 if TYPE_CHECKING:  # forest.py registers a method itself, so importing it here would be circular
+    import torch
+    from torch import Tensor
+
     from fpcli.prune.forest import Forest
 
 __all__ = [
     "PruneResult",
     "Selection",
     "available_methods",
+    "check_ratio",
+    "implementation",
     "keep_count",
+    "options_of",
     "prune",
     "register_method",
+    "validate",
 ]
 
 
@@ -63,38 +75,110 @@ SelectFn = Callable[..., Selection]
 
 @dataclass(frozen=True)
 class _Method:
-    fn: SelectFn
-    options: tuple[str, ...]  # keyword-only parameter names, in declaration order
-    any_options: bool  # the function takes **options and checks them itself
+    fn: SelectFn | None  # None: a built-in whose module is not imported yet
+    options: dict[str, OptionSpec]  # keyword-only parameters, in declaration order
+    any_options: bool  # the function takes **options and checks those itself
+    keeps_all: bool = False  # only ratio 0 (method none)
+    module: str | None = None  # a built-in's implementing module
 
 
-_METHODS: dict[str, _Method] = {}
+_METHODS: dict[str, _Method] = {
+    name: _Method(None, {spec.name: spec for spec in entry.options}, False, entry.keeps_all, entry.module)
+    for name, entry in BUILTIN.items()
+}
 
 
-def register_method(name: str) -> Callable[[SelectFn], SelectFn]:
+def _specs_of(fn: SelectFn, declared: Sequence[OptionSpec] | None) -> tuple[dict[str, OptionSpec], bool]:
+    """The option specs of `fn`: as declared (they must name exactly its keyword-only parameters), else one per
+    keyword-only parameter, typed by its default (bool, int, float, str) and without a range."""
+    params = inspect.signature(fn).parameters.values()
+    keyword = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    any_options = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    if declared is not None:
+        names = [spec.name for spec in declared]
+        if names != [p.name for p in keyword]:
+            raise ValueError(f"options {names} must be the keyword-only parameters of {fn.__name__}, in order")
+        return {spec.name: spec for spec in declared}, any_options
+    specs = {}
+    for p in keyword:
+        default = None if p.default is inspect.Parameter.empty else p.default
+        kind = type(default) if type(default) in (bool, int, float, str) else None
+        specs[p.name] = OptionSpec(p.name, default, kind)
+    return specs, any_options
+
+
+def register_method(name: str, *, options: Sequence[OptionSpec] | None = None) -> Callable[[SelectFn], SelectFn]:
     """Register `fn(features, grid, k, *, option=default, ...) -> Selection` under `name`.
 
-    The keyword-only parameters are the method's options. Registering a name twice is an
-    error (a silent replacement would change what `method="name"` means depending on import order).
+    The keyword-only parameters are the method's options; `options` may declare their types, ranges and help
+    (`OptionSpec`), otherwise each is typed by its default. Registering a name twice is an error (a silent
+    replacement would change what `method="name"` means depending on import order).
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"method name must be a non-empty string, got {name!r}")
 
     def decorator(fn: SelectFn) -> SelectFn:
-        if name in _METHODS:
+        entry = _METHODS.get(name)
+        builtin = entry is not None and entry.fn is None and fn.__module__ == entry.module
+        if entry is not None and not builtin:
             raise ValueError(f"method {name!r} is already registered")
-        params = inspect.signature(fn).parameters.values()
-        options = tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
-        any_options = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-        _METHODS[name] = _Method(fn, options, any_options)
+        if builtin:  # its options are declared in fpcli.prune.builtin
+            declared = tuple(entry.options.values())
+            _specs_of(fn, declared)
+            _METHODS[name] = replace(entry, fn=fn)
+        else:
+            specs, any_options = _specs_of(fn, options)
+            _METHODS[name] = _Method(fn, specs, any_options)
         return fn
 
     return decorator
 
 
 def available_methods() -> list[str]:
-    """Names of the registered methods, in registration order."""
+    """Names of the registered methods: the built-in ones in their order, then those registered later."""
     return list(_METHODS)
+
+
+def _entry(method: object) -> _Method:
+    if not isinstance(method, str) or method not in _METHODS:
+        raise ValueError(f"unknown method {method!r}; available: {', '.join(_METHODS)}")
+    return _METHODS[method]
+
+
+def options_of(method: str) -> dict[str, OptionSpec]:
+    """The options `method` takes (name -> spec, in declaration order); ValueError for an unknown method."""
+    return dict(_entry(method).options)
+
+
+def validate(ratio: float, method: str, **options: object) -> dict[str, object]:
+    """Check a ratio, a method and its options without any tensor, exactly as `prune()` does.
+
+    Returns the method's complete options: the given ones, typed and range-checked, and the defaults of the others.
+    Raises ValueError naming the argument and what is allowed. Shape-free: `none` keeps every token, so only
+    ratio 0 is valid for it (whatever the video's size).
+    """
+    ratio = check_ratio(ratio)
+    entry = _entry(method)
+    unknown = [name for name in options if name not in entry.options]
+    if unknown and not entry.any_options:
+        accepted = ", ".join(entry.options) if entry.options else "none"
+        raise ValueError(f"unknown option {unknown[0]!r} for method {method!r}; accepted options: {accepted}")
+    if entry.keeps_all and ratio != 0:
+        raise ValueError(f"method {method!r} keeps every token; ratio must be 0")
+    checked = {name: spec.check(options[name]) if name in options else spec.default
+               for name, spec in entry.options.items()}
+    return {**options, **checked}
+
+
+def implementation(method: str) -> SelectFn:
+    """The function of a registered method, importing a built-in's module on first use."""
+    entry = _entry(method)
+    if entry.fn is None:
+        importlib.import_module(entry.module)
+    fn = _METHODS[method].fn
+    if fn is None:
+        raise RuntimeError(f"{entry.module} does not register the method {method!r}")
+    return fn
 
 
 def keep_count(ratio: float, total: int) -> int:
@@ -109,6 +193,9 @@ def keep_count(ratio: float, total: int) -> int:
 
 
 def _check_features(features: object) -> None:
+    import torch
+    from torch import Tensor
+
     if not isinstance(features, Tensor):
         raise ValueError(f"features must be a torch.Tensor of shape [T, N, D], got {type(features).__name__}")
     if not features.is_floating_point():
@@ -136,7 +223,8 @@ def _check_grid(grid: object, n: int) -> tuple[int, int]:
     return h, w
 
 
-def _check_ratio(ratio: object) -> float:
+def check_ratio(ratio: object) -> float:
+    """`ratio` as a float, or ValueError: the one rule for a pruning ratio (0 <= ratio < 1)."""
     if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
         raise ValueError(f"ratio must be a number in [0, 1), got {ratio!r}")
     if not 0 <= ratio < 1:  # also rejects NaN
@@ -144,19 +232,11 @@ def _check_ratio(ratio: object) -> float:
     return float(ratio)
 
 
-def _lookup(method: object, options: dict[str, object]) -> _Method:
-    if not isinstance(method, str) or method not in _METHODS:
-        raise ValueError(f"unknown method {method!r}; available: {', '.join(_METHODS)}")
-    entry = _METHODS[method]
-    unknown = [name for name in options if name not in entry.options]
-    if unknown and not entry.any_options:
-        accepted = ", ".join(entry.options) if entry.options else "none"
-        raise ValueError(f"unknown option {unknown[0]!r} for method {method!r}; accepted options: {accepted}")
-    return entry
-
-
 def _check_selection(selection: object, method: str, k: int, total: int, device: torch.device) -> Tensor:
     """A method that breaks its contract is a bug in that method, not a user error: RuntimeError."""
+    import torch
+    from torch import Tensor
+
     if not isinstance(selection, Selection):
         raise RuntimeError(f"method {method!r} returned {type(selection).__name__}, expected Selection")
     keep = selection.keep
@@ -187,13 +267,16 @@ def prune(
 
     Raises ValueError naming the argument and its allowed values for any invalid input.
     """
+    import torch
+
     _check_features(features)
     t, n, _ = features.shape
     grid = _check_grid(grid, n)
-    ratio = _check_ratio(ratio)
-    entry = _lookup(method, options)
+    ratio = check_ratio(ratio)
+    options = validate(ratio, method, **options)
+    fn = implementation(method)
     k = keep_count(ratio, t * n)
-    selection = entry.fn(features, grid, k, **options)
+    selection = fn(features, grid, k, **options)
     keep = _check_selection(selection, method, k, t * n, features.device)
     per_frame = torch.bincount(keep // n, minlength=t)  # [T]
     return PruneResult(keep=keep, per_frame=per_frame, method=method, ratio=ratio, k=k, forest=selection.forest)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,6 +17,7 @@ class VideoClip:
     fps         average frame rate of the stream
     duration    seconds from the first frame to the end of the last one
     total_frames  frames in the whole stream (what `indices` index into)
+    warnings    what the caller should tell the user: frames capped, a file cut short
     """
 
     path: str
@@ -26,6 +27,7 @@ class VideoClip:
     fps: float
     duration: float
     total_frames: int
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def width(self) -> int:

@@ -8,11 +8,13 @@ from collections.abc import Callable
 import av
 import numpy as np
 from av import VideoFrame
+from av.container import InputContainer
+from av.video.stream import VideoStream
 
 from fpcli.video.clip import VideoClip
 from fpcli.video.decode import IndexMismatch, decode_by_seeking, decode_sequentially, prepare
 from fpcli.video.errors import VideoError
-from fpcli.video.indices import rate_indices, uniform_indices
+from fpcli.video.indices import rate_picks, uniform_indices
 from fpcli.video.picture import frame_to_rgb
 from fpcli.video.probe import FrameIndex, ffmpeg_reason, index_frames, open_video
 
@@ -32,7 +34,8 @@ def sample_frames(
     Uniform mode (default): `num_frames` frames evenly spaced from the first to the last frame
     (all frames when the video has fewer). Rate mode (`fps` given, `num_frames` ignored): the
     frame on screen every 1/fps seconds, at most `max_frames` (more fall back to `max_frames`
-    uniform ones). `progress("decode", done, total)` is called as frames are taken.
+    uniform ones, and say so in `clip.warnings`, as does a file whose readable part is shorter
+    than its header states). `progress("decode", done, total)` is called as frames are taken.
     Raises VideoError, with a one-line message naming the file, for anything that is not a
     readable video with at least one decodable frame.
     """
@@ -53,10 +56,11 @@ def _sample(
         if index.total == 0:
             raise VideoError("has no video frames", path)
         fps_avg = float(stream.average_rate or 0)
+        header = _header_seconds(container, stream)
         if index.seekable:
             seconds = index.seconds()  # [F]
             duration = float(seconds[-1]) + _last_frame_seconds(index)
-            wanted = _choose(seconds, duration, num_frames, fps, max_frames)
+            wanted, warnings = _choose(seconds, duration, num_frames, fps, max_frames)
             taken = _Taken(wanted, progress)
             prepare(stream, frame_threads=True)
             # The last frame is always decoded too: a file cut short has packets that never become
@@ -64,14 +68,19 @@ def _sample(
             plan = np.union1d(wanted, [index.total - 1])
             try:
                 decode_by_seeking(container, stream, index, plan, taken.keep)
-                return _clip(path, taken, seconds, duration, fps_avg)
+                return _clip(path, taken, seconds, duration, fps_avg, warnings + _cut_short(header, duration, fps_avg))
             except IndexMismatch:
                 pass  # the index was wrong about this file: count frames the slow, sure way
-    return _sample_by_counting(path, num_frames, fps, max_frames, progress)
+    return _sample_by_counting(path, num_frames, fps, max_frames, progress, header)
 
 
 def _sample_by_counting(
-    path: str | os.PathLike, num_frames: int, fps: float | None, max_frames: int, progress: Progress | None
+    path: str | os.PathLike,
+    num_frames: int,
+    fps: float | None,
+    max_frames: int,
+    progress: Progress | None,
+    header: float | None,
 ) -> VideoClip:
     """Two forward decodes: one counts the frames that decode, one takes the wanted ones."""
     container, stream = open_video(path)
@@ -84,7 +93,7 @@ def _sample_by_counting(
     seconds = _seconds_of(times, fps_avg)
     step = float(np.median(np.diff(seconds))) if len(seconds) > 1 else (1 / fps_avg if fps_avg else 0.0)
     duration = float(seconds[-1]) + step
-    wanted = _choose(seconds, duration, num_frames, fps, max_frames)
+    wanted, warnings = _choose(seconds, duration, num_frames, fps, max_frames)
     taken = _Taken(wanted, progress)
     container, stream = open_video(path)
     with container:
@@ -96,7 +105,7 @@ def _sample_by_counting(
                 break
     if taken.count != len(wanted):  # the second decode gave fewer frames than the first
         raise VideoError("decoding is not repeatable (file corrupt)", path)
-    return _clip(path, taken, seconds, duration, fps_avg)
+    return _clip(path, taken, seconds, duration, fps_avg, warnings + _cut_short(header, duration, fps_avg))
 
 
 class _Taken:
@@ -132,13 +141,42 @@ class _Taken:
             self.progress("decode", self.count, len(self.wanted))
 
 
-def _choose(seconds: np.ndarray, duration: float, num_frames: int, fps: float | None, max_frames: int) -> np.ndarray:
+def _choose(seconds: np.ndarray, duration: float, num_frames: int, fps: float | None, max_frames: int
+            ) -> tuple[np.ndarray, list[str]]:
+    """The frame indices to take, and a warning when --fps sampling had to be capped."""
     if fps is None:
-        return uniform_indices(len(seconds), num_frames)
-    return rate_indices(seconds, duration, fps, max_frames)
+        return uniform_indices(len(seconds), num_frames), []
+    picked = rate_picks(seconds, duration, fps)
+    if picked.shape[0] <= max_frames:
+        return picked, []
+    capped = f"sampling at {fps:g} fps gives {picked.shape[0]} frames, more than the cap of {max_frames}: took " \
+             f"{max_frames} frames evenly spread over the video instead"
+    return uniform_indices(len(seconds), max_frames), [capped]
 
 
-def _clip(path: str | os.PathLike, taken: _Taken, seconds: np.ndarray, duration: float, fps_avg: float) -> VideoClip:
+def _header_seconds(container: InputContainer, stream: VideoStream) -> float | None:
+    """The duration the file's header promises (stream, else container), None when it states none."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+def _cut_short(header: float | None, duration: float, fps_avg: float) -> list[str]:
+    """A warning when the readable part is shorter than the header says by more than two frames (and 1%):
+    a file cut short (an interrupted download or copy) that still samples, but only its beginning."""
+    if header is None or header <= 0:
+        return []
+    slack = max(2 / fps_avg if fps_avg else 0.0, 0.01 * header)
+    if duration >= header - slack:
+        return []
+    return [f"only {duration:.2f} s of the {header:.2f} s the file's header states can be read (file cut short?); "
+            "sampled from the readable part"]
+
+
+def _clip(path: str | os.PathLike, taken: _Taken, seconds: np.ndarray, duration: float, fps_avg: float,
+          warnings: list[str]) -> VideoClip:
     total = len(seconds)
     if not fps_avg:
         fps_avg = total / duration if duration > 0 else 0.0
@@ -150,6 +188,7 @@ def _clip(path: str | os.PathLike, taken: _Taken, seconds: np.ndarray, duration:
         fps=fps_avg,
         duration=duration,
         total_frames=total,
+        warnings=warnings,
     )
 
 

@@ -1,18 +1,26 @@
 """Tiny random LLaVA-OneVision checkpoints in the real on-disk format, built offline.
 
+Random weights: a model loaded from one answers noise. It exists to try and test the whole pipeline (sampling,
+encoding, pruning, layouts, generation, output) without downloading anything: `python -m fpcli.devtools
+tiny-checkpoint DIR`, then `forestprune ask VIDEO QUESTION --model DIR`. The tests build theirs with it too.
+
 `build_tiny_checkpoint(dir)` writes what `llava-hf/llava-onevision-qwen2-*-ov-hf` ships (config.json,
 model.safetensors, generation config, a Qwen2 byte-level BPE tokenizer with `<image>`/`<video>` special tokens and
 a ChatML chat template, image/video preprocessor configs with SigLIP normalisation), only with tiny sizes in the
 spirit of transformers' own tests for this class. With `layout="video"` it also writes `forestprune.json`, the
 marker `forestprune convert` leaves in LLaVA-Video checkpoints.
 
-Sizes: SigLIP 30 px with patch 2 gives a 15x15 grid (odd, like the real 27x27), so onevision pooling yields 8x8
-tokens per frame (ceil(15/2)) and LLaVA-Video's 2x2 average pooling yields 7x7 (floor(15/2)).
+Sizes (`SHAPES`): "tiny" is SigLIP 30 px with patch 2, a 15x15 grid (odd, like the real 27x27), so onevision
+pooling yields 8x8 tokens per frame (ceil(15/2)) and LLaVA-Video's 2x2 average pooling yields 7x7 (floor(15/2)).
+"llava-ov-0.5b" has every size of llava-hf/llava-onevision-qwen2-0.5b-ov-hf (SigLIP-so400m at 384 px, 27x27 patches;
+Qwen2-0.5B; the real vocabulary size, so the LM head costs what it does there): random weights with the real compute,
+for benchmarks. The tokenizer is the tiny one in both; ids it does not know decode to nothing.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,9 +28,40 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_
 from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 
-IMAGE_SIZE = 30
-PATCH_SIZE = 2
-GRID = IMAGE_SIZE // PATCH_SIZE  # 15
+from fpcli.model import LAYOUTS
+
+
+
+@dataclass(frozen=True)
+class CheckpointShape:
+    """The sizes of a LLaVA-OneVision checkpoint: SigLIP tower, Qwen2 LLM, vocabulary (None: the tokenizer's)."""
+
+    image_size: int
+    patch_size: int
+    vision_hidden: int
+    vision_intermediate: int
+    vision_layers: int
+    vision_heads: int
+    text_hidden: int
+    text_intermediate: int
+    text_layers: int
+    text_heads: int
+    text_kv_heads: int
+    vocab_size: int | None
+    tie_word_embeddings: bool
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+
+SHAPES: dict[str, CheckpointShape] = {
+    "tiny": CheckpointShape(30, 2, 32, 64, 2, 4, 32, 64, 2, 4, 2, None, False),
+    "llava-ov-0.5b": CheckpointShape(384, 14, 1152, 4304, 26, 16, 896, 4864, 24, 14, 2, 151647, True),
+}
+IMAGE_SIZE = SHAPES["tiny"].image_size
+PATCH_SIZE = SHAPES["tiny"].patch_size
+GRID = SHAPES["tiny"].grid  # 15
 SIGLIP_MEAN = [0.5, 0.5, 0.5]
 SIGLIP_STD = [0.5, 0.5, 0.5]
 
@@ -95,7 +134,7 @@ def _tokenizer(directory: Path) -> tuple[int, list[int]]:
     return len(tokenizer), tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS)
 
 
-def _preprocessor_configs(directory: Path) -> None:
+def _preprocessor_configs(directory: Path, image_size: int, grid: int) -> None:
     """Image and video processor configs as llava-hf ships them (SigLIP mean/std 0.5, bicubic, square resize)."""
     common = {
         "do_convert_rgb": True,
@@ -107,33 +146,36 @@ def _preprocessor_configs(directory: Path) -> None:
         "processor_class": "LlavaOnevisionProcessor",
         "resample": 3,
         "rescale_factor": 1 / 255,
-        "size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        "size": {"height": image_size, "width": image_size},
     }
     image = dict(
         common,
         do_pad=True,
         image_processor_type="LlavaOnevisionImageProcessor",
-        image_grid_pinpoints=[[IMAGE_SIZE * i, IMAGE_SIZE * j] for i in (1, 2) for j in (1, 2)],
+        image_grid_pinpoints=[[image_size * i, image_size * j] for i in (1, 2) for j in (1, 2)],
     )
     video = dict(common, video_processor_type="LlavaOnevisionVideoProcessor")
     (directory / "preprocessor_config.json").write_text(json.dumps(image, indent=2) + "\n")
     (directory / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
     processor = {
         "processor_class": "LlavaOnevisionProcessor",
-        "num_image_tokens": GRID * GRID,
+        "num_image_tokens": grid * grid,
         "vision_feature_select_strategy": "full",
         "vision_aspect_ratio": "anyres_max_9",
     }
     (directory / "processor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
 
 
-def build_tiny_checkpoint(directory: str | Path, layout: str = "onevision", seed: int = 0) -> Path:
-    """Write a tiny random LlavaOnevisionForConditionalGeneration checkpoint into `directory`; return it.
+def build_tiny_checkpoint(directory: str | Path, layout: str = "onevision", seed: int = 0, shape: str = "tiny") -> Path:
+    """Write a random LlavaOnevisionForConditionalGeneration checkpoint of `SHAPES[shape]` into `directory`; return it.
 
     Deterministic from `seed` (the global torch RNG state is left untouched).
     """
-    if layout not in ("onevision", "video"):
-        raise ValueError(f"layout must be 'onevision' or 'video', got {layout!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {', '.join(SHAPES)}, got {shape!r}")
+    size = SHAPES[shape]
     from transformers import (
         GenerationConfig,
         LlavaOnevisionConfig,
@@ -147,26 +189,26 @@ def build_tiny_checkpoint(directory: str | Path, layout: str = "onevision", seed
     vocab_size, (pad_id, _, eos_id, image_id, video_id) = _tokenizer(directory)
 
     text_config = Qwen2Config(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        vocab_size=size.vocab_size or vocab_size,
+        hidden_size=size.text_hidden,
+        intermediate_size=size.text_intermediate,
+        num_hidden_layers=size.text_layers,
+        num_attention_heads=size.text_heads,
+        num_key_value_heads=size.text_kv_heads,
         max_position_embeddings=32768,
         rope_theta=1_000_000.0,
-        tie_word_embeddings=False,
+        tie_word_embeddings=size.tie_word_embeddings,
         bos_token_id=pad_id,
         eos_token_id=eos_id,
         pad_token_id=pad_id,
     )
     vision_config = SiglipVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=IMAGE_SIZE,
-        patch_size=PATCH_SIZE,
+        hidden_size=size.vision_hidden,
+        intermediate_size=size.vision_intermediate,
+        num_hidden_layers=size.vision_layers,
+        num_attention_heads=size.vision_heads,
+        image_size=size.image_size,
+        patch_size=size.patch_size,
         vision_use_head=False,
     )
     config = LlavaOnevisionConfig(
@@ -176,7 +218,8 @@ def build_tiny_checkpoint(directory: str | Path, layout: str = "onevision", seed
         video_token_index=video_id,
         vision_feature_layer=-1,
         vision_feature_select_strategy="full",
-        image_grid_pinpoints=[[IMAGE_SIZE * i, IMAGE_SIZE * j] for i in (1, 2) for j in (1, 2)],
+        image_grid_pinpoints=[[size.image_size * i, size.image_size * j] for i in (1, 2) for j in (1, 2)],
+        tie_word_embeddings=size.tie_word_embeddings,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -193,7 +236,7 @@ def build_tiny_checkpoint(directory: str | Path, layout: str = "onevision", seed
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    _preprocessor_configs(directory)
+    _preprocessor_configs(directory, size.image_size, size.grid)
     if layout == "video":
         (directory / "forestprune.json").write_text(json.dumps({"layout": "video"}, indent=2) + "\n")
     return directory

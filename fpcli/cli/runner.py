@@ -1,5 +1,5 @@
-"""What every command does around its real work: expand the VIDEO arguments, decode, load the model once, and
-go through the videos, printing each result as it comes.
+"""The command runner: what every command does around its real work. Expand the VIDEO arguments, decode, load
+the model once, and go through the videos, printing each result (and the video layer's warnings) as it comes.
 
 The model loads lazily, at the first video that decodes: a bad video is reported in a second, not after a
 minute of loading, and a batch whose items all fail never loads it. Decoding first needs the model's default
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
@@ -20,15 +21,14 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.text import Text
 
-from fpcli.cli.errors import EXIT_FAILURE, Fatal, report, usage_error
-from fpcli.cli.options import ModelSettings, RunSettings
+from fpcli.cli.errors import EXIT_FAILURE, Fatal, describe, report, usage_error
+from fpcli.cli.options import CPU_DEFAULT, GPU_DEFAULT
 from fpcli.cli.progress import Reporter
+from fpcli.cli.settings import ModelSettings, RunSettings
 
 if TYPE_CHECKING:
     from fpcli.model import ResolvedModel, VideoLLM
-
-GPU_DEFAULT = "llava-video-7b"
-CPU_DEFAULT = "llava-ov-0.5b"
+    from fpcli.video import VideoClip
 
 
 def expand_videos(paths: list[Path]) -> list[Path]:
@@ -128,45 +128,67 @@ class LazyModel:
         return llm
 
     def load_s_once(self) -> float:
-        """The load time for the first result that reports it, 0.0 after: the totals of several videos add up."""
+        """The load time for the first result that reports it, 0.0 after: the totals of several videos add up.
+        The one place load time enters a result (the model layer reports load 0)."""
         if self._load_reported or self._llm is None:
             return 0.0
         self._load_reported = True
         return self._llm.load_s
 
 
-def decode(video: Path, settings: RunSettings, model: LazyModel, reporter: Reporter) -> tuple[Any, float]:
-    """The sampled clip (a fpcli.video.VideoClip) and the seconds it took; no model loads for it."""
+def decode(video: Path, settings: RunSettings, model: LazyModel, reporter: Reporter) -> tuple[VideoClip, float]:
+    """The sampled clip and the seconds it took; no model loads for it (a profile knows its frame count)."""
     from fpcli.video import sample_frames
 
     start = time.perf_counter()
-    clip = sample_frames(video, **settings.sampling(model), progress=reporter.callback)
+    clip = sample_frames(video, **settings.sampling(lambda: model.default_frames), progress=reporter.callback)
     return clip, time.perf_counter() - start
 
 
+def warn(result: dict[str, Any]) -> None:
+    """The video layer's warnings of a result, on stderr whatever --quiet says: they change what was measured."""
+    for warning in result.get("warnings", []):
+        print(f"Warning: {warning} ({result['video']})", file=sys.stderr)
+
+
 def each_video(paths: list[Path], work: Callable[[Path], dict[str, Any]], show: Callable[[Console, dict[str, Any]], None],
-               json_output: bool, debug: bool) -> None:
+               json_output: bool, debug: bool, reporter: Reporter) -> None:
     """`work` on each video; each result printed as it comes: a JSON line, or under a rule (several videos) by `show`.
 
     A video that fails is reported and the others go on (exit code 1 at the end); a model that cannot load
-    (errors.Fatal) ends the command at once.
+    (errors.Fatal) ends the command at once. With --json over several videos, stderr gets a line per video and
+    the ok/failed count at the end, as stdout holds only the JSON lines.
     """
     out = Console(highlight=False, soft_wrap=True)
+    counting = json_output and len(paths) > 1
     failed = 0
-    for path in paths:
+    start = time.perf_counter()
+    for number, path in enumerate(paths, 1):
+        where = f"[{number}/{len(paths)}] {path}"
+        video_start = time.perf_counter()
         try:
             result = work(path)
         except Fatal:
             raise
         except Exception as exc:
             failed += 1
-            report(exc, debug)
+            if counting and not debug:
+                message, hint, _ = describe(exc)
+                print(f"failed {where}: {message}" + (f"\nHint: {hint}" if hint else ""), file=sys.stderr)
+            else:
+                report(exc, debug)
             continue
+        warn(result)
         if json_output:
             print(json.dumps(result, ensure_ascii=False), flush=True)
+            if counting:
+                reporter.message(f"ok     {where} ({time.perf_counter() - video_start:.1f} s)")
             continue
         if len(paths) > 1:
             out.print(Rule(Text(str(path)), align="left"))  # Text: a [..] in a path is not markup
         show(out, result)
+    if counting:
+        print(f"Done: {len(paths) - failed} ok, {failed} failed ({len(paths)} videos) in "
+              f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
     if failed:
         raise typer.Exit(EXIT_FAILURE)

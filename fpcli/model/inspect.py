@@ -1,0 +1,150 @@
+"""What pruning keeps of one clip, without generating: `VideoLLM.inspect` -> `StatsResult` (`forestprune stats`).
+
+The clip is encoded once (vision tower, projector, pooling) and those same features are pruned by the main method
+and every compared one, so a comparison isolates the selection. The JSON form is the documented `stats --json`
+schema; measurements are rounded by the same rules as an answer's (fpcli.model.result).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+
+from fpcli.model.result import round_megabytes, round_seconds, round_timings
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from fpcli.model.llm import VideoLLM
+    from fpcli.model.profiles import Progress
+    from fpcli.prune import PruneResult
+
+
+@dataclass
+class StatsTimings:
+    """Seconds per stage; `load` is 0 unless the caller adds the model's load (the first result of a process)."""
+
+    load: float = 0.0
+    decode: float = 0.0
+    encode: float = 0.0
+    prune: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return round_timings(asdict(self))
+
+
+@dataclass
+class MethodRun:
+    """One method's selection on the shared features."""
+
+    method: str
+    visual_after: int
+    per_frame_kept: list[int]
+    prune_s: float
+    forest: Optional[dict[str, Any]]  # ForestSummary.to_dict() for forestprune, else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "tokens": {"visual_after": self.visual_after},
+                "per_frame_kept": list(self.per_frame_kept), "timing_s": {"prune": round_seconds(self.prune_s)},
+                "forest": self.forest}
+
+
+@dataclass
+class StatsResult:
+    """Per-frame retention, forest and token counts of the main method, and the compared methods' runs."""
+
+    video: str
+    model: str
+    layout: str
+    method: str
+    ratio: float
+    frames: int
+    grid: tuple[int, int]
+    visual_before: int
+    newline: int
+    main: MethodRun
+    timestamps: list[float]
+    timing_s: StatsTimings
+    peak_memory_mb: float
+    compare: list[MethodRun] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    keep: Optional[Tensor] = field(default=None, repr=False)  # [K] the main method's kept flat indices (for pictures)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: exactly the documented `stats --json` keys, plain Python types."""
+        return {
+            "video": self.video,
+            "model": self.model,
+            "layout": self.layout,
+            "method": self.method,
+            "ratio": self.ratio,
+            "frames": self.frames,
+            "grid": [int(self.grid[0]), int(self.grid[1])],
+            "tokens": {"visual_before": self.visual_before, "visual_after": self.main.visual_after,
+                       "newline": self.newline},
+            "per_frame_kept": list(self.main.per_frame_kept),
+            "timestamps": [round_seconds(t) for t in self.timestamps],
+            "timing_s": self.timing_s.to_dict(),
+            "peak_memory_mb": round_megabytes(self.peak_memory_mb),
+            "forest": self.main.forest,
+            "compare": [run.to_dict() for run in self.compare],
+            "warnings": list(self.warnings),
+        }
+
+
+def _run(features: Tensor, grid: tuple[int, int], ratio: float, method: str, options: Mapping[str, Any]
+         ) -> tuple[PruneResult, MethodRun]:
+    """Prune with `method`; seconds measured when the device has finished (CUDA-synchronised)."""
+    from fpcli.model.timing import now
+    from fpcli.prune import prune
+
+    start = now(features.device)
+    result = prune(features, grid, ratio, method, **options)
+    seconds = now(features.device) - start
+    forest = result.forest.summary().to_dict() if result.forest is not None else None
+    return result, MethodRun(result.method, result.k, result.per_frame.tolist(), seconds, forest)
+
+
+def inspect_clip(
+    llm: VideoLLM,
+    clip: Any,
+    *,
+    ratio: float,
+    method: str,
+    options: Optional[Mapping[str, Any]] = None,
+    compare: Mapping[str, Mapping[str, Any]] | Sequence[str] = (),
+    decode_s: float = 0.0,
+    progress: Optional[Progress] = None,
+) -> StatsResult:
+    """Encode `clip` once and prune it with `method` (and each compared method: name -> its options, or names
+    for their defaults). `clip` is duck-typed like `VideoLLM.answer`'s (.path, .frames, .timestamps, .warnings)."""
+    from fpcli.model.oom import out_of_memory_is_model_error
+    from fpcli.model.timing import peak_memory_mb, reset_peak_memory
+
+    others = dict(compare) if isinstance(compare, Mapping) else {name: {} for name in compare}
+    others.pop(method, None)
+    reset_peak_memory(llm.device)
+    with out_of_memory_is_model_error("inspecting", len(clip.frames)):
+        encoded = llm.encode(clip.frames, progress=progress)
+        features, grid = encoded.features, tuple(encoded.grid)  # [T, N, D], (H, W)
+        pruned, main = _run(features, grid, ratio, method, options or {})
+        runs = [_run(features, grid, ratio, name, opts)[1] for name, opts in others.items()]
+    frames, per_frame = features.shape[:2]
+    return StatsResult(
+        video=str(clip.path),
+        model=llm.name,
+        layout=llm.layout,
+        method=pruned.method,
+        ratio=float(pruned.ratio),
+        frames=frames,
+        grid=grid,
+        visual_before=frames * per_frame,
+        newline=llm.newline_count(frames, grid),
+        main=main,
+        timestamps=[float(t) for t in clip.timestamps],
+        timing_s=StatsTimings(decode=float(decode_s), encode=encoded.encode_s, prune=main.prune_s),
+        peak_memory_mb=peak_memory_mb(features.device),
+        compare=runs,
+        warnings=list(getattr(clip, "warnings", [])),
+        keep=pruned.keep,
+    )

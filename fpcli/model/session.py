@@ -1,0 +1,162 @@
+"""`ClipSession`: many questions about one pruned clip, paying for pruning and the visual tokens' prefill once.
+
+The prompt of a question is   [text before the video placeholder] [visual sequence] [text after the placeholder]
+where the first part (chat template, system prompt, user-turn opening) and the visual sequence are the same for
+every question: that prefix is prefilled once and its KV cache kept. Each question renders its whole prompt with
+the chat template, tokenizes it and splits the ids at the placeholder (the placeholder is a special token, so the
+text on either side tokenizes on its own: the ids are those of the parts); only the part after the placeholder (the
+time instruction where used, the question, the assistant opening) is prefilled on top of the cached prefix, then
+decoded, and the cache is cropped back to the prefix. A question whose prefix differs (another system prompt)
+prefills the new prefix first. `VideoLLM.answer` runs exactly this path for a single question, so an answer from
+a session is token for token the one a fresh `answer` gives.
+
+Timings of a result: `decode` and `encode` are what the ClipFeatures says, on every result (a caller running
+several sessions on one ClipFeatures zeroes them for the later ones if it wants sums); `prune` and the prefix's
+prefill are counted on the question that paid for them (the first, or the one after a system prompt change)
+and are 0 on later ones, so that the stages of a session's results add up to what the session cost.
+With `history=True` earlier questions and answers stay in the conversation (video in the first user turn); the
+whole text after the placeholder, earlier turns included, is prefilled per question.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from fpcli.model.clip_features import ClipFeatures
+from fpcli.model.generate import GenerationConfig, decode, prefill
+from fpcli.model.oom import out_of_memory_is_model_error
+from fpcli.model.result import AnswerResult, PrefillTflops, Timings, TokenCounts
+from fpcli.model.timing import now, peak_memory_mb, reset_peak_memory
+from fpcli.prune import PruneResult
+
+if TYPE_CHECKING:
+    from fpcli.model.llm import VideoLLM
+
+
+def rewind(cache, length: int) -> None:
+    """Crop every layer of a transformers cache back to its first `length` positions.
+
+    Layer by layer, so that a prefill interrupted between layers (Ctrl-C) is undone as well as a finished one."""
+    for layer in cache.layers:
+        extra = layer.get_seq_length() - length
+        if extra > 0:
+            layer.crop(-extra)
+
+
+class ClipSession:
+    """Questions about one clip pruned once (`VideoLLM.start` makes it); `prefills` and `questions` count the
+    prefix prefills and the answered questions."""
+
+    def __init__(self, llm: VideoLLM, features: ClipFeatures, pruned: PruneResult, prune_s: float, visual: Tensor,
+                 newlines: int, history: bool) -> None:
+        self.llm = llm
+        self.features = features
+        self.pruned = pruned
+        self.visual = visual  # [K + newlines, D] the visual sequence in the layout's order
+        self.newlines = newlines
+        self.history = history
+        self.prefills = 0
+        self.questions = 0
+        self.turns: list[tuple[str, str]] = []  # (question, answer) of earlier questions, kept when history=True
+        self._cache = None  # the prefix's KV cache
+        self._prefix_ids: Tensor | None = None  # [P_text] the text ids before the placeholder that _cache holds
+        self._prefix_len = 0  # positions in _cache: P_text + len(visual)
+        self._unreported_s = {"prune": prune_s, "prefill": 0.0}  # paid, not yet on a result
+
+    def prompt_ids(self, question: str, *, time_instruction: bool | None = None,
+                   system_prompt: str | None = None) -> tuple[Tensor, int]:
+        """The whole prompt's text ids [L_text] (earlier turns included under history) and the placeholder's index."""
+        earlier = self.turns if self.history else []
+        return self.llm.prompt_ids(
+            [q for q, _ in earlier] + [question],
+            [a for _, a in earlier],
+            self.features.duration,
+            self.features.timestamps,
+            time_instruction=time_instruction,
+            system_prompt=system_prompt,
+        )
+
+    def prompt_embeds(self, question: str, *, time_instruction: bool | None = None,
+                      system_prompt: str | None = None) -> Tensor:
+        """The whole LLM input of `question` as one tensor [1, L, D] (what the cached prefill computes in two parts)."""
+        ids, at = self.prompt_ids(question, time_instruction=time_instruction, system_prompt=system_prompt)
+        embeds = self.llm.embed(ids)  # [L_text, D]
+        return torch.cat([embeds[:at], self.visual.to(embeds.dtype), embeds[at + 1 :]])[None]
+
+    def _prefill_prefix(self, prefix_ids: Tensor) -> None:
+        self._cache, self._prefix_ids = None, None  # free the old prefix before building the next
+        device = self.llm.device
+        start = now(device)
+        text = self.llm.embed(prefix_ids)  # [P_text, D]
+        embeds = torch.cat([text, self.visual.to(text.dtype)])[None]  # [1, P, D]
+        _, cache = prefill(self.llm.model, embeds)
+        self._unreported_s["prefill"] += now(device) - start
+        self._cache, self._prefix_ids, self._prefix_len = cache, prefix_ids, embeds.shape[1]
+        self.prefills += 1
+
+    def ask(self, question: str, generation: GenerationConfig, *, time_instruction: bool | None = None,
+            system_prompt: str | None = None) -> AnswerResult:
+        """Answer `question`: prefill its text after the cached prefix, decode, crop the cache back to the prefix.
+
+        time_instruction: None, the layout's default (LLaVA-Video's time instruction for the video layout only);
+        True/False force it. system_prompt: None keeps the chat template's own."""
+        llm, features = self.llm, self.features
+        ids, at = self.prompt_ids(question, time_instruction=time_instruction, system_prompt=system_prompt)
+        if self.questions:  # the first question's window is the caller's (answer() opens it before encoding)
+            reset_peak_memory(llm.device)
+        with out_of_memory_is_model_error("answering a question about", features.frames):
+            if self._prefix_ids is None or not torch.equal(ids[:at], self._prefix_ids):
+                self._prefill_prefix(ids[:at])
+            try:
+                start = now(llm.device)
+                logits, cache = prefill(llm.model, llm.embed(ids[at + 1 :])[None], cache=self._cache)
+                prefill_s = now(llm.device) - start
+                out = decode(llm.model, logits, cache, generation, llm.eos_token_ids())
+            finally:
+                rewind(self._cache, self._prefix_len)
+        answer = llm.tokenizer.decode(out.ids, skip_special_tokens=True).strip()
+        self.questions += 1
+        if self.history:
+            self.turns.append((question, answer))
+        frames, per_frame = features.features.shape[:2]
+        counts = TokenCounts(
+            visual_before=frames * per_frame,
+            visual_after=self.pruned.k,
+            newline=self.newlines,
+            text=len(ids) - 1,
+            prompt=len(ids) - 1 + len(self.visual),
+            generated=len(out.ids),
+        )
+        timing = Timings(
+            decode=features.decode_s,
+            encode=features.encode_s,
+            prune=self._unreported_s["prune"],
+            prefill=self._unreported_s["prefill"] + prefill_s,
+            generate=out.generate_s,
+        )
+        self._unreported_s = {"prune": 0.0, "prefill": 0.0}
+        return AnswerResult(
+            video=features.video,
+            question=question,
+            answer=answer,
+            model=llm.name,
+            layout=llm.layout,
+            method=self.pruned.method,
+            ratio=float(self.pruned.ratio),
+            frames=frames,
+            grid=features.grid,
+            tokens=counts,
+            per_frame_kept=self.pruned.per_frame.tolist(),
+            timestamps=list(features.timestamps),
+            timing_s=timing,
+            peak_memory_mb=peak_memory_mb(llm.device),
+            prefill_tflops=PrefillTflops(
+                before=llm.prefill_tflops(counts.text + counts.visual_before + counts.newline),
+                after=llm.prefill_tflops(counts.prompt),
+            ),
+            generated_ids=out.ids,
+            warnings=list(features.warnings),
+        )
