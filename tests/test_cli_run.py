@@ -28,13 +28,13 @@ FAST = ["--frames", "3", "--max-new-tokens", "3"]
 
 ANSWER_KEYS = {
     "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
-    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings",
+    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings", "cache",
 }
 TOKEN_KEYS = {"visual_before", "visual_after", "newline", "text", "prompt", "generated"}
-TIMING_KEYS = {"load", "decode", "encode", "prune", "prefill", "generate", "total"}
+TIMING_KEYS = {"load", "decode", "encode", "cache_load", "prune", "prefill", "generate", "total"}
 STATS_KEYS = {
     "video", "model", "layout", "method", "ratio", "frames", "grid", "tokens", "per_frame_kept", "timestamps",
-    "timing_s", "peak_memory_mb", "forest", "compare", "warnings",
+    "timing_s", "peak_memory_mb", "forest", "compare", "warnings", "cache",
 }
 FOREST_KEYS = {"nodes", "trees", "roots_before", "roots_after", "depth_histogram"}
 
@@ -248,7 +248,7 @@ def test_stats_json_with_compare(videos: Path, tiny_onevision_dir: Path):
     [record] = json_lines(result.stdout)
     assert set(record) == STATS_KEYS
     assert set(record["tokens"]) == {"visual_before", "visual_after", "newline"}
-    assert set(record["timing_s"]) == {"load", "decode", "encode", "prune", "total"}
+    assert set(record["timing_s"]) == {"load", "decode", "encode", "cache_load", "prune", "total"}
     assert set(record["forest"]) == FOREST_KEYS
     forest = record["forest"]
     assert forest["nodes"] == sum(forest["depth_histogram"])

@@ -16,6 +16,8 @@ from fpcli import __version__
 from fpcli.cli import errors
 from fpcli.cli.ask import ask
 from fpcli.cli.batch import batch
+from fpcli.cli.cache import cache_app
+from fpcli.cli.chat import chat
 from fpcli.cli.convert import convert
 from fpcli.cli.options import Debug
 from fpcli.cli.stats import stats
@@ -79,7 +81,9 @@ def _root(
 app.command("ask")(ask)
 app.command("stats")(stats)
 app.command("batch")(batch)
+app.command("chat")(chat)
 app.command("convert")(convert)
+app.add_typer(cache_app)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from rich.console import Console
 from fpcli.cli import errors
 from fpcli.cli.answering import answer_video
 from fpcli.cli.options import (
+    CacheMaxSize,
     DEFAULT_DEVICE,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_METHOD,
@@ -27,6 +28,7 @@ from fpcli.cli.options import (
     Frames,
     Json,
     LayoutOpt,
+    NoCache,
     MaxNewTokens,
     Method,
     Model,
@@ -40,7 +42,7 @@ from fpcli.cli.options import (
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.render import answer_summary
-from fpcli.cli.runner import LazyModel, each_video, expand_videos
+from fpcli.cli.runner import LazyModel, each_video, expand_videos, feature_cache
 from fpcli.cli.settings import ModelSettings, run_settings
 
 
@@ -90,6 +92,8 @@ def ask(
     max_new_tokens: MaxNewTokens = DEFAULT_MAX_NEW_TOKENS,
     temperature: Temperature = DEFAULT_TEMPERATURE,
     seed: Seed = DEFAULT_SEED,
+    no_cache: NoCache = False,
+    cache_max_size: CacheMaxSize = None,
     config: Config = None,
     json_output: Json = False,
     quiet: Quiet = False,
@@ -99,16 +103,20 @@ def ask(
 
     Prints each answer as it comes, then tokens before -> after, per-frame retention, timings and memory.
 
+    A clip's features are kept in the feature cache: asking again about the same video (same frames, model and
+    dtype) skips decoding and the vision tower. --no-cache turns that off.
+
     With --json: one JSON object per video on stdout (JSON lines for several videos), nothing else.
     """
     videos, question = check_question(ctx, videos, question)
     settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, opt=opt,
                             seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+    cache = feature_cache(no_cache, cache_max_size)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
-        llm = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter)
+        llm = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter, cache=cache)
 
         def answer(path: Path) -> dict[str, Any]:
-            return answer_video(llm, path, question, settings, reporter)
+            return answer_video(llm, path, question, settings)
 
         each_video(paths, answer, show_answer, json_output, errors.debug_enabled(ctx.meta), reporter)

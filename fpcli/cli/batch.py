@@ -12,6 +12,11 @@ reordered or added, so resuming keeps working after the jobs file is edited.
 Results: one JSON line per item, appended as soon as it finishes (fpcli.cli.results_log). `{"id",
 "status": "ok", ...the `ask --json` fields}` or `{"id", "status": "error", "video", "question", "error"}`.
 Re-running with the same --out skips ids already ok and retries failed ones.
+
+Items that share a video and its sampling are one work unit (`clip_units`, answered by
+fpcli.cli.answering.answer_clip): the clip is decoded and encoded once per run (or read from the feature cache
+once), and items with the same pruning setting share one session. Units run in the order of their first item,
+the items of a unit in the jobs file's order.
 """
 
 from __future__ import annotations
@@ -23,15 +28,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional, Union
 
 import typer
 import yaml
 
 from fpcli.cli import errors
-from fpcli.cli.answering import answer_video
+from fpcli.cli.answering import Question, answer_clip
 from fpcli.cli.config import yaml_problem
 from fpcli.cli.options import (
+    CacheMaxSize,
     DEFAULT_DEVICE,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_METHOD,
@@ -47,6 +53,7 @@ from fpcli.cli.options import (
     Fps,
     Frames,
     LayoutOpt,
+    NoCache,
     MaxNewTokens,
     Method,
     Model,
@@ -60,8 +67,11 @@ from fpcli.cli.options import (
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.results_log import ResultsLog
-from fpcli.cli.runner import LazyModel, warn
+from fpcli.cli.runner import LazyModel, feature_cache, warn
 from fpcli.cli.settings import ModelSettings, RunSettings, run_settings
+
+if TYPE_CHECKING:
+    from fpcli.model.feature_cache import FeatureCache
 
 ITEM_KEYS = ("video", "question", "id", "options")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -164,6 +174,25 @@ def _error_record(job: Job, exc: BaseException) -> dict[str, Any]:
     }
 
 
+Unit = list[tuple[Job, Union[RunSettings, ValueError]]]  # an item with the settings it runs with, or why it cannot
+
+
+def clip_units(jobs: list[Job], base: RunSettings, default_frames: Callable[[], int]) -> list[Unit]:
+    """`jobs` grouped by (video, sampling), in the order of each group's first item; an item whose options do not
+    check is a unit of its own. `default_frames` gives the model's frame count when an item sets neither frames
+    nor fps (it may resolve the model)."""
+    units: dict[tuple[str, ...], Unit] = {}
+    for job in jobs:
+        try:
+            settings = job.settings(base)
+        except ValueError as exc:
+            units[("invalid", job.id)] = [(job, exc)]
+            continue
+        sampling = json.dumps(settings.sampling(default_frames), sort_keys=True)
+        units.setdefault((str(Path(job.video).resolve()), sampling), []).append((job, settings))
+    return list(units.values())
+
+
 def default_out(jobs: Path) -> Path:
     """jobs.yaml -> jobs.results.jsonl, next to it: re-running the same command resumes."""
     return jobs.with_name(f"{jobs.stem}.results.jsonl")
@@ -193,6 +222,8 @@ def batch(
     max_new_tokens: MaxNewTokens = DEFAULT_MAX_NEW_TOKENS,
     temperature: Temperature = DEFAULT_TEMPERATURE,
     seed: Seed = DEFAULT_SEED,
+    no_cache: NoCache = False,
+    cache_max_size: CacheMaxSize = None,
     config: Config = None,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -211,31 +242,36 @@ def batch(
     out = out or default_out(jobs_file)
     if out.resolve() == jobs_file.resolve():
         raise errors.usage_error("--out must not be the jobs file", out)
+    cache = feature_cache(no_cache, cache_max_size)
     jobs = read_jobs(jobs_file)
     log = ResultsLog(out, {job.id for job in jobs})
     try:
-        code = _run(jobs, log, base, model_settings, quiet, errors.debug_enabled(ctx.meta))
+        code = _run(jobs, log, base, model_settings, cache, quiet, errors.debug_enabled(ctx.meta))
     finally:
         log.close()
     raise typer.Exit(code)
 
 
-def _answer(llm: LazyModel, job: Job, base: RunSettings, reporter: Reporter, debug: bool) -> dict[str, Any]:
-    """The ok or error record of one item: a failure of the item is recorded, not raised, and an item with bad
-    options or video loads no model. A model that cannot load ends the batch: no item could run."""
-    try:
-        settings = job.settings(base)
-        return {"id": job.id, "status": "ok", **answer_video(llm, job.video, job.question, settings, reporter)}
-    except errors.Fatal:
-        raise
-    except Exception as exc:
-        if debug:
-            errors.report(exc, debug=True)
-        return _error_record(job, exc)
+def _records(llm: LazyModel, unit: Unit, debug: bool) -> Iterator[tuple[Job, dict[str, Any]]]:
+    """The ok or error record of each item of a unit, as each finishes: a failure of an item is recorded, not
+    raised, and a unit whose items have bad options or a bad video loads no model. A model that cannot load ends
+    the batch (errors.Fatal): no item could run."""
+    first, settings = unit[0]
+    if isinstance(settings, ValueError):
+        yield first, _error_record(first, settings)
+        return
+    questions = [Question(job.question, item_settings) for job, item_settings in unit]
+    for (job, _), outcome in zip(unit, answer_clip(llm, first.video, questions)):
+        if isinstance(outcome, Exception):
+            if debug:
+                errors.report(outcome, debug=True)
+            yield job, _error_record(job, outcome)
+        else:
+            yield job, {"id": job.id, "status": "ok", **outcome}
 
 
-def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: ModelSettings, quiet: bool,
-         debug: bool) -> int:
+def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: ModelSettings,
+         cache: Optional[FeatureCache], quiet: bool, debug: bool) -> int:
     """Run the pending items; print the summary; return the exit code."""
     pending = [job for job in jobs if job.id not in log.done]
     counts: Counter[str] = Counter()
@@ -251,12 +287,14 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
                              f"{log.retrying} failed item(s) to retry.")
         else:
             reporter.message(f"Writing results to {log.path}.")
-        llm = LazyModel(model_settings, reporter)
+        llm = LazyModel(model_settings, reporter, cache=cache)
         task = reporter.task("Batch", total=len(pending))
         try:
-            for number, job in enumerate(pending, 1):
-                item_start = time.perf_counter()
-                record = _answer(llm, job, base, reporter, debug)
+            number, item_start = 0, time.perf_counter()
+            records = (record for unit in clip_units(pending, base, lambda: llm.default_frames)
+                       for record in _records(llm, unit, debug))
+            for job, record in records:
+                number += 1
                 log.append(record)
                 counts[record["status"]] += 1
                 reporter.advance(task)
@@ -266,6 +304,7 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
                     reporter.message(f"ok     {where} ({time.perf_counter() - item_start:.1f} s)")
                 else:
                     reporter.console.print(f"failed {where}: {record['error']}", markup=False)
+                item_start = time.perf_counter()
         except KeyboardInterrupt:
             interrupted = True
     left = len(pending) - counts["ok"] - counts["error"]

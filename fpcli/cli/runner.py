@@ -1,10 +1,12 @@
-"""The command runner: what every command does around its real work. Expand the VIDEO arguments, decode, load
-the model once, and go through the videos, printing each result (and the video layer's warnings) as it comes.
+"""The command runner: what every command does around its real work. Expand the VIDEO arguments, get each clip's
+features (the feature cache, or decoding and the vision tower), load the model once, and go through the videos,
+printing each result (and its warnings) as it comes.
 
-The model loads lazily, at the first video that decodes: a bad video is reported in a second, not after a
-minute of loading, and a batch whose items all fail never loads it. Decoding first needs the model's default
-frame count; a profile knows it, otherwise the spec is resolved (a folder: instant; a hub id: the cache, or a
-download) and the load reuses that resolution.
+The model loads lazily, when a clip first needs it: a video that is not in the feature cache is decoded first, so a
+bad video is reported in a second, not after a minute of loading, and a batch whose items all fail never loads it;
+a clip the cache holds loads the model and skips decoding. Decoding first needs the model's default frame count
+and the cache key the checkpoint's identity; a profile knows the frame count, otherwise the spec is resolved (a
+folder: instant; a hub id: the cache, or a download) and the load reuses that resolution.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from fpcli.cli.progress import Reporter
 from fpcli.cli.settings import ModelSettings, RunSettings
 
 if TYPE_CHECKING:
-    from fpcli.model import ResolvedModel, VideoLLM
+    from fpcli.model import ClipFeatures, ResolvedModel, VideoLLM
+    from fpcli.model.cached_encode import Check, EncoderIdentity
+    from fpcli.model.feature_cache import FeatureCache
     from fpcli.video import VideoClip
 
 
@@ -70,13 +74,24 @@ def _fatal() -> Iterator[None]:
         raise Fatal(str(exc)) from exc
 
 
-class LazyModel:
-    """The command's model, loaded once at its first use (`get`); `default_frames` is known before that."""
+def feature_cache(no_cache: bool, max_size: Optional[str]) -> Optional[FeatureCache]:
+    """The command's feature cache: None with --no-cache or FORESTPRUNE_NO_CACHE=1; a bad size is a usage error
+    (exit 2) before any work. Its warnings (a broken entry, a read-only directory) reach the results' warnings."""
+    from fpcli.model.feature_cache import cache_from_env
 
-    def __init__(self, settings: ModelSettings, reporter: Reporter, vision_only: bool = False) -> None:
+    return cache_from_env(enabled=not no_cache, max_size=max_size)
+
+
+class LazyModel:
+    """The command's model, loaded once at its first use (`get`); `default_frames` and `identity` are known before
+    that. `features` is the one call per clip: the feature cache, else decoding and the vision tower."""
+
+    def __init__(self, settings: ModelSettings, reporter: Reporter, vision_only: bool = False,
+                 cache: Optional[FeatureCache] = None) -> None:
         self.settings = settings
         self.reporter = reporter
         self.vision_only = vision_only
+        self.cache = cache
         self._spec: Optional[str] = settings.model
         self._resolved: Optional[ResolvedModel] = None
         self._llm: Optional[VideoLLM] = None
@@ -88,20 +103,52 @@ class LazyModel:
             self._spec = default_model(self.settings.device, self.reporter)
         return self._spec
 
+    def _resolve(self) -> ResolvedModel:
+        from fpcli.model import resolve_model
+
+        if self._resolved is None:
+            with _fatal():
+                self._resolved = resolve_model(self.spec, self.settings.layout, progress=self.reporter.callback)
+        return self._resolved
+
     @property
     def default_frames(self) -> int:
         """The profile's frame count (32 or 64), or the checkpoint's layout's; no weights are read."""
-        from fpcli.model import known_default_frames, resolve_model
+        from fpcli.model import known_default_frames
 
         if self._llm is not None:
             return self._llm.default_frames
         frames = known_default_frames(self.spec, self.settings.layout)
         if frames is not None:
             return frames
-        if self._resolved is None:
-            with _fatal():
-                self._resolved = resolve_model(self.spec, self.settings.layout, progress=self.reporter.callback)
-        return self._resolved.default_frames
+        return self._resolve().default_frames
+
+    def identity(self) -> EncoderIdentity:
+        """What the feature cache keys on besides the clip (checkpoint, layout, dtype, device); no weights read."""
+        from fpcli.model.cached_encode import EncoderIdentity
+
+        if self._llm is not None:
+            return EncoderIdentity.of(self._llm)
+        resolved = self._resolve()
+        with _fatal():
+            return EncoderIdentity.planned(resolved, self.settings.device, self.settings.dtype, self.settings.attn)
+
+    def features(self, video: Path, settings: RunSettings, *, check: Optional[Check] = None,
+                 decode: Optional[Callable[..., VideoClip]] = None) -> ClipFeatures:
+        """The clip's features (fpcli.model.cached_encode.features_for): from the cache, loading the model first;
+        else decoded (before the model loads), then encoded and stored. `check` runs before any encoding."""
+        from fpcli.model.cached_encode import features_for
+        from fpcli.video import sample_frames
+
+        sampling = settings.sampling(lambda: self.default_frames)
+        cache, identity = self.cache, None
+        if cache is not None:
+            try:
+                identity = self.identity()
+            except Fatal:  # unresolvable model (offline, not downloaded): decode first, a bad video says so, then
+                cache = None  # the load fails the command
+        return features_for(video, sampling, cache, self.get, identity=identity, check=check,
+                            decode=decode or sample_frames, progress=self.reporter.callback)
 
     def get(self) -> VideoLLM:
         """The loaded model: loaded on the first call, the same object after."""
@@ -134,15 +181,6 @@ class LazyModel:
             return 0.0
         self._load_reported = True
         return self._llm.load_s
-
-
-def decode(video: Path, settings: RunSettings, model: LazyModel, reporter: Reporter) -> tuple[VideoClip, float]:
-    """The sampled clip and the seconds it took; no model loads for it (a profile knows its frame count)."""
-    from fpcli.video import sample_frames
-
-    start = time.perf_counter()
-    clip = sample_frames(video, **settings.sampling(lambda: model.default_frames), progress=reporter.callback)
-    return clip, time.perf_counter() - start
 
 
 def warn(result: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """What pruning keeps of one clip, without generating: `VideoLLM.inspect` -> `StatsResult` (`forestprune stats`).
 
-The clip is encoded once (vision tower, projector, pooling) and those same features are pruned by the main method
-and every compared one, so a comparison isolates the selection. The JSON form is the documented `stats --json`
+The clip's features (encoded once, or from the feature cache) are pruned by the main method and every compared one,
+so a comparison isolates the selection. The JSON form is the documented `stats --json`
 schema; measurements are rounded by the same rules as an answer's (fpcli.model.result).
 """
 
@@ -15,8 +15,8 @@ from fpcli.model.result import round_megabytes, round_seconds, round_timings
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from fpcli.model.clip_features import ClipFeatures
     from fpcli.model.llm import VideoLLM
-    from fpcli.model.profiles import Progress
     from fpcli.prune import PruneResult
 
 
@@ -27,6 +27,7 @@ class StatsTimings:
     load: float = 0.0
     decode: float = 0.0
     encode: float = 0.0
+    cache_load: float = 0.0
     prune: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
@@ -68,6 +69,7 @@ class StatsResult:
     peak_memory_mb: float
     compare: list[MethodRun] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    cache: str = "off"  # "hit" | "miss" | "off", as in an answer
     keep: Optional[Tensor] = field(default=None, repr=False)  # [K] the main method's kept flat indices (for pictures)
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +91,7 @@ class StatsResult:
             "forest": self.main.forest,
             "compare": [run.to_dict() for run in self.compare],
             "warnings": list(self.warnings),
+            "cache": self.cache,
         }
 
 
@@ -107,31 +110,27 @@ def _run(features: Tensor, grid: tuple[int, int], ratio: float, method: str, opt
 
 def inspect_clip(
     llm: VideoLLM,
-    clip: Any,
+    features: ClipFeatures,
     *,
     ratio: float,
     method: str,
     options: Optional[Mapping[str, Any]] = None,
     compare: Mapping[str, Mapping[str, Any]] | Sequence[str] = (),
-    decode_s: float = 0.0,
-    progress: Optional[Progress] = None,
 ) -> StatsResult:
-    """Encode `clip` once and prune it with `method` (and each compared method: name -> its options, or names
-    for their defaults). `clip` is duck-typed like `VideoLLM.answer`'s (.path, .frames, .timestamps, .warnings)."""
+    """Prune the clip's features (`VideoLLM.encode_clip` or the feature cache) with `method` and each compared
+    method (name -> its options, or names for their defaults); decode, encode and cache load come from `features`."""
     from fpcli.model.oom import out_of_memory_is_model_error
-    from fpcli.model.timing import peak_memory_mb, reset_peak_memory
+    from fpcli.model.timing import peak_memory_mb
 
     others = dict(compare) if isinstance(compare, Mapping) else {name: {} for name in compare}
     others.pop(method, None)
-    reset_peak_memory(llm.device)
-    with out_of_memory_is_model_error("inspecting", len(clip.frames)):
-        encoded = llm.encode(clip.frames, progress=progress)
-        features, grid = encoded.features, tuple(encoded.grid)  # [T, N, D], (H, W)
-        pruned, main = _run(features, grid, ratio, method, options or {})
-        runs = [_run(features, grid, ratio, name, opts)[1] for name, opts in others.items()]
-    frames, per_frame = features.shape[:2]
+    with out_of_memory_is_model_error("inspecting", features.frames):
+        tokens, grid = features.features.to(llm.device), features.grid  # [T, N, D], (H, W)
+        pruned, main = _run(tokens, grid, ratio, method, options or {})
+        runs = [_run(tokens, grid, ratio, name, opts)[1] for name, opts in others.items()]
+    frames, per_frame = tokens.shape[:2]
     return StatsResult(
-        video=str(clip.path),
+        video=features.video,
         model=llm.name,
         layout=llm.layout,
         method=pruned.method,
@@ -141,10 +140,12 @@ def inspect_clip(
         visual_before=frames * per_frame,
         newline=llm.newline_count(frames, grid),
         main=main,
-        timestamps=[float(t) for t in clip.timestamps],
-        timing_s=StatsTimings(decode=float(decode_s), encode=encoded.encode_s, prune=main.prune_s),
-        peak_memory_mb=peak_memory_mb(features.device),
+        timestamps=[float(t) for t in features.timestamps],
+        timing_s=StatsTimings(decode=features.decode_s, encode=features.encode_s, cache_load=features.cache_load_s,
+                              prune=main.prune_s),
+        peak_memory_mb=peak_memory_mb(llm.device),
         compare=runs,
-        warnings=list(getattr(clip, "warnings", [])),
+        warnings=list(features.warnings),
+        cache=features.cache,
         keep=pruned.keep,
     )

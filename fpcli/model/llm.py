@@ -194,20 +194,18 @@ class VideoLLM:
 
     def inspect(
         self,
-        clip,
+        features: ClipFeatures,
         *,
         ratio: float,
         method: str,
         options: dict | None = None,
         compare: Mapping[str, Mapping] | Sequence[str] = (),
-        decode_s: float = 0.0,
-        progress: Progress | None = None,
     ) -> StatsResult:
-        """What pruning keeps of `clip`, without generating (needs only the vision tower): see fpcli.model.inspect."""
+        """What pruning keeps of a clip's features, without generating (needs only the vision tower): see
+        fpcli.model.inspect."""
         from fpcli.model.inspect import inspect_clip
 
-        return inspect_clip(self, clip, ratio=ratio, method=method, options=options, compare=compare,
-                            decode_s=decode_s, progress=progress)
+        return inspect_clip(self, features, ratio=ratio, method=method, options=options, compare=compare)
 
     def eos_token_ids(self) -> set[int]:
         """Tokens that end an answer: the generation config's EOS ids and the tokenizer's EOS."""

@@ -10,10 +10,11 @@ decoded, and the cache is cropped back to the prefix. A question whose prefix di
 prefills the new prefix first. `VideoLLM.answer` runs exactly this path for a single question, so an answer from
 a session is token for token the one a fresh `answer` gives.
 
-Timings of a result: `decode` and `encode` are what the ClipFeatures says, on every result (a caller running
-several sessions on one ClipFeatures zeroes them for the later ones if it wants sums); `prune` and the prefix's
-prefill are counted on the question that paid for them (the first, or the one after a system prompt change)
-and are 0 on later ones, so that the stages of a session's results add up to what the session cost.
+Timings of a result: every stage is counted on the question that paid for it and is 0 on later ones, so that the
+stages of a session's results add up to what the session cost: `decode`, `encode` and `cache_load` (what the
+ClipFeatures says) and `prune` on the first question, the prefix's prefill on the first or on the one after a
+system prompt change. A caller running several sessions on one ClipFeatures gives the later ones
+`features.reused()`, so that the clip's cost is counted once.
 With `history=True` earlier questions and answers stay in the conversation (video in the first user turn); the
 whole text after the placeholder, earlier turns included, is prefilled per question.
 """
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor
 
 from fpcli.model.clip_features import ClipFeatures
+from fpcli.model.errors import ModelInputError
 from fpcli.model.generate import GenerationConfig, decode, prefill
 from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.result import AnswerResult, PrefillTflops, Timings, TokenCounts
@@ -64,7 +66,10 @@ class ClipSession:
         self._cache = None  # the prefix's KV cache
         self._prefix_ids: Tensor | None = None  # [P_text] the text ids before the placeholder that _cache holds
         self._prefix_len = 0  # positions in _cache: P_text + len(visual)
-        self._unreported_s = {"prune": prune_s, "prefill": 0.0}  # paid, not yet on a result
+        self._unreported_s = {  # paid, not yet on a result
+            "decode": features.decode_s, "encode": features.encode_s, "cache_load": features.cache_load_s,
+            "prune": prune_s, "prefill": 0.0,
+        }  # fmt: skip
 
     def prompt_ids(self, question: str, *, time_instruction: bool | None = None,
                    system_prompt: str | None = None) -> tuple[Tensor, int]:
@@ -85,6 +90,20 @@ class ClipSession:
         ids, at = self.prompt_ids(question, time_instruction=time_instruction, system_prompt=system_prompt)
         embeds = self.llm.embed(ids)  # [L_text, D]
         return torch.cat([embeds[:at], self.visual.to(embeds.dtype), embeds[at + 1 :]])[None]
+
+    def check_fits(self, question: str, *, time_instruction: bool | None = None,
+                   system_prompt: str | None = None) -> None:
+        """Raise ModelInputError (exit 2) when the prompt of `question` (earlier turns included under history) is
+        longer than the LLM's context; tokenizes only."""
+        ids, _ = self.prompt_ids(question, time_instruction=time_instruction, system_prompt=system_prompt)
+        text, visual = len(ids) - 1, len(self.visual) - self.newlines
+        context = self.llm.config.text_config.max_position_embeddings
+        if text + len(self.visual) > context:
+            raise ModelInputError(
+                f"the prompt needs {text + len(self.visual)} tokens ({text} text, {visual} visual, {self.newlines} "
+                f"newline) but {self.llm.name}'s context is {context} tokens",
+                hint="shorten the question" + (" or start a new chat: earlier turns count" if self.history else ""),
+            )
 
     def _prefill_prefix(self, prefix_ids: Tensor) -> None:
         self._cache, self._prefix_ids = None, None  # free the old prefix before building the next
@@ -130,14 +149,16 @@ class ClipSession:
             prompt=len(ids) - 1 + len(self.visual),
             generated=len(out.ids),
         )
+        paid = self._unreported_s
         timing = Timings(
-            decode=features.decode_s,
-            encode=features.encode_s,
-            prune=self._unreported_s["prune"],
-            prefill=self._unreported_s["prefill"] + prefill_s,
+            decode=paid["decode"],
+            encode=paid["encode"],
+            cache_load=paid["cache_load"],
+            prune=paid["prune"],
+            prefill=paid["prefill"] + prefill_s,
             generate=out.generate_s,
         )
-        self._unreported_s = {"prune": 0.0, "prefill": 0.0}
+        self._unreported_s = dict.fromkeys(paid, 0.0)
         return AnswerResult(
             video=features.video,
             question=question,
@@ -159,4 +180,5 @@ class ClipSession:
             ),
             generated_ids=out.ids,
             warnings=list(features.warnings),
+            cache=features.cache,
         )
