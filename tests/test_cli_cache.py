@@ -57,6 +57,14 @@ def test_ask_twice_hits_the_cache_with_the_same_answer(clip, tiny_onevision_dir)
     assert ask(clip, tiny_onevision_dir, "--frames", "2")["cache"] == "miss"  # another sampling
 
 
+def test_a_hit_shows_the_cache_load_where_decode_and_encode_were(clip, tiny_onevision_dir):
+    ask(clip, tiny_onevision_dir)
+    result = invoke("ask", clip, QUESTIONS[0], "--model", tiny_onevision_dir, *FAST)
+    assert result.exit_code == 0, result.stderr
+    (time_line,) = [line for line in result.stdout.splitlines() if line.startswith("time ")]
+    assert " · cache load " in time_line and "decode" not in time_line and "encode" not in time_line
+
+
 def test_no_cache_flag_and_environment_turn_it_off(clip, tiny_onevision_dir):
     assert ask(clip, tiny_onevision_dir, "--no-cache")["cache"] == "off"
     assert ask(clip, tiny_onevision_dir, env={"FORESTPRUNE_NO_CACHE": "1"})["cache"] == "off"

@@ -457,8 +457,9 @@ def test_long_videos_render_compactly():
               "frames": frames, "grid": [8, 8], "per_frame_kept": kept, "timestamps": [i / 2 for i in range(frames)],
               "tokens": {"visual_before": 64 * frames, "visual_after": sum(kept), "newline": 1, "text": 5,
                          "prompt": 9, "generated": 1},
-              "timing_s": dict.fromkeys(("load", "decode", "encode", "prune", "prefill", "generate", "total"), 0.0),
-              "peak_memory_mb": 1.0, "prefill_tflops": {"before": 1.0, "after": 0.1},
+              "timing_s": dict.fromkeys(("load", "decode", "encode", "cache_load", "prune", "prefill", "generate",
+                                         "total"), 0.0),
+              "peak_memory_mb": 1.0, "prefill_tflops": {"before": 1.0, "after": 0.1}, "cache": "off",
               "forest": {"nodes": 10, "trees": 3, "roots_before": 3, "roots_after": 2,
                          "depth_histogram": list(range(30))},
               "compare": []}
