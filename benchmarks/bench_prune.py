@@ -68,6 +68,16 @@ def make_features(case: str, device: str) -> torch.Tensor:
     return out
 
 
+def make_extras(features: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Vision-tower extras of SigLIP-so400m's shape, for the methods that take them (visionzip): attention
+    received [T, N] (positive, about 1 per frame) and head-mean keys [T, N, 72]."""
+    t, n, _ = features.shape
+    gen = torch.Generator().manual_seed(1)
+    attention = torch.softmax(torch.randn(t, n, generator=gen), dim=1)  # [T, N]
+    keys = torch.randn(t, n, 72, generator=gen)  # [T, N, Dk]
+    return {"vision_attention": attention.to(features.device), "vision_keys": keys.to(features.device)}
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -77,6 +87,7 @@ def worker(method: str, case: str, device: str, repeat: int, ratio: float) -> di
     from fpcli.prune import prune
 
     features = make_features(case, device)
+    extras = make_extras(features)
     grid = _grid(features.shape[1])
     if method == "none":
         ratio = 0.0  # "none" keeps everything, so only ratio 0 is valid
@@ -91,7 +102,7 @@ def worker(method: str, case: str, device: str, repeat: int, ratio: float) -> di
     for _ in range(repeat + 1):  # the first call warms up
         sync()
         start = time.perf_counter()
-        result = prune(features, grid=grid, ratio=ratio, method=method)
+        result = prune(features, grid=grid, ratio=ratio, method=method, extras=extras)
         sync()
         times.append(time.perf_counter() - start)
         if len(times) >= 2 and sum(times) > SLOW_CASE_S:

@@ -1,11 +1,12 @@
 """Shared pytest setup: hypothesis profiles and the fixture modules of each layer."""
 
+import importlib.util
 import os
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["fixtures_video", "fixtures_model"]
+pytest_plugins = ["fixtures_video", "fixtures_model", "fixtures_ray"]
 
 # CI machines have 2 slow cores shared with torch: no per-example deadline, and a
 # smaller example budget than hypothesis' default so the suite stays at a few minutes.
@@ -25,3 +26,21 @@ def _own_feature_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.setenv("FORESTPRUNE_CACHE", str(tmp_path_factory.mktemp("forestprune-cache")))
     for name in ("FORESTPRUNE_NO_CACHE", "FORESTPRUNE_CACHE_MAX_SIZE"):
         monkeypatch.delenv(name, raising=False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `ray` need Ray, an optional extra: skipped (not failed) where it is not installed."""
+    if importlib.util.find_spec("ray") is not None:
+        return
+    skip = pytest.mark.skip(reason='Ray is not installed (pip install "forestprune[ray]")')
+    for item in items:
+        if item.get_closest_marker("ray") is not None:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Pruning methods registered inside a test disappear after it."""
+    from fpcli.prune import registry
+
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))

@@ -63,6 +63,9 @@ def assert_same_features(got: ClipFeatures, want: ClipFeatures) -> None:
     assert torch.equal(got.features.view(torch.uint8), want.features.view(torch.uint8))
     for fact in ("video", "grid", "timestamps", "duration", "frame_indices"):
         assert getattr(got, fact) == getattr(want, fact), fact
+    assert got.extras.keys() == want.extras.keys() == {"vision_attention", "vision_keys"}  # what visionzip needs
+    for name, value in want.extras.items():
+        assert got.extras[name].dtype == value.dtype and torch.equal(got.extras[name], value), name
 
 
 def test_miss_then_hit_skips_decoding_and_encoding(ov, video, tmp_path, monkeypatch):
@@ -77,7 +80,7 @@ def test_miss_then_hit_skips_decoding_and_encoding(ov, video, tmp_path, monkeypa
     assert_same_features(hit, fresh)
     assert hit.features.shape == (4, 64, fresh.features.shape[2]) and hit.grid == (8, 8)
     assert hit.frame_indices == [int(i) for i in sample_frames(video, 4).indices]
-    assert hit.warnings == [] and hit.extras == {}
+    assert hit.warnings == []
 
 
 def test_hit_reports_the_name_it_was_asked_by(ov, video, tmp_path, monkeypatch):

@@ -222,7 +222,7 @@ def test_items_that_cannot_run_load_no_model(clips: Path, tiny_onevision_dir: Pa
     failed = records(out)
     assert [r["status"] for r in failed] == ["error"] * 3
     assert failed[0]["error"] == (
-        "unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune")
+        "unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip")
     assert failed[1]["error"] == f"file not found ({tmp_path / 'nope.mp4'})"
     assert failed[2]["error"].startswith("not a video file ffmpeg can read (")
     assert failed[2]["error"].endswith(f") ({tmp_path / 'notes.mp4'})")
@@ -259,3 +259,19 @@ def test_batch_out_must_differ_from_jobs(tmp_path: Path):
     result = invoke("batch", jobs, "--out", jobs)
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"Error: --out must not be the jobs file ({jobs})"]
+
+
+def test_item_bars_show_the_throughput():
+    from rich.progress import Progress
+
+    from fpcli.cli.progress import _Amount
+
+    clock = iter([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    bars = Progress(get_time=lambda: next(clock))
+    items = bars.add_task("Batch", total=10, items=True)
+    frames = bars.add_task("Decoding frames", total=10)
+    for task in (items, items, frames):
+        bars.advance(task)
+    column = _Amount()
+    assert column.render(bars.tasks[items]).plain == " 2/10 1.00 items/s"
+    assert column.render(bars.tasks[frames]).plain == " 1/10"

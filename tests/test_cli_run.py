@@ -339,6 +339,25 @@ def test_sample_videos_folder(tiny_onevision_dir: Path):
     assert all(r["frames"] == 3 and sum(r["per_frame_kept"]) == r["tokens"]["visual_after"] for r in records)
 
 
+def test_visionzip_through_stats_compare_and_ask(videos: Path, tiny_video_dir: Path):
+    # 4 frames of 7x7 at ratio 0.9: K = 20, 5 per frame (the encoding's extras reach prune() in both commands).
+    stats = invoke("stats", videos / "a.mp4", "--model", tiny_video_dir, "--frames", "4", "--json",
+                   "--compare", "visionzip")
+    assert stats.exit_code == 0, stats.stderr
+    [record] = json_lines(stats.stdout)
+    assert [(c["method"], c["tokens"], c["per_frame_kept"]) for c in record["compare"]] == [
+        ("visionzip", {"visual_after": 20}, [5, 5, 5, 5])
+    ]
+    ask = invoke("ask", videos / "a.mp4", QUESTION, "--model", tiny_video_dir, "--frames", "4", "--max-new-tokens",
+                 "2", "--method", "visionzip", "--json")
+    assert ask.exit_code == 0, ask.stderr
+    [answer] = json_lines(ask.stdout)
+    assert answer["method"] == "visionzip" and answer["per_frame_kept"] == [5, 5, 5, 5]
+    tokens = answer["tokens"]
+    assert tokens["visual_after"] == 20 and tokens["newline"] == 4 * 7  # a newline after every row of every frame
+    assert tokens["prompt"] == tokens["text"] + 20 + 4 * 7
+
+
 # --- options end to end, and what the user is told -----------------------------------------------------------
 
 

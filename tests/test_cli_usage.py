@@ -106,7 +106,7 @@ def test_bad_prune_option_is_usage_error(video: Path):
     result = run("stats", video, *NO_MODEL, "--compare", "uniform,nope")
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
-        "Error: unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune",
+        "Error: unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip",
         "Hint: see 'forestprune stats --help'",
     ]
 
@@ -421,7 +421,7 @@ def test_errors_are_mapped_by_type(tmp_path: Path):
 def test_help_texts_come_from_the_registries():
     result = runner.invoke(app, ["ask", "--help"], env={"COLUMNS": "300"})
     text = " ".join(result.stdout.split())
-    assert "none, uniform, random, gprune, divprune, dycoke, forestprune, or a method registered in Python" in text
+    assert "none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip, or a method registered in Python" in text
     assert "ForestPrune: cosine similarity a token needs to join an earlier frame's tree, in [-1, 1], default 0.9" in text
     assert "Profile (llava-ov-0.5b, llava-ov-7b, llava-ov-72b, llava-video-7b)" in text
     assert "--opt" in text and "<onevision|video>" in text

@@ -348,15 +348,18 @@ def test_cuda_matches_cpu():
         assert gpu.keep.is_cuda and torch.equal(gpu.keep.cpu(), cpu.keep)
 
 
-def test_device_agnostic_source():
-    # Same code path on every device: no device-specific branches in the implementation.
-    import inspect
-
-    from fpcli.prune import forest, forest_build, forest_merge, gprune
-
-    for module in (forest, forest_build, forest_merge, gprune):
-        source = inspect.getsource(module)
-        assert "is_cuda" not in source and '"cuda"' not in source and "device.type" not in source
+@pytest.mark.parametrize("method", ["forestprune", "gprune"])
+def test_all_work_follows_the_input_device(method):
+    # With "meta" as the default device, a tensor made without device= (arange, zeros, full...) lands on meta
+    # and meets the CPU input: an error, or a result that differs. Input-device code gives the same answer.
+    gen = torch.Generator().manual_seed(7)
+    x = torch.cat([_exact_codebook(4, 8, gen)[torch.randint(0, 4, (6, 8), generator=gen)],
+                   torch.randn(6, 8, 8, generator=gen)], dim=1)  # [6, 16, 8]: ties and noise
+    expected = prune(x, grid=(4, 4), ratio=0.8, method=method)
+    with torch.device("meta"):
+        r = prune(x, grid=(4, 4), ratio=0.8, method=method)
+    assert r.keep.device == r.per_frame.device == x.device
+    assert torch.equal(r.keep, expected.keep) and torch.equal(r.per_frame, expected.per_frame)
 
 
 # ---------------------------------------------------------------------------------------------

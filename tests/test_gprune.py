@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -35,27 +34,27 @@ def test_scores_only_nan_becomes_zero():
     assert gprune_scores(frame).tolist() == [[math.inf, math.inf]]
 
 
-def _scores_one_frame(x):
-    """The single-frame formula, step by step, for comparison with the batched version."""
-    xn = F.normalize(x.float(), dim=1)
-    a = xn @ xn.T
-    a[a < 0.5] = 0
-    a = a / 0.03
-    a[a.abs() < 1e-6] = -5000
-    a = a.softmax(dim=1)
-    degree = (a > 0).sum(dim=1).float()
-    scores = (x.float().norm(dim=1)[None] @ torch.linalg.matrix_power(a, 5)).squeeze(0) / degree
-    scores[scores.isnan()] = 0
-    return scores
+def test_scores_hand_computed_walk_and_temperature():
+    # Tokens 0 and 1 at 45 degrees (cos c = 1/sqrt(2) >= 0.5: an edge), token 2 orthogonal to both (dropped).
+    # Rows 0 and 1 of the softmax at temperature 0.03 are [1 - q, q, 0] and [q, 1 - q, 0] with
+    # q = r / (1 + r), r = exp((c - 1) / 0.03) = 5.7532e-5; row 2 is [0, 0, 1]. The 2x2 block's 5th power is
+    # 1/2 [[1 + s, 1 - s], [1 - s, 1 + s]] with s = (1 - 2q)^5 = 0.99942481. Norms [1, 2, 3], degrees [2, 2, 1]:
+    # score_0 = (1 (1 + s) / 2 + 2 (1 - s) / 2) / 2 = 0.50014380, score_1 = (1 (1 - s) / 2 + 2 (1 + s) / 2) / 2
+    # = 0.99985620, score_2 = 3. (Temperature 0.05 would give 0.50704; one walk step instead of 5, 0.50002877.)
+    root2 = math.sqrt(2)
+    frame = torch.tensor([[[1.0, 0.0, 0.0], [root2, root2, 0.0], [0.0, 0.0, 3.0]]])
+    scores = gprune_scores(frame)
+    assert scores.dtype == torch.float32
+    torch.testing.assert_close(scores, torch.tensor([[0.50014380, 0.99985620, 3.0]]), rtol=1e-6, atol=0)
 
 
-def test_scores_batched_match_single_frame_and_are_float32():
+def test_scores_do_not_depend_on_the_other_frames():
+    # More frames than one chunk: each frame's scores are those it gets alone.
     torch.manual_seed(0)
     x = torch.randn(40, 9, 16) + torch.randn(1, 1, 16) * 2  # correlated tokens: edges survive
     scores = gprune_scores(x)
-    assert scores.dtype == torch.float32 and scores.shape == (40, 9)
-    expected = torch.stack([_scores_one_frame(f) for f in x])
-    torch.testing.assert_close(scores, expected, rtol=1e-5, atol=1e-6)
+    assert scores.shape == (40, 9)
+    torch.testing.assert_close(scores, torch.cat([gprune_scores(frame[None]) for frame in x]), rtol=1e-6, atol=0)
 
 
 def test_scores_dtype_independent_on_representable_values():

@@ -102,7 +102,7 @@ def test_device_dtype_attention_errors(tiny_onevision_dir):
         load_model(tiny_onevision_dir, device="gpu")
     with pytest.raises(ValueError, match="dtype must be auto, bfloat16, float16, float32"):
         load_model(tiny_onevision_dir, device="cpu", dtype="fp8")
-    with pytest.raises(ValueError, match="attn must be one of sdpa, flash_attention_2, eager"):
+    with pytest.raises(ValueError, match="attn must be one of sdpa, eager, flash_attention_2"):
         load_model(tiny_onevision_dir, device="cpu", attn="flash")
     missing = "needs the flash-attn package (pip install flash-attn)"
     problem = missing if importlib.util.find_spec("flash_attn") is None else "runs only on CUDA in bfloat16 or float16"

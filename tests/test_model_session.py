@@ -45,17 +45,21 @@ def test_clip_features_round_trip_through_safetensors_and_json(tmp_path):
 def test_encode_clip(llm):
     clip = make_clip(3, seed=1)
     features = llm.encode_clip(clip, decode_s=0.5)
-    torch.testing.assert_close(features.features, llm.encode(clip.frames).features, atol=0, rtol=0)
+    encoded = llm.encode(clip.frames)
+    torch.testing.assert_close(features.features, encoded.features, atol=0, rtol=0)
     assert features.meta() == {
         "video": "clip1.mp4", "grid": list(features.grid), "timestamps": [0.0, 0.25, 0.5], "duration": 0.75,
         "frame_indices": [0, 2, 4], "decode_s": 0.5, "encode_s": features.encode_s, "cache_load_s": 0.0,
         "cache": "off", "warnings": [],
     }  # fmt: skip
-    assert features.encode_s > 0 and features.extras == {}
+    assert features.encode_s > 0 and sorted(features.extras) == ["vision_attention", "vision_keys"]
+    for name, value in encoded.extras.items():  # the encoding's extras, for methods that take them
+        torch.testing.assert_close(features.extras[name], value, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize(("method", "ratio", "options"), [
     ("none", 0.0, {}), ("uniform", 0.0, {}), ("forestprune", 0.9, {}), ("random", 0.5, {"seed": 3}),
+    ("visionzip", 0.75, {"dominant_share": 0.5}),
 ])  # fmt: skip
 def test_session_answers_equal_fresh_answers(llm, method, ratio, options):
     clip = make_clip(4, seed=2)

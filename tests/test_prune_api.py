@@ -24,17 +24,11 @@ from fpcli.prune import (
 from fpcli.prune import registry
 from fpcli.prune.registry import keep_count
 
-BUILTIN = ["none", "uniform", "random", "gprune", "divprune", "dycoke", "forestprune"]
+BUILTIN = ["none", "uniform", "random", "gprune", "divprune", "dycoke", "forestprune", "visionzip"]
 
 
 def features(t=2, n=4, d=3, dtype=torch.float32):
     return torch.arange(t * n * d, dtype=dtype).reshape(t, n, d) % 7 - 3
-
-
-@pytest.fixture
-def scratch_registry(monkeypatch):
-    """Methods registered inside a test disappear after it."""
-    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
 
 
 def test_builtin_methods_are_registered_in_order():
@@ -329,4 +323,4 @@ def test_listing_and_validating_import_no_torch():
     code = ("import sys; from fpcli.prune.registry import available_methods, validate; validate(0.5, 'forestprune', "
             "tau_s=0.5); print(len(available_methods()), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "7 False"
+    assert out.stdout.strip() == "8 False"

@@ -32,6 +32,11 @@ def videos(draw):
     return x, (h, w)
 
 
+def extras_of(x):
+    """Vision-tower extras for the methods that take them (visionzip), made from the features, float32."""
+    return {"vision_attention": x.float().norm(dim=-1), "vision_keys": x.float()}
+
+
 def check_result(r, x, ratio):
     t, n, _ = x.shape
     k = keep_count(ratio, t * n)
@@ -52,9 +57,9 @@ def test_exact_k_valid_and_deterministic(method, video, ratio):
         with pytest.raises(ValueError, match="^method 'none' keeps every token; ratio must be 0$"):
             prune(x, grid, ratio, method)
         return
-    r = prune(x, grid, ratio, method)
+    r = prune(x, grid, ratio, method, extras=extras_of(x))
     check_result(r, x, ratio)
-    again = prune(x.clone(), grid, ratio, method)
+    again = prune(x.clone(), grid, ratio, method, extras=extras_of(x))
     assert torch.equal(r.keep, again.keep)
 
 
@@ -68,7 +73,7 @@ def test_edge_shapes(method, t, grid, ratio):
         with pytest.raises(ValueError, match="^method 'none' keeps every token; ratio must be 0$"):
             prune(x, grid, ratio, method)
     else:
-        check_result(prune(x, grid, ratio, method), x, ratio)
+        check_result(prune(x, grid, ratio, method, extras=extras_of(x)), x, ratio)
 
 
 @pytest.mark.parametrize("method", available_methods())
@@ -77,7 +82,8 @@ def test_selection_does_not_depend_on_the_float_dtype(method, video, ratio):
     x, grid = video
     if method == "none":
         ratio = 0.0
-    keeps = [prune(x.to(dtype), grid, ratio, method).keep for dtype in (torch.float32, torch.float16, torch.bfloat16)]
+    dtypes = (torch.float32, torch.float16, torch.bfloat16)
+    keeps = [prune(x.to(dtype), grid, ratio, method, extras=extras_of(x)).keep for dtype in dtypes]
     assert torch.equal(keeps[0], keeps[1]) and torch.equal(keeps[0], keeps[2])
 
 
@@ -86,8 +92,8 @@ def test_selection_does_not_depend_on_the_float_dtype(method, video, ratio):
 def test_selection_does_not_depend_on_the_device(method):
     x = torch.randint(-8, 9, (6, 12, 16), generator=torch.Generator().manual_seed(0)).float()
     ratio = 0.0 if method == "none" else 0.7
-    cpu = prune(x, (3, 4), ratio, method)
-    cuda = prune(x.cuda(), (3, 4), ratio, method)
+    cpu = prune(x, (3, 4), ratio, method, extras=extras_of(x))
+    cuda = prune(x.cuda(), (3, 4), ratio, method, extras={name: v.cuda() for name, v in extras_of(x).items()})
     assert cuda.keep.device.type == "cuda" and cuda.per_frame.device.type == "cuda"
     assert torch.equal(cpu.keep, cuda.keep.cpu())
 

@@ -18,6 +18,7 @@ from fpcli.cli.ask import ask
 from fpcli.cli.batch import batch
 from fpcli.cli.cache import cache_app
 from fpcli.cli.chat import chat
+from fpcli.cli.on_ray import RayCommand
 from fpcli.cli.convert import convert
 from fpcli.cli.options import Debug
 from fpcli.cli.stats import stats
@@ -80,7 +81,7 @@ def _root(
 
 app.command("ask")(ask)
 app.command("stats")(stats)
-app.command("batch")(batch)
+app.command("batch", cls=RayCommand)(batch)
 app.command("chat")(chat)
 app.command("convert")(convert)
 app.add_typer(cache_app)

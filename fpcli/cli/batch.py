@@ -13,8 +13,8 @@ Results: one JSON line per item, appended as soon as it finishes (fpcli.cli.resu
 "status": "ok", ...the `ask --json` fields}` or `{"id", "status": "error", "video", "question", "error"}`.
 Re-running with the same --out skips ids already ok and retries failed ones.
 
-Items that share a video and its sampling are one work unit (`clip_units`, answered by
-fpcli.cli.answering.answer_clip): the clip is decoded and encoded once per run (or read from the feature cache
+Items that share a video and its sampling are one work unit (`clip_units`, `answer_jobs`; on Ray the
+unit of a worker): the clip is decoded and encoded once per run (or read from the feature cache
 once), and items with the same pruning setting share one session. Units run in the order of their first item,
 the items of a unit in the jobs file's order.
 """
@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
 
 import typer
 import yaml
@@ -36,6 +36,7 @@ import yaml
 from fpcli.cli import errors
 from fpcli.cli.answering import Question, answer_clip
 from fpcli.cli.config import yaml_problem
+from fpcli.cli.on_ray import GpusPerWorker, RayAddress, RaySettings, Workers
 from fpcli.cli.options import (
     CacheMaxSize,
     DEFAULT_DEVICE,
@@ -164,33 +165,54 @@ def read_jobs(path: Path) -> list[Job]:
     return jobs
 
 
-def _error_record(job: Job, exc: BaseException) -> dict[str, Any]:
+def error_record(job: Job, error: str) -> dict[str, Any]:
+    """The results line of an item that failed with `error` (one line)."""
     return {
         "id": job.id,
         "status": "error",
         "video": None if job.video is None else str(job.video),
         "question": job.question,
-        "error": errors.one_line(exc),
+        "error": error,
     }
 
 
-Unit = list[tuple[Job, Union[RunSettings, ValueError]]]  # an item with the settings it runs with, or why it cannot
+def unit_key(job: Job, base: RunSettings) -> tuple[Any, ...]:
+    """What items of one work unit share: the video and the sampling (frames, fps: items that set neither get the
+    model's default, the same for every item of a run); an item whose options do not check is a unit of its own."""
+    try:
+        settings = job.settings(base)
+    except ValueError:
+        return ("invalid", job.id)
+    return (str(Path(job.video).resolve()), settings.frames, settings.fps)
 
 
-def clip_units(jobs: list[Job], base: RunSettings, default_frames: Callable[[], int]) -> list[Unit]:
-    """`jobs` grouped by (video, sampling), in the order of each group's first item; an item whose options do not
-    check is a unit of its own. `default_frames` gives the model's frame count when an item sets neither frames
-    nor fps (it may resolve the model)."""
-    units: dict[tuple[str, ...], Unit] = {}
+def clip_units(jobs: list[Job], base: RunSettings) -> list[list[Job]]:
+    """`jobs` grouped by `unit_key`, in the order of each unit's first item, the items of a unit in their order."""
+    units: dict[tuple[Any, ...], list[Job]] = {}
     for job in jobs:
-        try:
-            settings = job.settings(base)
-        except ValueError as exc:
-            units[("invalid", job.id)] = [(job, exc)]
-            continue
-        sampling = json.dumps(settings.sampling(default_frames), sort_keys=True)
-        units.setdefault((str(Path(job.video).resolve()), sampling), []).append((job, settings))
+        units.setdefault(unit_key(job, base), []).append(job)
     return list(units.values())
+
+
+def answer_jobs(llm: LazyModel, jobs: list[Job], base: RunSettings, debug: bool) -> Iterator[dict[str, Any]]:
+    """The ok or error record of each job, as each finishes: unit by unit (`clip_units`), so `jobs` of one unit
+    come back in their order. Each unit's clip is decoded and encoded once (or read from the feature cache), its
+    items with one pruning setting share a session (fpcli.cli.answering.answer_clip). A failure of an item is
+    recorded, not raised, and a unit whose items have bad options or a bad video loads no model; a model that
+    cannot load ends the batch (errors.Fatal): no item could run."""
+    for unit in clip_units(jobs, base):
+        try:
+            questions = [Question(job.question, job.settings(base)) for job in unit]
+        except ValueError as exc:  # an invalid item: a unit of its own
+            yield error_record(unit[0], errors.one_line(exc))
+            continue
+        for job, outcome in zip(unit, answer_clip(llm, unit[0].video, questions)):
+            if isinstance(outcome, Exception):
+                if debug:
+                    errors.report(outcome, debug=True)
+                yield error_record(job, errors.one_line(outcome))
+            else:
+                yield {"id": job.id, "status": "ok", **outcome}
 
 
 def default_out(jobs: Path) -> Path:
@@ -225,6 +247,9 @@ def batch(
     no_cache: NoCache = False,
     cache_max_size: CacheMaxSize = None,
     config: Config = None,
+    ray: RayAddress = None,
+    workers: Workers = None,
+    gpus_per_worker: GpusPerWorker = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -234,11 +259,14 @@ def batch(
 
     A failing item is recorded with its error and the batch goes on.
 
+    With --ray: on Ray workers, each with its own model; the results file is the same.
+
     Exit code 0 when every item succeeded, 1 otherwise, 130 when interrupted.
     """
     base = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, opt=opt,
                         seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
     model_settings = ModelSettings.of(model, layout, device, dtype, attn)
+    on_ray = RaySettings.of(ray, workers, gpus_per_worker)
     out = out or default_out(jobs_file)
     if out.resolve() == jobs_file.resolve():
         raise errors.usage_error("--out must not be the jobs file", out)
@@ -246,34 +274,17 @@ def batch(
     jobs = read_jobs(jobs_file)
     log = ResultsLog(out, {job.id for job in jobs})
     try:
-        code = _run(jobs, log, base, model_settings, cache, quiet, errors.debug_enabled(ctx.meta))
+        code = _run(jobs, log, base, model_settings, cache, quiet, errors.debug_enabled(ctx.meta), on_ray)
     finally:
         log.close()
     raise typer.Exit(code)
 
 
-def _records(llm: LazyModel, unit: Unit, debug: bool) -> Iterator[tuple[Job, dict[str, Any]]]:
-    """The ok or error record of each item of a unit, as each finishes: a failure of an item is recorded, not
-    raised, and a unit whose items have bad options or a bad video loads no model. A model that cannot load ends
-    the batch (errors.Fatal): no item could run."""
-    first, settings = unit[0]
-    if isinstance(settings, ValueError):
-        yield first, _error_record(first, settings)
-        return
-    questions = [Question(job.question, item_settings) for job, item_settings in unit]
-    for (job, _), outcome in zip(unit, answer_clip(llm, first.video, questions)):
-        if isinstance(outcome, Exception):
-            if debug:
-                errors.report(outcome, debug=True)
-            yield job, _error_record(job, outcome)
-        else:
-            yield job, {"id": job.id, "status": "ok", **outcome}
-
-
 def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: ModelSettings,
-         cache: Optional[FeatureCache], quiet: bool, debug: bool) -> int:
+         cache: Optional[FeatureCache], quiet: bool, debug: bool, on_ray: Optional[RaySettings] = None) -> int:
     """Run the pending items; print the summary; return the exit code."""
     pending = [job for job in jobs if job.id not in log.done]
+    by_id = {job.id: job for job in pending}
     counts: Counter[str] = Counter()
     start = time.perf_counter()
     interrupted = False
@@ -287,24 +298,30 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
                              f"{log.retrying} failed item(s) to retry.")
         else:
             reporter.message(f"Writing results to {log.path}.")
-        llm = LazyModel(model_settings, reporter, cache=cache)
         task = reporter.task("Batch", total=len(pending))
+
+        def finish(job: Job, record: dict[str, Any], seconds: float, worker: str = "") -> None:
+            log.append(record)
+            counts[record["status"]] += 1
+            reporter.advance(task)
+            where = f"[{counts.total()}/{len(pending)}] {job.id} {job.video}"
+            if record["status"] == "ok":
+                warn(record)
+                reporter.message(f"ok     {where} ({seconds:.1f} s{', ' + worker if worker else ''})")
+            else:
+                reporter.console.print(f"failed {where}: {record['error']}", markup=False)
+
         try:
-            number, item_start = 0, time.perf_counter()
-            records = (record for unit in clip_units(pending, base, lambda: llm.default_frames)
-                       for record in _records(llm, unit, debug))
-            for job, record in records:
-                number += 1
-                log.append(record)
-                counts[record["status"]] += 1
-                reporter.advance(task)
-                where = f"[{number}/{len(pending)}] {job.id} {job.video}"
-                if record["status"] == "ok":
-                    warn(record)
-                    reporter.message(f"ok     {where} ({time.perf_counter() - item_start:.1f} s)")
-                else:
-                    reporter.console.print(f"failed {where}: {record['error']}", markup=False)
+            if on_ray is not None:
+                from fpcli.cli.on_ray import run_batch
+
+                run_batch(pending, base, model_settings, cache, on_ray, reporter, finish)
+            else:
+                llm = LazyModel(model_settings, reporter, cache=cache)
                 item_start = time.perf_counter()
+                for record in answer_jobs(llm, pending, base, debug):
+                    finish(by_id[record["id"]], record, time.perf_counter() - item_start)
+                    item_start = time.perf_counter()
         except KeyboardInterrupt:
             interrupted = True
     left = len(pending) - counts["ok"] - counts["error"]

@@ -16,7 +16,7 @@ import typer
 
 from fpcli.cli.config import load_config
 from fpcli.cli.errors import set_debug
-from fpcli.model import LAYOUTS, PROFILES
+from fpcli.model import ATTENTION_NAMES, DTYPE_NAMES, LAYOUTS, PROFILES
 from fpcli.prune import available_methods, options_of
 from fpcli.prune.registry import check_ratio
 
@@ -41,17 +41,8 @@ CACHE_PANEL = "Feature cache"
 Layout = Enum("Layout", {name: name for name in LAYOUTS}, type=str)  # type: ignore[misc]
 
 
-class DType(str, Enum):
-    auto = "auto"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
-    float32 = "float32"
-
-
-class Attention(str, Enum):
-    sdpa = "sdpa"
-    eager = "eager"
-    flash_attention_2 = "flash_attention_2"
+DType = Enum("DType", {name: name for name in ("auto", *DTYPE_NAMES)}, type=str)  # type: ignore[misc]
+Attention = Enum("Attention", {name: name for name in ATTENTION_NAMES}, type=str)  # type: ignore[misc]
 
 
 def _check_ratio(value: Optional[float]) -> Optional[float]:

@@ -41,7 +41,8 @@ BYTE_STAGES = {"download", "convert"}
 
 
 class _Amount(ProgressColumn):
-    """done/total of a task: a count, or for a byte-sized stage the sizes and the transfer rate."""
+    """done/total of a task: a count (with items/s for the command's own bars), or for a byte-sized stage the sizes
+    and the transfer rate."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -50,6 +51,8 @@ class _Amount(ProgressColumn):
     def render(self, task: Task) -> Text:
         if task.fields.get("in_bytes"):
             return Text.assemble(self.size.render(task), " ", self.rate.render(task))
+        if task.fields.get("items") and task.speed:
+            return Text.assemble(self.count.render(task), f" {task.speed:.2f} items/s")
         return self.count.render(task)
 
 
@@ -105,7 +108,7 @@ class Reporter:
 
     def task(self, description: str, total: int) -> Optional[TaskID]:
         """A bar the command advances itself (batch items, videos); None when bars are off."""
-        return self.bars.add_task(description, total=total) if self.bars is not None else None
+        return self.bars.add_task(description, total=total, items=True) if self.bars is not None else None
 
     def advance(self, task: Optional[TaskID]) -> None:
         if self.bars is not None and task is not None:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from fpcli.model.errors import ModelError, ModelInputError
 from fpcli.model.profiles import (
+    ATTENTION_NAMES,
+    DTYPE_NAMES,
     LAYOUTS,
     PROFILES,
     ModelProfile,
@@ -53,7 +55,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "LAYOUTS", "ModelError", "ModelInputError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames",
+    "ATTENTION_NAMES", "DTYPE_NAMES", "LAYOUTS", "ModelError", "ModelInputError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames",
     "register_profile", "resolve_model", *_LAZY,
 ]
 

@@ -6,13 +6,15 @@ strategy "default", the two-layer projector, then per-frame 2D pooling on the pr
   onevision  bilinear resize to ceil(h/2) x ceil(w/2)  (27x27 -> 14x14), as `apply_pooling` does;
   video      2x2 average pooling, floor                 (27x27 -> 13x13), LLaVA-Video's `get_2dPool` "average".
 Frames go through the tower `chunk` at a time so that hundreds of frames never sit in the tower at once; only the
-pooled tokens of all frames are kept.
+pooled tokens of all frames are kept. Every encoding also returns the feature layer's extras (fpcli.model.vision_extras:
+attention received and keys per patch, for visionzip), selected and pooled exactly like the features; they cost
+about 0.2% of the tower, so they are always computed and a cached encoding serves every method.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -22,6 +24,7 @@ from torch import Tensor, nn
 
 from fpcli.model.preprocess import Preprocessor, preprocess_frames
 from fpcli.model.timing import now
+from fpcli.model.vision_extras import capture_queries_keys, encoder_layers, feature_layer_index, layer_extras
 
 
 @dataclass
@@ -31,6 +34,8 @@ class EncodedVideo:
     features: Tensor  # [T, N, D] in the model dtype, on the model device; N = H*W in row-major order
     grid: tuple[int, int]  # (H, W) after pooling
     encode_s: float
+    # per-token side outputs, pooled like the features: vision_attention [T, N] float32, vision_keys [T, N, Dk]
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,17 +69,26 @@ def pool(features: Tensor, patches_per_side: int, layout: str) -> Tensor:
 
 
 @torch.inference_mode()
-def encode_chunk(parts: VisionParts, pixels: Tensor) -> Tensor:
-    """Pixel values [F, 3, S, S] -> pooled projected tokens [F, H*W, D]."""
+def encode_chunk(parts: VisionParts, pixels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """Pixel values [F, 3, S, S] -> (pooled projected tokens [F, H*W, D], pooled extras [F, H*W, ...])."""
     layer = parts.feature_layer
-    out = parts.tower(pixels, output_hidden_states=layer, return_dict=True)  # capture only the selected layer(s)
+    layers = encoder_layers(parts.tower)
+    attention_layer = layers[feature_layer_index(layer, len(layers))]
+    with capture_queries_keys(attention_layer) as captured:
+        out = parts.tower(pixels, output_hidden_states=layer, return_dict=True)  # capture only the selected layer(s)
     if isinstance(layer, int):
         hidden = out.hidden_states[layer]  # [F, h*w(+1), C]
     else:
         hidden = torch.cat([out.hidden_states[i] for i in layer], dim=-1)
-    if parts.select_strategy == "default":
+    extras = layer_extras(attention_layer, captured)  # [F, h*w(+1)], [F, h*w(+1), Dk]
+    if parts.select_strategy == "default":  # the CLS token goes, from the features and from what describes them
         hidden = hidden[:, 1:]
-    return pool(parts.projector(hidden), parts.patches_per_side, parts.layout)
+        extras = {name: value[:, 1:] for name, value in extras.items()}
+    features = pool(parts.projector(hidden), parts.patches_per_side, parts.layout)
+    side = parts.patches_per_side
+    attention = pool(extras["vision_attention"][..., None].contiguous(), side, parts.layout)[..., 0]  # [F, N]
+    keys = pool(extras["vision_keys"].contiguous(), side, parts.layout)  # [F, N, Dk]
+    return features, {"vision_attention": attention, "vision_keys": keys}
 
 
 def encode_frames(
@@ -92,12 +106,15 @@ def encode_frames(
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     start = now(device)
     total = len(frames)
-    pieces = []
+    pieces, extras = [], []
     for first in range(0, total, chunk):
         pixels = preprocess_frames(frames[first : first + chunk], pre).to(device=device, dtype=dtype)
-        pieces.append(encode_chunk(parts, pixels))
+        features, chunk_extras = encode_chunk(parts, pixels)
+        pieces.append(features)
+        extras.append(chunk_extras)
         if progress is not None:
             progress("encode", min(first + chunk, total), total)
     features = torch.cat(pieces)  # [T, N, D]
-    return EncodedVideo(features, pooled_grid(parts.patches_per_side, parts.layout), now(device) - start)
+    joined = {name: torch.cat([piece[name] for piece in extras]) for name in extras[0]}  # [T, N, ...]
+    return EncodedVideo(features, pooled_grid(parts.patches_per_side, parts.layout), now(device) - start, joined)
 

@@ -45,7 +45,9 @@ from fpcli.model.hub import human_size
 from fpcli.model.preprocess import CONFIG_FILES as PREPROCESSOR_FILES
 from fpcli.model.profiles import LAYOUT_FILE
 
-FORMAT_VERSION = 1  # bump when an entry's layout or the meaning of its tensors changes: older entries then miss
+# Bump when an entry's layout or the meaning of its tensors changes: older entries then miss. 2: the vision
+# tower's extras (vision_attention, vision_keys) are in every entry, as visionzip needs them.
+FORMAT_VERSION = 2
 DEFAULT_MAX_BYTES = 5 * 10**9
 MAX_SIZE_ENV = "FORESTPRUNE_CACHE_MAX_SIZE"
 NO_CACHE_ENV = "FORESTPRUNE_NO_CACHE"

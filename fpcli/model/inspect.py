@@ -95,14 +95,14 @@ class StatsResult:
         }
 
 
-def _run(features: Tensor, grid: tuple[int, int], ratio: float, method: str, options: Mapping[str, Any]
-         ) -> tuple[PruneResult, MethodRun]:
-    """Prune with `method`; seconds measured when the device has finished (CUDA-synchronised)."""
+def _run(features: Tensor, grid: tuple[int, int], ratio: float, method: str, options: Mapping[str, Any],
+         extras: Mapping[str, Tensor]) -> tuple[PruneResult, MethodRun]:
+    """Prune with `method` (vision-tower extras at hand); seconds measured when the device has finished."""
     from fpcli.model.timing import now
     from fpcli.prune import prune
 
     start = now(features.device)
-    result = prune(features, grid, ratio, method, **options)
+    result = prune(features, grid, ratio, method, extras=extras, **options)
     seconds = now(features.device) - start
     forest = result.forest.summary().to_dict() if result.forest is not None else None
     return result, MethodRun(result.method, result.k, result.per_frame.tolist(), seconds, forest)
@@ -126,8 +126,9 @@ def inspect_clip(
     others.pop(method, None)
     with out_of_memory_is_model_error("inspecting", features.frames):
         tokens, grid = features.features.to(llm.device), features.grid  # [T, N, D], (H, W)
-        pruned, main = _run(tokens, grid, ratio, method, options or {})
-        runs = [_run(tokens, grid, ratio, name, opts)[1] for name, opts in others.items()]
+        extras = {name: value.to(llm.device) for name, value in features.extras.items()}
+        pruned, main = _run(tokens, grid, ratio, method, options or {}, extras)
+        runs = [_run(tokens, grid, ratio, name, opts, extras)[1] for name, opts in others.items()]
     frames, per_frame = tokens.shape[:2]
     return StatsResult(
         video=features.video,

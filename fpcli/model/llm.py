@@ -174,6 +174,7 @@ class VideoLLM:
             timestamps=[float(t) for t in clip.timestamps],
             duration=float(clip.duration),
             frame_indices=[int(i) for i in clip.indices],
+            extras=encoded.extras,
             decode_s=float(decode_s),
             encode_s=encoded.encode_s,
             warnings=list(getattr(clip, "warnings", [])),
@@ -185,11 +186,14 @@ class VideoLLM:
         self._require_llm()
         with out_of_memory_is_model_error("pruning", features.frames):
             tokens = features.features.to(self.device)  # [T, N, D]; a no-op unless they were kept elsewhere
+            extras = {name: value.to(self.device) for name, value in features.extras.items()}  # [T, N, ...]
             start = now(self.device)
-            pruned = prune(tokens, grid=features.grid, ratio=ratio, method=method, **(options or {}))
+            pruned = prune(tokens, features.grid, ratio, method, extras=extras, **(options or {}))
             prune_s = now(self.device) - start
             newline = self.vision.image_newline
-            visual, newlines = visual_sequence(tokens, pruned.keep, features.grid, newline, self.layout)  # [K+n, D]
+            # a merging method's features (pruned.features) stand in for tokens[keep]
+            visual, newlines = visual_sequence(tokens, pruned.keep, features.grid, newline, self.layout,
+                                               pruned.features)  # [K+n, D]
         return ClipSession(self, features, pruned, prune_s, visual, newlines, history)
 
     def inspect(

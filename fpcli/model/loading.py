@@ -18,10 +18,9 @@ from fpcli.model.encode import VisionParts
 from fpcli.model.errors import ModelError
 from fpcli.model.llm import VideoLLM
 from fpcli.model.preprocess import Preprocessor
-from fpcli.model.profiles import Progress, ResolvedModel, resolve_model
+from fpcli.model.profiles import ATTENTION_NAMES, DTYPE_NAMES, Progress, ResolvedModel, resolve_model
 
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-ATTENTION = ("sdpa", "flash_attention_2", "eager")
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 # Checkpoint key prefixes of the vision side; transformers 5 saves the legacy names, older exports add "model.".
 _VISION_PREFIXES = {"vision_tower.": "tower", "multi_modal_projector.": "projector", "image_newline": "newline"}
 
@@ -52,8 +51,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def check_attention(attn: str, device: torch.device, dtype: torch.dtype) -> None:
-    if attn not in ATTENTION:
-        raise ValueError(f"attn must be one of {', '.join(ATTENTION)}, got {attn!r}")
+    if attn not in ATTENTION_NAMES:
+        raise ValueError(f"attn must be one of {', '.join(ATTENTION_NAMES)}, got {attn!r}")
     if attn == "flash_attention_2":
         if importlib.util.find_spec("flash_attn") is None:
             raise ModelError(

@@ -22,6 +22,8 @@ from fpcli.model.errors import ModelError
 from fpcli.model.hub import Progress, looks_like_hub_id, require_safetensors, snapshot
 
 LAYOUTS = ("onevision", "video")
+DTYPE_NAMES = ("bfloat16", "float16", "float32")  # what --dtype takes besides "auto"
+ATTENTION_NAMES = ("sdpa", "eager", "flash_attention_2")  # attn_implementation values, the default first
 DEFAULT_FRAMES = {"onevision": 32, "video": 64}
 LAYOUT_FILE = "forestprune.json"
 # Files a checkpoint needs at inference time; the rest of a hub repo (README, .bin duplicates, ...) is skipped.

@@ -91,14 +91,21 @@ def render_prompt(tokenizer, messages: list[dict], video_token: str) -> str:
 
 
 def visual_sequence(
-    features: Tensor, keep: Tensor, grid: tuple[int, int], newline: Tensor, layout: str
+    features: Tensor,
+    keep: Tensor,
+    grid: tuple[int, int],
+    newline: Tensor,
+    layout: str,
+    kept_features: Tensor | None = None,
 ) -> tuple[Tensor, int]:
     """Kept tokens plus the layout's newlines: ([K + n_newline, D], n_newline).
 
-    features: [T, N, D] pooled features; keep: LongTensor [K] ascending flat indices frame*N + row*W + col.
+    features: [T, N, D] pooled features; keep: LongTensor [K] ascending flat indices frame*N + row*W + col;
+    kept_features: [K, D] what a merging method made of those positions (PruneResult.features), used instead of
+    features[keep] when given.
     """
     frames, tokens, dim = features.shape
-    kept = features.reshape(frames * tokens, dim)[keep]  # [K, D] in (frame, row, col) order
+    kept = features.reshape(frames * tokens, dim)[keep] if kept_features is None else kept_features  # [K, D]
     newline = newline.to(device=kept.device, dtype=kept.dtype)
     if layout == "onevision":
         return torch.cat([kept, newline[None]]), 1

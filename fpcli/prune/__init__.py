@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from fpcli.prune.extras import VISION_EXTRAS
 from fpcli.prune.options import OptionSpec
 from fpcli.prune.registry import (
     PruneResult,
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
 
 _LAZY = {"Forest": "fpcli.prune.forest", "ForestSummary": "fpcli.prune.forest"}
 
-__all__ = ["Forest", "ForestSummary", "OptionSpec", "PruneResult", "Selection", "available_methods", "options_of",
-           "prune", "register_method", "validate"]
+__all__ = ["VISION_EXTRAS", "Forest", "ForestSummary", "OptionSpec", "PruneResult", "Selection", "available_methods",
+           "options_of", "prune", "register_method", "validate"]
 
 
 def __getattr__(name: str):

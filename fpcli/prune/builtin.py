@@ -26,6 +26,8 @@ TAU_P = OptionSpec("tau_p", 0.8, float, (0.0, 1.0),
 NODE_RATIO = OptionSpec("node_ratio", 0.5, float, (0.0, 1.0), "fraction of each frame's tokens that become nodes",
                         low_open=True)
 SEED = OptionSpec("seed", 0, int, (0, 2**63), "seed of the draw", high_open=True)
+DOMINANT_SHARE = OptionSpec("dominant_share", 54 / 64, float, (0.0, 1.0),  # VisionZip's 64 tokens: 54 + 10
+                            "share of each frame's budget kept as its most-attended tokens; the rest are merged")
 
 BUILTIN: dict[str, Builtin] = {
     "none": Builtin("fpcli.prune.baselines", keeps_all=True),
@@ -35,4 +37,5 @@ BUILTIN: dict[str, Builtin] = {
     "divprune": Builtin("fpcli.prune.divprune"),
     "dycoke": Builtin("fpcli.prune.dycoke"),
     "forestprune": Builtin("fpcli.prune.forest", (TAU_S, TAU_P, NODE_RATIO)),
+    "visionzip": Builtin("fpcli.prune.visionzip", (DOMINANT_SHARE,)),
 }

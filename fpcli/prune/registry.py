@@ -11,6 +11,10 @@ Its keyword-only parameters are its options: `prune(..., strength=2.0)` reaches 
 option it does not declare is rejected with a ValueError before it is called. `options_of(name)`
 lists them as `OptionSpec`s (declared with `register_method(name, options=...)`, else typed by
 their defaults) and `validate(ratio, name, **options)` checks a call without any tensor.
+A keyword-only parameter named after a vision-tower extra (`fpcli.prune.extras.VISION_EXTRAS`,
+e.g. `vision_attention`) is not an option: prune() fills it from its `extras=` argument, and
+options_of/validate never list or require it. A merging method returns the features of its kept
+positions too (`Selection.features`).
 The built-in methods are declared in fpcli.prune.builtin, so listing and validating them imports
 no torch; their modules load when they first prune.
 `prune()` owns everything the methods share: argument checks, the token budget K, the
@@ -25,9 +29,10 @@ import math
 import numbers
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from fpcli.prune.builtin import BUILTIN
+from fpcli.prune.extras import VISION_EXTRAS, method_extras, sorted_merged_features
 from fpcli.prune.options import OptionSpec
 
 if TYPE_CHECKING:  # forest.py registers a method itself, so importing it here would be circular
@@ -52,10 +57,12 @@ __all__ = [
 
 @dataclass
 class Selection:
-    """What a method returns: k unique flat token indices (any order) and, optionally, its forest."""
+    """What a method returns: k unique flat token indices (any order) and, optionally, its forest and the
+    merged features of those positions (row i belongs to keep[i]; None: the input features are kept as they are)."""
 
     keep: Tensor  # LongTensor [k]
     forest: Forest | None = None
+    features: Tensor | None = None  # [k, D], the input's dtype and device
 
 
 @dataclass
@@ -68,6 +75,7 @@ class PruneResult:
     ratio: float
     k: int
     forest: Forest | None = None
+    features: Tensor | None = None  # [K, D] merged features in the order of `keep`; None: features[keep] as is
 
 
 SelectFn = Callable[..., Selection]
@@ -76,10 +84,11 @@ SelectFn = Callable[..., Selection]
 @dataclass(frozen=True)
 class _Method:
     fn: SelectFn | None  # None: a built-in whose module is not imported yet
-    options: dict[str, OptionSpec]  # keyword-only parameters, in declaration order
+    options: dict[str, OptionSpec]  # keyword-only parameters but the extras, in declaration order
     any_options: bool  # the function takes **options and checks those itself
     keeps_all: bool = False  # only ratio 0 (method none)
     module: str | None = None  # a built-in's implementing module
+    extras: tuple[str, ...] = ()  # vision-tower extras it takes as keyword-only parameters (known once imported)
 
 
 _METHODS: dict[str, _Method] = {
@@ -88,23 +97,28 @@ _METHODS: dict[str, _Method] = {
 }
 
 
-def _specs_of(fn: SelectFn, declared: Sequence[OptionSpec] | None) -> tuple[dict[str, OptionSpec], bool]:
-    """The option specs of `fn`: as declared (they must name exactly its keyword-only parameters), else one per
-    keyword-only parameter, typed by its default (bool, int, float, str) and without a range."""
+def _specs_of(
+    fn: SelectFn, declared: Sequence[OptionSpec] | None
+) -> tuple[dict[str, OptionSpec], bool, tuple[str, ...]]:
+    """(option specs, takes **options, extras) of `fn`. Its keyword-only parameters named in VISION_EXTRAS are
+    its extras; the others are its options: as declared (they must name exactly those parameters), else one per
+    parameter, typed by its default (bool, int, float, str) and without a range."""
     params = inspect.signature(fn).parameters.values()
     keyword = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    extras = tuple(p.name for p in keyword if p.name in VISION_EXTRAS)
+    keyword = [p for p in keyword if p.name not in VISION_EXTRAS]
     any_options = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
     if declared is not None:
         names = [spec.name for spec in declared]
         if names != [p.name for p in keyword]:
             raise ValueError(f"options {names} must be the keyword-only parameters of {fn.__name__}, in order")
-        return {spec.name: spec for spec in declared}, any_options
+        return {spec.name: spec for spec in declared}, any_options, extras
     specs = {}
     for p in keyword:
         default = None if p.default is inspect.Parameter.empty else p.default
         kind = type(default) if type(default) in (bool, int, float, str) else None
         specs[p.name] = OptionSpec(p.name, default, kind)
-    return specs, any_options
+    return specs, any_options, extras
 
 
 def register_method(name: str, *, options: Sequence[OptionSpec] | None = None) -> Callable[[SelectFn], SelectFn]:
@@ -123,12 +137,11 @@ def register_method(name: str, *, options: Sequence[OptionSpec] | None = None) -
         if entry is not None and not builtin:
             raise ValueError(f"method {name!r} is already registered")
         if builtin:  # its options are declared in fpcli.prune.builtin
-            declared = tuple(entry.options.values())
-            _specs_of(fn, declared)
-            _METHODS[name] = replace(entry, fn=fn)
+            _, _, extras = _specs_of(fn, tuple(entry.options.values()))
+            _METHODS[name] = replace(entry, fn=fn, extras=extras)
         else:
-            specs, any_options = _specs_of(fn, options)
-            _METHODS[name] = _Method(fn, specs, any_options)
+            specs, any_options, extras = _specs_of(fn, options)
+            _METHODS[name] = _Method(fn, specs, any_options, extras=extras)
         return fn
 
     return decorator
@@ -255,6 +268,8 @@ def prune(
     grid: tuple[int, int],
     ratio: float,
     method: str = "forestprune",
+    *,
+    extras: Mapping[str, Tensor] | None = None,
     **options: object,
 ) -> PruneResult:
     """Select which visual tokens of a video to keep.
@@ -264,6 +279,8 @@ def prune(
     ratio: fraction of tokens removed, 0 <= ratio < 1; K = `keep_count(ratio, T*N)` tokens are
         kept (round half up, at least 1).
     method: a name from `available_methods()`; options are that method's keyword-only parameters.
+    extras: the vision tower's per-token side outputs (`VISION_EXTRAS`, e.g. ClipFeatures.extras); a method
+        gets those it declares, the others are ignored; one it declares and that is missing is a ValueError.
 
     Raises ValueError naming the argument and its allowed values for any invalid input.
     """
@@ -275,8 +292,12 @@ def prune(
     ratio = check_ratio(ratio)
     options = validate(ratio, method, **options)
     fn = implementation(method)
+    inputs = method_extras(method, _METHODS[method].extras, extras, features)
     k = keep_count(ratio, t * n)
-    selection = fn(features, grid, k, **options)
+    selection = fn(features, grid, k, **inputs, **options)
     keep = _check_selection(selection, method, k, t * n, features.device)
+    merged = sorted_merged_features(selection, method, features)
     per_frame = torch.bincount(keep // n, minlength=t)  # [T]
-    return PruneResult(keep=keep, per_frame=per_frame, method=method, ratio=ratio, k=k, forest=selection.forest)
+    return PruneResult(
+        keep=keep, per_frame=per_frame, method=method, ratio=ratio, k=k, forest=selection.forest, features=merged
+    )
