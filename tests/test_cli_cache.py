@@ -221,3 +221,13 @@ def test_ctrl_c_during_an_answer_keeps_the_chat(clip, tiny_onevision_dir, monkey
     assert "answer cancelled" in result.stderr
     assert [r["question"] for r in json_lines(result.stdout)] == [QUESTIONS[1]]
     assert calls == [0, 0]  # the cancelled answer left the session as it was
+
+
+def test_visionzip_prunes_the_same_from_cached_extras(clip, tiny_onevision_dir):
+    """visionzip reads the tower's attention and keys: a hit must bring them back (ClipFeatures.extras)."""
+    runs = [invoke("stats", clip, "--model", tiny_onevision_dir, "--frames", "3", "--method", "visionzip", "--json")
+            for _ in range(2)]
+    assert [r.exit_code for r in runs] == [0, 0], runs[-1].stderr
+    cold, warm = (json_lines(r.stdout)[0] for r in runs)
+    assert (cold["cache"], warm["cache"]) == ("miss", "hit")
+    assert warm["per_frame_kept"] == cold["per_frame_kept"] and warm["tokens"] == cold["tokens"]

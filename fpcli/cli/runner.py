@@ -128,7 +128,7 @@ class LazyModel:
         from fpcli.model.cached_encode import EncoderIdentity
 
         if self._llm is not None:
-            return EncoderIdentity.of(self._llm)
+            return EncoderIdentity.of(self._llm, self.settings.attn)
         resolved = self._resolve()
         with _fatal():
             return EncoderIdentity.planned(resolved, self.settings.device, self.settings.dtype, self.settings.attn)

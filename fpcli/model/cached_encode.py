@@ -43,9 +43,10 @@ class EncoderIdentity:
     attn: str  # the vision tower's attention implementation
 
     @classmethod
-    def of(cls, llm: VideoLLM) -> EncoderIdentity:
-        """The identity of a loaded model."""
-        attn = getattr(llm.vision.tower.config, "_attn_implementation", None) or "sdpa"
+    def of(cls, llm: VideoLLM, attn: Optional[str] = None) -> EncoderIdentity:
+        """The identity of a loaded model; `attn` is the implementation it was loaded with (default: what its
+        tower's config says), so that a caller that planned the identity before loading keys the same after."""
+        attn = attn or getattr(llm.vision.tower.config, "_attn_implementation", None) or "sdpa"
         return cls(Path(llm.path), llm.layout, dtype_name(llm.dtype), llm.device.type, attn)
 
     @classmethod
