@@ -6,7 +6,8 @@
     python benchmarks/bench_cache.py --tiny        # the tests' tiny random checkpoint: checks the script runs
 
 Cases, each in a fresh process with the model already loaded (loading is not timed), so no case inherits another's
-warm caches or allocator state:
+warm caches or allocator state; the three run --rounds times, interleaved, so a load change on a shared machine
+affects them alike:
   cold  empty feature cache: decode, vision tower, store, prune, prefill, generate one answer
   warm  the entry `cold` stored: load it, prune, prefill, generate (no decoding, no vision tower)
   chat  empty feature cache, then 3 questions through one session (the prefix is prefilled once); per question
@@ -127,6 +128,7 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=0.9)
     parser.add_argument("--method", default="forestprune")
     parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2, help="cold, warm and chat this many times, interleaved")
     parser.add_argument("--case", choices=["cold", "warm", "chat"], help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -144,12 +146,18 @@ def main() -> None:
         elif not args.model:
             BENCH_DIR.mkdir(parents=True, exist_ok=True)
             args.model = real_shape_checkpoint()
-        cold = _in_subprocess(args, "cold", Path(scratch) / "cache")
-        warm = _in_subprocess(args, "warm", Path(scratch) / "cache")
-        chat = _in_subprocess(args, "chat", Path(scratch) / "chat-cache")
+        rounds = []
+        for number in range(args.rounds):  # interleaved: a load change on a shared machine hits every case alike
+            cache = Path(scratch) / f"cache-{number}"
+            cold = _in_subprocess(args, "cold", cache)
+            warm = _in_subprocess(args, "warm", cache)
+            chat = _in_subprocess(args, "chat", Path(scratch) / f"chat-cache-{number}")
+            rounds.append((cold, warm, chat))
     print(f"{name} · {args.frames} frames · {args.method} {args.ratio} · {args.device}, {args.dtype} · "
           f"{args.max_new_tokens} new tokens")  # fmt: skip
-    print(report(cold, warm, chat))
+    for number, (cold, warm, chat) in enumerate(rounds, 1):
+        print(f"\nround {number} of {len(rounds)}")
+        print(report(cold, warm, chat))
 
 
 if __name__ == "__main__":
