@@ -105,6 +105,11 @@ def chat(
         features = lazy.features(video, settings)
         session = lazy.get().start(features, ratio=settings.prune_ratio, method=settings.method,
                                    options=settings.prune_options(), history=history)
+        source = ("from the feature cache" if features.cache == "hit" else
+                  f"encoded in {features.decode_s + features.encode_s:.1f} s")
+        reporter.message(f"Ready: {video}, {features.frames} frames ({source}), {session.pruned.k} of "
+                         f"{features.features.shape[0] * features.features.shape[1]} visual tokens kept. "
+                         "Ask away; /exit or Ctrl-D ends.")
     failed = 0
 
     def answer(question: str) -> None:
