@@ -103,8 +103,7 @@ def ask(
 
     Prints each answer as it comes, then tokens before -> after, per-frame retention, timings and memory.
 
-    A clip's features are kept in the feature cache: asking again about the same video (same frames, model and
-    dtype) skips decoding and the vision tower. --no-cache turns that off.
+    Asking again about a video (same frames, model, dtype) reads its features from the feature cache: no decoding.
 
     With --json: one JSON object per video on stdout (JSON lines for several videos), nothing else.
     """

@@ -88,9 +88,11 @@ def chat(
 ) -> None:
     """Answer questions about VIDEO, one after another, from the terminal or one per line of a pipe.
 
-    The model, the clip's features, pruning and the visual prefix are computed once; each question then costs
-    only its own prefill and generation. Interactive: line editing and history, Ctrl-D or /exit ends, Ctrl-C
-    cancels the answer being written. Piped: `cat questions.txt | forestprune chat clip.mp4 --json`.
+    The model, the clip's features, pruning and the visual prefix once; then each question its own prefill only.
+
+    Interactive: line editing and history; Ctrl-D or /exit ends, Ctrl-C cancels the answer being written.
+
+    Piped: one answer per line of input, e.g. `cat questions.txt | forestprune chat clip.mp4 --json`.
 
     Exit code 0, or 1 when a question failed (the chat goes on after it).
     """

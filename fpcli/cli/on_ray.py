@@ -1,8 +1,9 @@
 """`--ray [ADDRESS]`, `--workers`, `--gpus-per-worker`: a command's items on Ray workers (fpcli.scale).
 
 Each worker is a Ray actor with its own model, loaded at its first item that can run; it answers the items of one
-clip (a video and its sampling: one decoding and tower pass, or a feature cache hit) after another and each record streams back to this process, which alone writes them (the command's fsynced
-results file), so the output, its resume and its format are those of a single-process run. Videos must be at the
+clip (a video and its sampling: one decoding and tower pass, or a feature cache hit) after another and each record
+streams back to this process, which alone writes them (the command's fsynced results file), so the output, its
+resume and its format are those of a single-process run. Videos must be at the
 same path on every node (a shared filesystem) when the cluster has several.
 """
 

@@ -91,7 +91,7 @@ class AnswerResult:
     prefill_tflops: PrefillTflops
     generated_ids: list[int] = field(default_factory=list, repr=False)  # not part of the JSON form
     warnings: list[str] = field(default_factory=list)  # what the video layer noticed (cut short, frames capped)
-    cache: str = "off"  # where the clip's features came from: "hit" (the feature cache), "miss" (computed, stored), "off"
+    cache: str = "off"  # where the clip's features came from: "hit" (feature cache), "miss" (computed, stored), "off"
 
     def to_dict(self) -> dict:
         """The JSON form: exactly the documented keys, plain Python types."""
