@@ -222,7 +222,8 @@ def test_items_that_cannot_run_load_no_model(clips: Path, tiny_onevision_dir: Pa
     failed = records(out)
     assert [r["status"] for r in failed] == ["error"] * 3
     assert failed[0]["error"] == (
-        "unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip")
+        "unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip, "
+        "fastv, framefusion, sttm")
     assert failed[1]["error"] == f"file not found ({tmp_path / 'nope.mp4'})"
     assert failed[2]["error"].startswith("not a video file ffmpeg can read (")
     assert failed[2]["error"].endswith(f") ({tmp_path / 'notes.mp4'})")
@@ -248,7 +249,8 @@ def test_batch_model_failure_is_fatal(clips: Path, tmp_path: Path):
     assert result.stderr.splitlines() == [  # the model error ends the batch: no item recorded, no summary
         f"Writing results to {tmp_path / 'r.jsonl'}.",
         f"Error: model '{tmp_path / 'empty-dir'}' is not a profile (llava-ov-0.5b, llava-ov-7b, llava-ov-72b, "
-        "llava-video-7b), a local directory or a Hugging Face id",
+        "llava-video-7b, qwen2.5-vl-3b, qwen2.5-vl-7b, qwen3-vl-2b, qwen3-vl-4b, qwen3-vl-8b), a local directory or a "
+        "Hugging Face id",
     ]
     assert (tmp_path / "r.jsonl").read_text() == ""
 

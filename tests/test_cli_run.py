@@ -30,7 +30,7 @@ ANSWER_KEYS = {
     "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
     "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings", "cache",
 }
-TOKEN_KEYS = {"visual_before", "visual_after", "newline", "text", "prompt", "generated"}
+TOKEN_KEYS = {"visual_before", "visual_after", "newline", "text", "prompt", "generated", "visual_in_llm"}
 TIMING_KEYS = {"load", "decode", "encode", "cache_load", "prune", "prefill", "generate", "total"}
 STATS_KEYS = {
     "video", "model", "layout", "method", "ratio", "frames", "grid", "tokens", "per_frame_kept", "timestamps",

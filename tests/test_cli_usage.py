@@ -106,7 +106,8 @@ def test_bad_prune_option_is_usage_error(video: Path):
     result = run("stats", video, *NO_MODEL, "--compare", "uniform,nope")
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
-        "Error: unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip",
+        "Error: unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune, "
+        "visionzip, fastv, framefusion, sttm",
         "Hint: see 'forestprune stats --help'",
     ]
 
@@ -201,7 +202,8 @@ def test_config_value_checked_before_model_and_flag_wins(video: Path, tmp_path: 
     assert overridden.exit_code == 1  # got past the options, failed on the (nonexistent) model
     assert overridden.stderr.splitlines() == [
         "Error: model '/nonexistent/model' is not a profile (llava-ov-0.5b, llava-ov-7b, llava-ov-72b, "
-        "llava-video-7b), a local directory or a Hugging Face id"]
+        "llava-video-7b, qwen2.5-vl-3b, qwen2.5-vl-7b, qwen3-vl-2b, qwen3-vl-4b, qwen3-vl-8b), a local directory or a "
+        "Hugging Face id"]
 
 
 def test_config_not_a_mapping(video: Path, tmp_path: Path):
@@ -310,7 +312,7 @@ def test_item_overrides_are_checked():
         ({"model": "x"}, "unknown option 'model'"),
         ({"tau_s": 5}, "tau_s must be a number in [-1, 1], got 5"),
         ({"method": "uniform", "tau_s": 0.5}, "unknown option 'tau_s' (allowed: ratio, method, frames, fps, "
-         "max_new_tokens, temperature, seed)"),
+         "max_pixels, max_new_tokens, temperature, seed)"),
     ]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
             base.override(options)
@@ -421,10 +423,13 @@ def test_errors_are_mapped_by_type(tmp_path: Path):
 def test_help_texts_come_from_the_registries():
     result = runner.invoke(app, ["ask", "--help"], env={"COLUMNS": "300"})
     text = " ".join(result.stdout.split())
-    assert "none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip, or a method registered in Python" in text
+    names = "none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip, fastv, framefusion, sttm"
+    assert f"{names}, or a method registered in Python; fastv, framefusion, sttm prune inside the LLM." in text
+    assert f"More methods to run on the same features, comma-separated, from {names}." in text
     assert "ForestPrune: cosine similarity a token needs to join an earlier frame's tree, in [-1, 1], default 0.9" in text
-    assert "Profile (llava-ov-0.5b, llava-ov-7b, llava-ov-72b, llava-video-7b)" in text
-    assert "--opt" in text and "<onevision|video>" in text
+    assert ("Profile (llava-ov-0.5b, llava-ov-7b, llava-ov-72b, llava-video-7b, qwen2.5-vl-3b, qwen2.5-vl-7b, "
+            "qwen3-vl-2b, qwen3-vl-4b, qwen3-vl-8b)") in text
+    assert "--opt" in text and "<onevision|video|qwen2.5-vl|qwen3-vl>" in text
 
 
 def test_devtools_refuses_a_folder_that_is_not_empty(tmp_path: Path):

@@ -190,7 +190,9 @@ def test_answer_result_and_timings(ov):
                       generation=GenerationConfig(max_new_tokens=3))  # fmt: skip
     data = first.to_dict()
     assert list(data) == RESULT_KEYS
-    assert list(data["tokens"]) == ["visual_before", "visual_after", "newline", "text", "prompt", "generated"]
+    assert list(data["tokens"]) == ["visual_before", "visual_after", "newline", "text", "prompt", "generated",
+                                    "visual_in_llm"]
+    assert data["tokens"]["visual_in_llm"] == [{"from_layer": 0, "visual": 38}]
     assert list(data["timing_s"]) == ["load", "decode", "encode", "cache_load", "prune", "prefill", "generate",
                                       "total"]
     assert list(data["prefill_tflops"]) == ["before", "after"]

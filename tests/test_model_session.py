@@ -112,7 +112,6 @@ def test_time_instruction_and_system_prompt(tiny_video_dir):
     other = session.ask("Why?", GEN, system_prompt="Be brief.")  # another prefix: prefilled anew
     again = session.ask("Why?", GEN, system_prompt="Be brief.")
     assert session.prefills == 2 and other.generated_ids == again.generated_ids
-    assert other.timing_s.prefill > again.timing_s.prefill  # the second prefix prefill is reported where it ran
     assert first.tokens.text + 1 == len(rendered(timed))
     fresh = llm.answer(clip, "Why?", ratio=0.5, method="uniform", generation=GEN, system_prompt="Be brief.",
                        time_instruction=False)  # fmt: skip

@@ -1,6 +1,7 @@
 """Answers about one clip, the work unit of `ask` (one question a video) and `batch` (the items that share a video
 and its sampling): the clip's features once (the feature cache, or decoding and the vision tower), then one
-session per pruning setting, whose pruning and prefix prefill every question with that setting shares.
+session per pruning setting, whose pruning and prefix prefill every question with that setting shares. With
+`ask --compare`, the model's `compare` (every method on one decoding and encoding).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
 
 from fpcli.cli.errors import Fatal
-from fpcli.cli.runner import LazyModel
+from fpcli.cli.progress import Reporter
+from fpcli.cli.runner import LazyModel, decode
 from fpcli.cli.settings import RunSettings
 
 if TYPE_CHECKING:
@@ -39,7 +41,9 @@ def fits(question: str, settings: RunSettings) -> Check:
     """The check that the prompt of `question` fits the context, run before the clip is encoded."""
 
     def check(llm, frames: int, clip) -> None:
-        llm.check_fits(frames, question, settings.prune_ratio, settings.method, clip=clip)
+        if hasattr(llm, "check_fits"):  # the LLaVA layouts; a Qwen-VL session checks its prompt when it asks
+            llm.check_fits(frames, question, settings.prune_ratio, settings.method, clip=clip,
+                           options=settings.prune_options())
 
     return check
 
@@ -89,3 +93,22 @@ def answer_video(model: LazyModel, video: Path, question: str, settings: RunSett
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
+
+
+def compare_video(model: LazyModel, video: Path, question: str, settings: RunSettings, reporter: Reporter
+                  ) -> list[dict[str, Any]]:
+    """--method and every --compare method answering on one decoding and one encoding: one JSON-form result per
+    method, the model's load time on the process's first."""
+    clip, decode_s = decode(video, settings, model, reporter)
+    comparison = model.get().compare(
+        clip,
+        question,
+        {name: settings.prune_options(name) for name in settings.compared()},
+        ratio=settings.prune_ratio,
+        generation=generation(settings),
+        decode_s=decode_s,
+        progress=reporter.callback,
+        max_pixels=settings.max_pixels,
+    )
+    comparison.results[0].timing_s.load = model.load_s_once()
+    return [result.to_dict() for result in comparison.results]

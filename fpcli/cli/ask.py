@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from fpcli.cli import errors
-from fpcli.cli.answering import answer_video
+from fpcli.cli.answering import answer_video, compare_video
 from fpcli.cli.options import (
     CacheMaxSize,
     DEFAULT_DEVICE,
@@ -19,6 +19,7 @@ from fpcli.cli.options import (
     DEFAULT_TEMPERATURE,
     Attention,
     Attn,
+    Compare,
     Config,
     Debug,
     Device,
@@ -28,10 +29,11 @@ from fpcli.cli.options import (
     Frames,
     Json,
     LayoutOpt,
-    NoCache,
+    MaxPixels,
     MaxNewTokens,
     Method,
     Model,
+    NoCache,
     Opt,
     Quiet,
     Ratio,
@@ -41,7 +43,7 @@ from fpcli.cli.options import (
     Temperature,
 )
 from fpcli.cli.progress import Reporter
-from fpcli.cli.render import answer_summary
+from fpcli.cli.render import answer_summary, answers_table
 from fpcli.cli.runner import LazyModel, each_video, expand_videos, feature_cache
 from fpcli.cli.settings import ModelSettings, run_settings
 
@@ -50,6 +52,10 @@ def show_answer(out: Console, result: dict[str, Any]) -> None:
     print(result["answer"], flush=True)
     out.print()
     out.print(answer_summary(result, out.width))
+
+
+def show_comparison(out: Console, results: list[dict[str, Any]]) -> None:
+    out.print(answers_table(results))
 
 
 def check_question(ctx: typer.Context, videos: Optional[list[Path]], question: Optional[str]) -> tuple[list[Path], str]:
@@ -84,8 +90,10 @@ def ask(
     attn: Attn = Attention.sdpa,
     ratio: Ratio = None,
     method: Method = DEFAULT_METHOD,
+    compare: Compare = None,
     frames: Frames = None,
     fps: Fps = None,
+    max_pixels: MaxPixels = None,
     tau_s: TauS = None,
     tau_p: TauP = None,
     opt: Opt = None,
@@ -102,20 +110,27 @@ def ask(
     """Answer QUESTION about each VIDEO (files or folders), pruning visual tokens before the LLM.
 
     Prints each answer as it comes, then tokens before -> after, per-frame retention, timings and memory.
+    With --compare: every method answers on one decoding and encoding of each video, in one table (visual tokens
+    the LLM's layers ran on, pruning, encode and prefill time, prefill TFLOPs, peak memory, answer).
 
     Asking again about a video (same frames, model, dtype) reads its features from the feature cache: no decoding.
 
-    With --json: one JSON object per video on stdout (JSON lines for several videos), nothing else.
+    With --json: one JSON object per video on stdout (JSON lines for several videos; with --compare one per
+    method), nothing else.
     """
     videos, question = check_question(ctx, videos, question)
-    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, opt=opt,
-                            seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
+                            tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
+                            compare=compare)
     cache = feature_cache(no_cache, cache_max_size)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
         llm = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter, cache=cache)
 
-        def answer(path: Path) -> dict[str, Any]:
+        def answer(path: Path) -> dict[str, Any] | list[dict[str, Any]]:
+            if settings.compare:
+                return compare_video(llm, path, question, settings, reporter)
             return answer_video(llm, path, question, settings)
 
-        each_video(paths, answer, show_answer, json_output, errors.debug_enabled(ctx.meta), reporter)
+        show = show_comparison if settings.compare else show_answer
+        each_video(paths, answer, show, json_output, errors.debug_enabled(ctx.meta), reporter)

@@ -2,9 +2,9 @@
 
 JOBS is YAML (a list of items, or a mapping with a `jobs:` list; `.json` arrays read the same)
 or JSON lines (`.jsonl`/`.ndjson`, one item per line). An item is
-    {video: PATH, question: TEXT, id: ANY (optional), options: {ratio, method, frames, fps, max_new_tokens,
-     temperature, seed, or any option of the item's method: tau_s, tau_p, ...} (optional, override the
-     command-line values)}
+    {video: PATH, question: TEXT, id: ANY (optional), options: {ratio, method, frames, fps, max_pixels,
+     max_new_tokens, temperature, seed, or any option of the item's method: tau_s, tau_p, ...} (optional,
+     override the command-line values)}
 Relative video paths are relative to the jobs file. Without `id`, an item's id is the first 12 hex
 digits of the SHA-1 of its canonical JSON {video, question, options}: stable when items are
 reordered or added, so resuming keeps working after the jobs file is edited.
@@ -54,6 +54,7 @@ from fpcli.cli.options import (
     Fps,
     Frames,
     LayoutOpt,
+    MaxPixels,
     NoCache,
     MaxNewTokens,
     Method,
@@ -177,13 +178,14 @@ def error_record(job: Job, error: str) -> dict[str, Any]:
 
 
 def unit_key(job: Job, base: RunSettings) -> tuple[Any, ...]:
-    """What items of one work unit share: the video and the sampling (frames, fps: items that set neither get the
-    model's default, the same for every item of a run); an item whose options do not check is a unit of its own."""
+    """What items of one work unit share: the video, the sampling (frames, fps: items that set neither get the
+    model's default, the same for every item of a run) and Qwen-VL's max_pixels; an item whose options do not check
+    is a unit of its own."""
     try:
         settings = job.settings(base)
     except ValueError:
         return ("invalid", job.id)
-    return (str(Path(job.video).resolve()), settings.frames, settings.fps)
+    return (str(Path(job.video).resolve()), settings.frames, settings.fps, settings.max_pixels)
 
 
 def clip_units(jobs: list[Job], base: RunSettings) -> list[list[Job]]:
@@ -238,6 +240,7 @@ def batch(
     method: Method = DEFAULT_METHOD,
     frames: Frames = None,
     fps: Fps = None,
+    max_pixels: MaxPixels = None,
     tau_s: TauS = None,
     tau_p: TauP = None,
     opt: Opt = None,
@@ -263,8 +266,8 @@ def batch(
 
     Exit code 0 when every item succeeded, 1 otherwise, 130 when interrupted.
     """
-    base = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, opt=opt,
-                        seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+    base = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
+                        tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
     model_settings = ModelSettings.of(model, layout, device, dtype, attn)
     on_ray = RaySettings.of(ray, workers, gpus_per_worker)
     out = out or default_out(jobs_file)

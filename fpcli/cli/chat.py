@@ -36,6 +36,7 @@ from fpcli.cli.options import (
     Frames,
     LayoutOpt,
     MaxNewTokens,
+    MaxPixels,
     Method,
     Model,
     NoCache,
@@ -68,6 +69,7 @@ def chat(
     method: Method = DEFAULT_METHOD,
     frames: Frames = None,
     fps: Fps = None,
+    max_pixels: MaxPixels = None,
     tau_s: TauS = None,
     tau_p: TauP = None,
     opt: Opt = None,
@@ -96,8 +98,8 @@ def chat(
 
     Exit code 0, or 1 when a question failed (the chat goes on after it).
     """
-    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, opt=opt,
-                            seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
+                            tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
     cache = feature_cache(no_cache, cache_max_size)
     if not video.exists():
         raise errors.usage_error("no such file", video)

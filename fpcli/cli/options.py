@@ -2,7 +2,7 @@
 
 Commands import these Annotated names (Model, Ratio, Method, Frames, Fps, ...) and build their settings from the
 typed parameters (fpcli.cli.settings). Names, defaults and ranges come from where they are defined: method names
-and option specs from the pruning registry, profile names and layouts from the model's profiles (both import
+and option specs from the method catalogue (fpcli.model.methods), profile names and layouts from the model's profiles (both import
 no torch, so `--help` stays fast); the sampling and generation bounds are the constants below.
 """
 
@@ -17,10 +17,11 @@ import typer
 from fpcli.cli.config import load_config
 from fpcli.cli.errors import set_debug
 from fpcli.model import ATTENTION_NAMES, DTYPE_NAMES, LAYOUTS, PROFILES
-from fpcli.prune import available_methods, options_of
+from fpcli.model.methods import is_in_llm, method_names, options_of
+from fpcli.model.profiles import MAX_PIXELS_CAP, QWEN_MAX_FRAMES
+from fpcli.model.sampling import MAX_FRAMES, RATE_LAYOUTS
 from fpcli.prune.registry import check_ratio
 
-MAX_FRAMES = 1024  # --frames upper bound, and the cap of --fps sampling
 MIN_NEW_TOKENS = 1
 MIN_TEMPERATURE = 0.0
 DEFAULT_RATIO = 0.9
@@ -111,7 +112,8 @@ Model = Annotated[
 LayoutOpt = Annotated[
     Optional[Layout],
     typer.Option("--layout", rich_help_panel=MODEL_PANEL,
-                 help="Token layout of a checkpoint given by path or id (default: the profile's, else onevision)."),
+                 help="Token layout of a checkpoint given by path or id (default: the profile's, the checkpoint's "
+                 "forestprune.json, Qwen-VL from config.json, else onevision)."),
 ]
 Device = Annotated[
     str,
@@ -128,7 +130,8 @@ Ratio = Annotated[
 Method = Annotated[
     str,
     typer.Option("--method", rich_help_panel=PRUNE_PANEL,
-                 help=f"{', '.join(available_methods())}, or a method registered in Python."),
+                 help=f"{', '.join(method_names())}, or a method registered in Python; "
+                 f"{', '.join(name for name in method_names() if is_in_llm(name))} prune inside the LLM."),
 ]
 TauS = Annotated[Optional[float], _forestprune_option("tau_s")]
 TauP = Annotated[Optional[float], _forestprune_option("tau_p")]
@@ -141,17 +144,29 @@ Opt = Annotated[
 Compare = Annotated[
     Optional[str],
     typer.Option("--compare", rich_help_panel=PRUNE_PANEL, show_default=False,
-                 help="More methods to run on the same features, comma-separated (e.g. uniform,gprune,dycoke)."),
+                 help=f"More methods to run on the same features, comma-separated, from {', '.join(method_names())}."),
 ]
+_RATES = "; ".join(  # "qwen2.5-vl/qwen3-vl 2 fps, at least 4": each rate rule once, with its layouts
+    f"{'/'.join(name for name, same in RATE_LAYOUTS.items() if same == rule)} {rule[0]:g} fps, at least {rule[1]}"
+    for rule in dict.fromkeys(RATE_LAYOUTS.values())
+)
 Frames = Annotated[
     Optional[int],
     typer.Option("--frames", "-f", min=1, max=MAX_FRAMES, rich_help_panel=PRUNE_PANEL,
-                 help=f"Frames sampled uniformly from the video, 1 to {MAX_FRAMES} (default: the model's, 32 or 64)."),
+                 help=f"Frames sampled uniformly from the video, 1 to {MAX_FRAMES} (default: the model's: 32 or 64 "
+                 f"frames; {_RATES})."),
 ]
 Fps = Annotated[
     Optional[float],
     typer.Option("--fps", callback=_check_fps, rich_help_panel=PRUNE_PANEL, show_default=False,
-                 help=f"Sample a frame every 1/FPS seconds instead; --frames is then the cap (default {MAX_FRAMES})."),
+                 help=f"Sample a frame every 1/FPS seconds instead; --frames is then the cap (default {MAX_FRAMES}, "
+                 f"Qwen-VL {QWEN_MAX_FRAMES})."),
+]
+MaxPixels = Annotated[
+    Optional[int],
+    typer.Option("--max-pixels", min=1, max=MAX_PIXELS_CAP, rich_help_panel=PRUNE_PANEL, show_default=False,
+                 help=f"Qwen-VL: most pixels per frame after resizing (default: the checkpoint's video budget, "
+                 f"e.g. 200704 for 448x448; {MAX_PIXELS_CAP} at most)."),
 ]
 MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=MIN_NEW_TOKENS, rich_help_panel=GENERATION_PANEL,
                                            help="Longest answer, in tokens.")]

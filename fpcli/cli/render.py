@@ -1,13 +1,15 @@
 """Human-readable output of ask and stats, drawn from the same dicts `--json` prints.
 
 Rendering from the JSON form (not the result objects) keeps the two outputs in step: whatever
-the terminal shows is in the schema.
+the terminal shows is in the schema. A result with `temporal_groups` (Qwen-VL) counts kept tokens per group of
+frames: its strips have a cell per group, timed at the group's first frame.
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -47,10 +49,20 @@ def fitted_strip(per_frame_kept: Sequence[int], per_frame_total: int, cells: int
     return retention_strip(means, per_frame_total), per
 
 
+def unit_times(result: dict[str, Any]) -> list[float]:
+    """The time of each `per_frame_kept` entry: its frame's, or its temporal group's first frame's."""
+    times, groups = result["timestamps"], result.get("temporal_groups")
+    return times if groups is None else times[:: -(-len(times) // groups)]
+
+
+def _unit(result: dict[str, Any]) -> str:
+    return "frames" if result.get("temporal_groups") is None else "groups"
+
+
 def wrapped_strip(result: dict[str, Any], width: int) -> list[Text]:
-    """One cell per frame, wrapped to `width`: each line starts with its first frame's time."""
+    """One cell per frame (or group), wrapped to `width`: each line starts with its first frame's time."""
     total = _frame_total(result)
-    kept, times = result["per_frame_kept"], result["timestamps"]
+    kept, times = result["per_frame_kept"], unit_times(result)
     cells = max(8, width - LABEL_WIDTH - 10)
     lines = []
     for start in range(0, len(kept), cells):
@@ -88,12 +100,14 @@ def answer_summary(result: dict[str, Any], width: int = 80) -> RenderableType:
     tokens = result["tokens"]
     before, after = tokens["visual_before"], tokens["visual_after"]
     grid = result["grid"]
-    frames = Text(f"{result['frames']} × {grid[0]}×{grid[1]}  ")
+    groups = result.get("temporal_groups")
+    pairs = "" if groups is None else f" frames in {groups} groups"
+    frames = Text(f"{result['frames']}{pairs} × {grid[0]}×{grid[1]}  ")
     cells = width - LABEL_WIDTH - len(frames) - 18
     strip, per = fitted_strip(result["per_frame_kept"], _frame_total(result), cells)
     frames.append_text(strip)
     if per > 1:
-        frames.append(f"  ({per} frames a cell)", style="dim")
+        frames.append(f"  ({per} {_unit(result)} a cell)", style="dim")
     flops = result["prefill_tflops"]
     return _rows([
         ("visual tokens",
@@ -118,14 +132,14 @@ def _clock(seconds: float, decimals: int = 2) -> str:
 
 
 def frame_bars(result: dict[str, Any], width: int = 30) -> Table:
-    """A bar per frame with its timestamp and kept count."""
+    """A bar per frame (or group) with its timestamp and kept count."""
     total = _frame_total(result)
     table = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
-    table.add_column("frame", justify="right")
+    table.add_column(_unit(result)[:-1], justify="right")
     table.add_column("time", justify="right")
     table.add_column("kept", justify="right")
     table.add_column("retention")
-    for index, (kept, timestamp) in enumerate(zip(result["per_frame_kept"], result["timestamps"])):
+    for index, (kept, timestamp) in enumerate(zip(result["per_frame_kept"], unit_times(result))):
         filled = round(width * kept / total)
         bar = Text("█" * filled, style=_shade(kept / total))
         bar.append("░" * (width - filled), style="dim")
@@ -160,8 +174,9 @@ def stats_summary(result: dict[str, Any], width: int = 80, frames_table: bool = 
     tokens = result["tokens"]
     before, after = tokens["visual_before"], tokens["visual_after"]
     grid = result["grid"]
+    groups = "" if result.get("temporal_groups") is None else f" in {result['temporal_groups']} groups"
     head = _rows([
-        ("video", f"{result['video']} · {result['frames']} frames · grid {grid[0]}×{grid[1]}"),
+        ("video", f"{result['video']} · {result['frames']} frames{groups} · grid {grid[0]}×{grid[1]}"),
         ("model", f"{result['model']} ({result['layout']} layout, vision tower only)"),
         ("visual tokens",
          f"{before} → {after} ({_percent(after, before)} kept) · newline {tokens['newline']} · "
@@ -170,7 +185,8 @@ def stats_summary(result: dict[str, Any], width: int = 80, frames_table: bool = 
         ("memory", f"peak {result['peak_memory_mb']:.0f} MB"),
     ])
     retention = frame_bars(result) if frames_table else Group(
-        Text("retention      one cell per frame (▁ to █: share of its tokens kept, · none)", style="dim"),
+        Text(f"retention      one cell per {_unit(result)[:-1]} (▁ to █: share of its tokens kept, · none)",
+             style="dim"),
         *wrapped_strip(result, width))
     parts: list[RenderableType] = [head, Text(), retention]
     forest = forest_lines(result["forest"])
@@ -210,3 +226,39 @@ def compare_table(result: dict[str, Any], width: int = 80) -> Table:
             fitted_strip(entry["per_frame_kept"], total, cells)[0],
         )
     return table
+
+
+def _visual_in_llm(tokens: dict[str, Any]) -> str:
+    """'51' (pruned before the LLM), '512→51@L2' (inside it: all 512 enter, 51 from layer 2 on; FrameFusion merges
+    at layer 0's input already, '512→130@L0→51@L1'): the visual tokens the decoder layers ran on."""
+    stages = [f"{s['visual']}@L{s['from_layer']}" for s in tokens["visual_in_llm"]]
+    stages[0] = str(tokens["visual_in_llm"][0]["visual"])
+    entered = tokens["prompt"] - tokens["text"] - tokens["newline"]  # visual tokens in the LLM's input
+    if entered != tokens["visual_in_llm"][0]["visual"]:  # reduced at layer 0's input
+        stages[0] = f"{entered}→{stages[0]}@L0"
+    return "→".join(stages)
+
+
+def answers_table(results: list[dict[str, Any]]) -> RenderableType:
+    """`ask --compare`: one row per method, all on one decoding and encoding of the video (the visual tokens the
+    LLM's layers ran on, seconds, TFLOPs, peak memory), then each method's answer on its own line."""
+    first = results[0]
+    grid = first["grid"]
+    ratio = max(result["ratio"] for result in results)
+    title = Text(f"{first['video']} · {first['frames']} × {grid[0]}×{grid[1]} visual tokens · ratio {ratio:g} · "
+                 "one encoding")
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for name in ("method", "visual", "prune ms", "encode s", "prefill s", "TFLOPs", "peak MB"):
+        table.add_column(name, justify="left" if name == "method" else "right", no_wrap=True, min_width=len(name))
+    for result in results:
+        timing = result["timing_s"]
+        table.add_row(
+            result["method"],
+            _visual_in_llm(result["tokens"]),
+            f"{1000 * timing['prune']:.1f}",
+            f"{timing['encode']:.2f}",
+            f"{timing['prefill']:.3f}",
+            f"{result['prefill_tflops']['after']:.3g}",
+            f"{result['peak_memory_mb']:.0f}",
+        )
+    return Group(title, table, _rows([(result["method"], Text(result["answer"])) for result in results]))

@@ -4,9 +4,9 @@ printing each result (and its warnings) as it comes.
 
 The model loads lazily, when a clip first needs it: a video that is not in the feature cache is decoded first, so a
 bad video is reported in a second, not after a minute of loading, and a batch whose items all fail never loads it;
-a clip the cache holds loads the model and skips decoding. Decoding first needs the model's default frame count
-and the cache key the checkpoint's identity; a profile knows the frame count, otherwise the spec is resolved (a
-folder: instant; a hub id: the cache, or a download) and the load reuses that resolution.
+a clip the cache holds loads the model and skips decoding. Decoding first needs the model's sampling rule and the
+cache key the checkpoint's identity; a profile knows the rule, otherwise the spec is resolved (a folder: instant; a
+hub id: the cache, or a download) and the load reuses that resolution.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from fpcli.model import ClipFeatures, ResolvedModel, VideoLLM
     from fpcli.model.cached_encode import Check, EncoderIdentity
     from fpcli.model.feature_cache import FeatureCache
+    from fpcli.model.sampling import SamplingRule
     from fpcli.video import VideoClip
 
 
@@ -83,7 +84,7 @@ def feature_cache(no_cache: bool, max_size: Optional[str]) -> Optional[FeatureCa
 
 
 class LazyModel:
-    """The command's model, loaded once at its first use (`get`); `default_frames` and `identity` are known before
+    """The command's model, loaded once at its first use (`get`); its sampling rule and `identity` are known before
     that. `features` is the one call per clip: the feature cache, else decoding and the vision tower."""
 
     def __init__(self, settings: ModelSettings, reporter: Reporter, vision_only: bool = False,
@@ -103,6 +104,21 @@ class LazyModel:
             self._spec = default_model(self.settings.device, self.reporter)
         return self._spec
 
+    def sampling_rule(self) -> SamplingRule:
+        """How the model samples a clip by default (its layout's rule, the profile's frame count); no weights are
+        read, and a checkpoint is resolved only when neither a profile nor --layout says."""
+        from fpcli.model import known_default_frames, known_layout
+        from fpcli.model.sampling import sampling_rule
+
+        if self._llm is not None:
+            return sampling_rule(self._llm.layout, self._llm.default_frames)
+        layout = known_layout(self.spec, self.settings.layout)
+        frames = known_default_frames(self.spec, self.settings.layout)
+        if layout is not None and frames is not None:
+            return sampling_rule(layout, frames)
+        resolved = self._resolve()
+        return sampling_rule(resolved.layout, resolved.default_frames)
+
     def _resolve(self) -> ResolvedModel:
         from fpcli.model import resolve_model
 
@@ -110,18 +126,6 @@ class LazyModel:
             with _fatal():
                 self._resolved = resolve_model(self.spec, self.settings.layout, progress=self.reporter.callback)
         return self._resolved
-
-    @property
-    def default_frames(self) -> int:
-        """The profile's frame count (32 or 64), or the checkpoint's layout's; no weights are read."""
-        from fpcli.model import known_default_frames
-
-        if self._llm is not None:
-            return self._llm.default_frames
-        frames = known_default_frames(self.spec, self.settings.layout)
-        if frames is not None:
-            return frames
-        return self._resolve().default_frames
 
     def identity(self) -> EncoderIdentity:
         """What the feature cache keys on besides the clip (checkpoint, layout, dtype, device); no weights read."""
@@ -134,21 +138,31 @@ class LazyModel:
             return EncoderIdentity.planned(resolved, self.settings.device, self.settings.dtype, self.settings.attn)
 
     def features(self, video: Path, settings: RunSettings, *, check: Optional[Check] = None,
-                 decode: Optional[Callable[..., VideoClip]] = None) -> ClipFeatures:
+                 decoded: Optional[list[VideoClip]] = None) -> ClipFeatures:
         """The clip's features (fpcli.model.cached_encode.features_for): from the cache, loading the model first;
-        else decoded (before the model loads), then encoded and stored. `check` runs before any encoding."""
+        else decoded by the sampling rule (before the model loads), then encoded and stored. `check` runs before
+        any encoding; `decoded` gets the clip when one was decoded (a picture needs its frames)."""
         from fpcli.model.cached_encode import features_for
-        from fpcli.video import sample_frames
+        from fpcli.model.sampling import sample_clip, sampling_options
 
-        sampling = settings.sampling(lambda: self.default_frames)
+        options = sampling_options(settings.frames, settings.fps, self.sampling_rule)
+        if "fps" in options and settings.frames is None:  # the rule's fewest-frames fallback decides the clip too
+            options["min_frames"] = self.sampling_rule().min_frames
+
+        def decode(path: Path, progress=None, **_: Any) -> VideoClip:  # by the rule; `options` is what keys it
+            clip = sample_clip(path, self.sampling_rule, settings.frames, settings.fps, progress=progress)
+            if decoded is not None:
+                decoded.append(clip)
+            return clip
+
         cache, identity = self.cache, None
         if cache is not None:
             try:
                 identity = self.identity()
             except Fatal:  # unresolvable model (offline, not downloaded): decode first, a bad video says so, then
                 cache = None  # the load fails the command
-        return features_for(video, sampling, cache, self.get, identity=identity, check=check,
-                            decode=decode or sample_frames, progress=self.reporter.callback)
+        return features_for(video, options, cache, self.get, identity=identity, check=check, decode=decode,
+                            max_pixels=settings.max_pixels, progress=self.reporter.callback)
 
     def get(self) -> VideoLLM:
         """The loaded model: loaded on the first call, the same object after."""
@@ -183,15 +197,29 @@ class LazyModel:
         return self._llm.load_s
 
 
+def decode(video: Path, settings: RunSettings, model: LazyModel, reporter: Reporter) -> tuple[VideoClip, float]:
+    """The sampled clip and the seconds it took, by the model's sampling rule (fpcli.model.sampling); no model
+    loads for it (a profile knows its rule)."""
+    from fpcli.model.sampling import sample_clip
+
+    start = time.perf_counter()
+    clip = sample_clip(video, model.sampling_rule, settings.frames, settings.fps, progress=reporter.callback)
+    return clip, time.perf_counter() - start
+
+
 def warn(result: dict[str, Any]) -> None:
     """The video layer's warnings of a result, on stderr whatever --quiet says: they change what was measured."""
     for warning in result.get("warnings", []):
         print(f"Warning: {warning} ({result['video']})", file=sys.stderr)
 
 
-def each_video(paths: list[Path], work: Callable[[Path], dict[str, Any]], show: Callable[[Console, dict[str, Any]], None],
+Result = dict[str, Any] | list[dict[str, Any]]  # one JSON-form result of a video, or several (ask --compare)
+
+
+def each_video(paths: list[Path], work: Callable[[Path], Result], show: Callable[[Console, Result], None],
                json_output: bool, debug: bool, reporter: Reporter) -> None:
-    """`work` on each video; each result printed as it comes: a JSON line, or under a rule (several videos) by `show`.
+    """`work` on each video; each result printed as it comes: JSON lines (one per result of a video), or under a
+    rule (several videos) by `show`.
 
     A video that fails is reported and the others go on (exit code 1 at the end); a model that cannot load
     (errors.Fatal) ends the command at once. With --json over several videos, stderr gets a line per video and
@@ -216,9 +244,11 @@ def each_video(paths: list[Path], work: Callable[[Path], dict[str, Any]], show: 
             else:
                 report(exc, debug)
             continue
-        warn(result)
+        results = result if isinstance(result, list) else [result]
+        warn(results[0])  # the video's warnings, the same on each of its results
         if json_output:
-            print(json.dumps(result, ensure_ascii=False), flush=True)
+            for one in results:
+                print(json.dumps(one, ensure_ascii=False), flush=True)
             if counting:
                 reporter.message(f"ok     {where} ({time.perf_counter() - video_start:.1f} s)")
             continue

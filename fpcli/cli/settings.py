@@ -1,9 +1,10 @@
-"""The settings a command's typed parameters turn into, and their checks against the pruning registry.
+"""The settings a command's typed parameters turn into, and their checks against the method catalogue.
 
 `ModelSettings` is what `load_model` gets; `RunSettings` is per video (pruning, sampling, generation) and a batch
 item may override it. Both are built by the commands from their typed parameters (never by matching names in
 click's ctx.params), so renaming an option is a type error, not a silently dropped value. Pruning is checked by
-`fpcli.prune.validate` (ratio, method, options: the registry's one set of rules) before any model loads.
+`fpcli.model.methods.validate_method` (ratio, method, options: the pruning registries' one set of rules, for
+methods before and inside the LLM) before any model loads.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from fpcli.cli.options import (
     DEFAULT_SEED,
     DEFAULT_TEMPERATURE,
     MAX_FRAMES,
+    MAX_PIXELS_CAP,
     MIN_NEW_TOKENS,
     MIN_TEMPERATURE,
     Attention,
 )
-from fpcli.prune import available_methods, options_of, validate
+from fpcli.model.methods import method_names, options_of, ratio_for, validate_method
 
 
 def plain(value: Any) -> Any:
@@ -51,7 +53,7 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Per-video settings: pruning, sampling and generation.
+    """Per-video settings: pruning, sampling (and Qwen-VL's max_pixels) and generation.
 
     method_options: options given for the pruning methods (--tau-s, --tau-p, --opt, a batch item's keys), each
     passed to every method run that takes it; --seed goes to a method that takes `seed` unless given there.
@@ -61,6 +63,7 @@ class RunSettings:
     method: str = DEFAULT_METHOD
     frames: Optional[int] = None
     fps: Optional[float] = None
+    max_pixels: Optional[int] = None  # Qwen-VL's per-frame pixel budget (None: the checkpoint's)
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     temperature: float = DEFAULT_TEMPERATURE
     seed: int = DEFAULT_SEED
@@ -74,19 +77,17 @@ class RunSettings:
             return self.ratio
         return 0.0 if self.method == "none" else DEFAULT_RATIO
 
-    def sampling(self, default_frames: Any) -> dict[str, Any]:
-        """Keyword arguments of `sample_frames` after the path: uniform --frames, or --fps capped by --frames.
-
-        `default_frames` is called only when neither --frames nor --fps is given (it may resolve the model).
-        """
-        if self.fps is None:
-            return {"num_frames": self.frames or default_frames()}
-        cap = self.frames or MAX_FRAMES
-        return {"num_frames": cap, "fps": self.fps, "max_frames": cap}
+    def ratio_of(self, method: str) -> float:
+        """The ratio `method` runs at: --method at prune_ratio; a --compare method beside it (`none` at 0)."""
+        return self.prune_ratio if method == self.method else ratio_for(method, self.prune_ratio)
 
     def methods(self) -> list[str]:
         """--method first, then the --compare ones not already listed."""
         return list(dict.fromkeys((self.method, *self.compare)))
+
+    def compared(self) -> list[str]:
+        """The methods of `ask --compare` in the order listed, --method first where it is not listed."""
+        return list(self.compare) if self.method in self.compare else self.methods()
 
     def prune_options(self, method: Optional[str] = None) -> dict[str, Any]:
         """The given options that `method` (default --method) takes, and --seed where it takes a seed."""
@@ -103,15 +104,17 @@ class RunSettings:
         The sampling and generation bounds are those the options declare (fpcli.cli.options), for values that
         come from a batch item rather than a flag."""
         for method in self.methods():
-            validate(self.prune_ratio, method, **self.prune_options(method))
+            validate_method(self.ratio_of(method), method, **self.prune_options(method))
         taken = {name for method in self.methods() for name in options_of(method)}
         for name in self.method_options:
             if name not in taken:
-                validate(self.prune_ratio, self.method, **{name: self.method_options[name]})  # raises, naming it
+                validate_method(self.prune_ratio, self.method, **{name: self.method_options[name]})  # raises, naming it
         if self.frames is not None and not 1 <= self.frames <= MAX_FRAMES:
             raise ValueError(f"frames must be in 1..{MAX_FRAMES}, got {self.frames}")
         if self.fps is not None and not self.fps > 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
+        if self.max_pixels is not None and not 1 <= self.max_pixels <= MAX_PIXELS_CAP:
+            raise ValueError(f"max_pixels must be in 1..{MAX_PIXELS_CAP}, got {self.max_pixels}")
         if self.max_new_tokens < MIN_NEW_TOKENS:
             raise ValueError(f"max_new_tokens must be >= {MIN_NEW_TOKENS}, got {self.max_new_tokens}")
         if self.temperature < MIN_TEMPERATURE:
@@ -120,13 +123,13 @@ class RunSettings:
     def override(self, options: dict[str, Any]) -> RunSettings:
         """A copy with a batch item's `options` applied and checked; ValueError names a bad key or value.
 
-        Keys are the settings (ratio, method, frames, fps, max_new_tokens, temperature, seed) or options of the
-        item's pruning method (tau_s, or any option a registered method declares), typed by its declaration.
+        Keys are the settings (ratio, method, frames, fps, max_pixels, max_new_tokens, temperature, seed) or options of
+        the item's pruning method (tau_s, or any option a registered method declares), typed by its declaration.
         """
         changes: dict[str, Any] = {}
         names = {str(key).replace("-", "_"): value for key, value in options.items()}
         method = names.get("method", self.method)
-        accepted = options_of(method) if method in available_methods() else {}
+        accepted = options_of(method) if method in method_names() else {}
         # An item with its own method keeps only the command line's options that this method takes.
         method_options = {name: value for name, value in self.method_options.items()
                           if method == self.method or name in accepted}
@@ -149,6 +152,7 @@ ITEM_SETTINGS: dict[str, type] = {
     "method": str,
     "frames": int,
     "fps": float,
+    "max_pixels": int,
     "max_new_tokens": int,
     "temperature": float,
     "seed": int,
@@ -157,7 +161,7 @@ ITEM_SETTINGS: dict[str, type] = {
 
 def _item_value(name: str, value: Any) -> Any:
     kind = ITEM_SETTINGS[name]
-    if value is None and name in ("ratio", "frames", "fps"):
+    if value is None and name in ("ratio", "frames", "fps", "max_pixels"):
         return None
     accepted = (int, float) if kind is float else kind  # YAML/JSON write 1.0 as 1
     if isinstance(value, bool) or not isinstance(value, accepted):
@@ -175,7 +179,7 @@ def parse_opts(pairs: Optional[list[str]], methods: list[str]) -> dict[str, Any]
             raise ValueError(f"--opt takes NAME=VALUE, got {pair!r}")
         spec = next((options_of(m)[name] for m in methods if name in options_of(m)), None)
         if spec is None:
-            validate(0.0, methods[0], **{name: text})  # raises, naming the option and what the method takes
+            validate_method(0.0, methods[0], **{name: text})  # raises, naming the option and what the method takes
         parsed[name] = spec.parse(text) if spec is not None else text
     return parsed
 
@@ -189,6 +193,7 @@ def parse_compare(value: Optional[str]) -> tuple[str, ...]:
 
 def run_settings(*, ratio: Optional[float], method: str, frames: Optional[int], fps: Optional[float],
                  tau_s: Optional[float], tau_p: Optional[float], opt: Optional[list[str]], seed: int,
+                 max_pixels: Optional[int] = None,
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, temperature: float = DEFAULT_TEMPERATURE,
                  compare: Optional[str] = None) -> RunSettings:
     """A command's typed pruning/sampling/generation parameters as checked settings: a bad value is a usage
@@ -197,7 +202,7 @@ def run_settings(*, ratio: Optional[float], method: str, frames: Optional[int], 
     try:
         flags = {name: value for name, value in (("tau_s", tau_s), ("tau_p", tau_p)) if value is not None}
         settings = RunSettings(
-            ratio=ratio, method=method, frames=frames, fps=fps, max_new_tokens=max_new_tokens,
+            ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
             temperature=temperature, seed=seed, compare=compared,
             method_options={**flags, **parse_opts(opt, list(dict.fromkeys((method, *compared))))},
         )

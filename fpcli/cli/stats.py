@@ -29,9 +29,10 @@ from fpcli.cli.options import (
     FramesTable,
     Json,
     LayoutOpt,
-    NoCache,
+    MaxPixels,
     Method,
     Model,
+    NoCache,
     Opt,
     Quiet,
     Ratio,
@@ -42,26 +43,20 @@ from fpcli.cli.options import (
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.render import stats_summary
-from fpcli.cli.runner import LazyModel, each_video, expand_videos, feature_cache
+from fpcli.cli.runner import LazyModel, decode, each_video, expand_videos, feature_cache
 from fpcli.cli.settings import ModelSettings, RunSettings, run_settings
 
 if TYPE_CHECKING:
     from fpcli.video import VideoClip
+from fpcli.model.methods import is_in_llm
 
 
 def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: Reporter, viz: Optional[Path]
                 ) -> dict[str, Any]:
     """The clip's features (cache, or decoding before the model loads), inspected; the result in its JSON form
     (and the --viz picture, whose frames a cache hit decodes for it: the picture shows pixels)."""
-    from fpcli.video import sample_frames
-
     decoded: list[VideoClip] = []
-
-    def decode(path: Path, **sampling: Any) -> VideoClip:
-        decoded.append(sample_frames(path, **sampling))
-        return decoded[-1]
-
-    features = model.features(video, settings, decode=decode if viz is not None else None)
+    features = model.features(video, settings, decoded=decoded)
     result = model.get().inspect(
         features,
         ratio=settings.prune_ratio,
@@ -73,10 +68,11 @@ def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: 
     if viz is not None:
         from fpcli.cli.viz import write_viz
 
-        clip = decoded[0] if decoded else decode(video, **settings.sampling(lambda: model.default_frames))
+        clip = decoded[0] if decoded else decode(video, settings, model, reporter)[0]
         title = (f"{Path(clip.path).name} | {result.method}, ratio {result.ratio:g} | "
                  f"{result.main.visual_after}/{result.visual_before} tokens kept")
-        write_viz(viz, clip.frames, result.keep.cpu().numpy(), result.grid, clip.timestamps, title)
+        write_viz(viz, clip.frames, result.keep.cpu().numpy(), result.grid, clip.timestamps, title,
+                  frame_size=result.frame_size)
         reporter.message(f"Wrote {viz}")
     return result.to_dict()
 
@@ -102,6 +98,7 @@ def stats(
     compare: Compare = None,
     frames: Frames = None,
     fps: Fps = None,
+    max_pixels: MaxPixels = None,
     tau_s: TauS = None,
     tau_p: TauP = None,
     opt: Opt = None,
@@ -119,8 +116,12 @@ def stats(
 
     Loads only the vision tower and projector (no LLM weights) and generates nothing.
     """
-    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, tau_s=tau_s, tau_p=tau_p, opt=opt,
-                            seed=seed, compare=compare)
+    settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
+                            tau_p=tau_p, opt=opt, seed=seed, compare=compare)
+    inside = [name for name in settings.methods() if is_in_llm(name)]
+    if inside:
+        raise errors.usage_error(f"{inside[0]} prunes inside the LLM, which stats does not run",
+                                 hint=f"compare it with `forestprune ask VIDEO QUESTION --compare {inside[0]}`")
     cache = feature_cache(no_cache, cache_max_size)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:

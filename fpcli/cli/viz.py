@@ -1,7 +1,9 @@
 """`stats --viz out.png`: the sampled frames with pruned patches dimmed, and the retention per frame.
 
-The model resizes each frame to a square without cropping, so token (row, col) of the H x W grid
-covers the same fraction of the original frame: the mask is simply stretched over the thumbnail.
+The model resizes each whole frame without cropping (LLaVA to a square, Qwen-VL to multiples of its merged patch,
+keeping the aspect), so token (row, col) of the H x W grid covers the same fraction of the original frame: the mask
+is simply stretched over the thumbnail, which has the aspect of the frames the tower saw when the model keeps it
+(`frame_size`), else the video's.
 """
 
 from __future__ import annotations
@@ -72,9 +74,13 @@ def write_viz(
     grid: tuple[int, int],
     timestamps: np.ndarray,
     title: str,
+    frame_size: tuple[int, int] | None = None,
 ) -> Path:
-    """Write the PNG. frames: uint8 [T, h, w, 3]; keep: flat kept token indices; timestamps [T] seconds."""
+    """Write the PNG. frames: uint8 [T, h, w, 3]; keep: flat kept token indices (frame*N + row*W + col);
+    timestamps [T] seconds; frame_size: (h, w) of the resized frames the tower saw, or None."""
     count, frame_h, frame_w, _ = frames.shape
+    if frame_size is not None:
+        frame_h, frame_w = frame_size
     masks = keep_masks(keep, count, grid)  # [T, H, W]
     columns, thumb_w, thumb_h = _layout(count, frame_w / frame_h)
     rows = math.ceil(count / columns)

@@ -29,6 +29,7 @@ from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 
 from fpcli.model import LAYOUTS
+from fpcli.model.profiles import MODEL_TYPE_LAYOUTS
 
 
 
@@ -94,10 +95,17 @@ _CORPUS = [
 ]
 
 
-def _tokenizer(directory: Path) -> tuple[int, list[int]]:
+def build_tokenizer(
+    directory: Path,
+    special_tokens: list[str] = SPECIAL_TOKENS,
+    chat_template: str = QWEN2_CHAT_TEMPLATE,
+    extra_special: dict[str, str] | None = None,
+) -> tuple[int, list[int]]:
     """Train a tiny byte-level BPE with Qwen2's pipeline, wrap it as Qwen2Tokenizer and save it.
 
-    Returns the tokenizer length (the model's vocabulary size) and the ids of SPECIAL_TOKENS."""
+    `special_tokens[0]` is the pad token, `special_tokens[2]` the EOS; `extra_special` names special tokens as
+    attributes (`video_token`). Returns the tokenizer length (the model's vocabulary size) and the ids of
+    `special_tokens`."""
     from transformers import Qwen2Tokenizer
 
     bpe = Tokenizer(BPE(unk_token=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
@@ -111,7 +119,7 @@ def _tokenizer(directory: Path) -> tuple[int, list[int]]:
     bpe.decoder = decoders.ByteLevel()
     trainer = BpeTrainer(
         vocab_size=400,
-        special_tokens=["<|endoftext|>"],
+        special_tokens=special_tokens[:1],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -122,16 +130,16 @@ def _tokenizer(directory: Path) -> tuple[int, list[int]]:
     tokenizer = Qwen2Tokenizer(
         vocab=model["vocab"],
         merges=merges,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
+        eos_token=special_tokens[2],
+        pad_token=special_tokens[0],
+        extra_special_tokens=extra_special or {"image_token": "<image>", "video_token": "<video>"},
         model_max_length=32768,
     )
-    specials = [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS[1:]]
+    specials = [AddedToken(t, special=True, normalized=False) for t in special_tokens[1:]]
     tokenizer.add_tokens(specials, special_tokens=True)
-    tokenizer.chat_template = QWEN2_CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template
     tokenizer.save_pretrained(directory)
-    return len(tokenizer), tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS)
+    return len(tokenizer), tokenizer.convert_tokens_to_ids(special_tokens)
 
 
 def _preprocessor_configs(directory: Path, image_size: int, grid: int) -> None:
@@ -169,8 +177,13 @@ def _preprocessor_configs(directory: Path, image_size: int, grid: int) -> None:
 def build_tiny_checkpoint(directory: str | Path, layout: str = "onevision", seed: int = 0, shape: str = "tiny") -> Path:
     """Write a random LlavaOnevisionForConditionalGeneration checkpoint of `SHAPES[shape]` into `directory`; return it.
 
-    Deterministic from `seed` (the global torch RNG state is left untouched).
+    Deterministic from `seed` (the global torch RNG state is left untouched). A Qwen-VL layout writes that
+    architecture's checkpoint instead (fpcli.devtools.tiny_qwen).
     """
+    if layout in MODEL_TYPE_LAYOUTS.values():
+        from fpcli.devtools.tiny_qwen import build_qwen_checkpoint
+
+        return build_qwen_checkpoint(directory, layout, seed, shape)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if shape not in SHAPES:
@@ -186,7 +199,7 @@ def build_tiny_checkpoint(directory: str | Path, layout: str = "onevision", seed
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    vocab_size, (pad_id, _, eos_id, image_id, video_id) = _tokenizer(directory)
+    vocab_size, (pad_id, _, eos_id, image_id, video_id) = build_tokenizer(directory)
 
     text_config = Qwen2Config(
         vocab_size=size.vocab_size or vocab_size,

@@ -26,18 +26,21 @@ from fpcli.model.profiles import (
     ModelProfile,
     ResolvedModel,
     known_default_frames,
+    known_layout,
     register_profile,
     resolve_model,
 )
 
 if TYPE_CHECKING:
     from fpcli.model.clip_features import ClipFeatures
+    from fpcli.model.compare import Comparison
     from fpcli.model.encode import EncodedVideo
     from fpcli.model.generate import GenerationConfig
     from fpcli.model.inspect import StatsResult
     from fpcli.model.llm import VideoLLM
     from fpcli.model.loading import load_model
     from fpcli.model.result import AnswerResult, PrefillTflops, Timings, TokenCounts
+    from fpcli.model.inllm.session import InLLMSession
     from fpcli.model.session import ClipSession
 
 _LAZY = {
@@ -45,6 +48,8 @@ _LAZY = {
     "VideoLLM": "fpcli.model.llm",
     "ClipFeatures": "fpcli.model.clip_features",
     "ClipSession": "fpcli.model.session",
+    "Comparison": "fpcli.model.compare",
+    "InLLMSession": "fpcli.model.inllm.session",
     "EncodedVideo": "fpcli.model.encode",
     "GenerationConfig": "fpcli.model.generate",
     "AnswerResult": "fpcli.model.result",
@@ -55,8 +60,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "ATTENTION_NAMES", "DTYPE_NAMES", "LAYOUTS", "ModelError", "ModelInputError", "ModelProfile", "PROFILES", "ResolvedModel", "known_default_frames",
-    "register_profile", "resolve_model", *_LAZY,
+    "ATTENTION_NAMES", "DTYPE_NAMES", "LAYOUTS", "ModelError", "ModelInputError", "ModelProfile", "PROFILES",
+    "ResolvedModel", "known_default_frames", "known_layout", "register_profile", "resolve_model", *_LAZY,
 ]
 
 

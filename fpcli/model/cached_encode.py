@@ -46,7 +46,9 @@ class EncoderIdentity:
     def of(cls, llm: VideoLLM, attn: Optional[str] = None) -> EncoderIdentity:
         """The identity of a loaded model; `attn` is the implementation it was loaded with (default: what its
         tower's config says), so that a caller that planned the identity before loading keys the same after."""
-        attn = attn or getattr(llm.vision.tower.config, "_attn_implementation", None) or "sdpa"
+        tower = getattr(getattr(llm, "vision", None), "tower", None)  # LLaVA's; Qwen-VL's tower is llm.visual
+        attn = attn or getattr(getattr(tower or getattr(llm, "visual", None), "config", None),
+                               "_attn_implementation", None) or "sdpa"
         return cls(Path(llm.path), llm.layout, dtype_name(llm.dtype), llm.device.type, attn)
 
     @classmethod
@@ -65,16 +67,13 @@ def dtype_name(dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def feature_key(identity: EncoderIdentity, video: Path, sampling: dict) -> str:
-    """The cache key of `video` sampled with `sampling` and encoded by `identity` (OSError: unreadable file)."""
-    return cache_key(
-        video,
-        sampling,
-        checkpoint_identity(identity.path),
-        identity.layout,
-        identity.dtype,
-        extra={"device": identity.device, "attn": identity.attn},
-    )
+def feature_key(identity: EncoderIdentity, video: Path, sampling: dict, max_pixels: Optional[int] = None) -> str:
+    """The cache key of `video` sampled with `sampling` and encoded by `identity` (with Qwen-VL's per-frame pixel
+    budget `max_pixels`, None: the checkpoint's); OSError for an unreadable file."""
+    extra = {"device": identity.device, "attn": identity.attn}
+    if max_pixels is not None:
+        extra["max_pixels"] = int(max_pixels)
+    return cache_key(video, sampling, checkpoint_identity(identity.path), identity.layout, identity.dtype, extra=extra)
 
 
 def features_for(
@@ -86,20 +85,21 @@ def features_for(
     identity: Optional[EncoderIdentity] = None,
     check: Optional[Check] = None,
     decode: Callable[..., VideoClip] = sample_frames,
+    max_pixels: Optional[int] = None,
     progress: Optional[Progress] = None,
 ) -> ClipFeatures:
     """The features of `video` sampled by `decode(video, **sampling, progress=progress)` and encoded by `load()`.
 
     `cache` None means no cache ("off"). `identity` is the encoder's identity when the model may not be loaded yet
-    (default: that of `load()`, which then loads it). `check` runs before encoding (and on a hit). The CUDA peak
-    memory window starts here. Warnings the cache gives during this call land in `.warnings`, after the clip's own.
+    (default: that of `load()`, which then loads it). `check` runs before encoding (and on a hit). `max_pixels` goes
+    to `encode_clip` (Qwen-VL's pixel budget) and into the key. The CUDA peak memory window starts here. Warnings the cache gives during this call land in `.warnings`, after the clip's own.
     """
     key = None
     seen = 0
     if cache is not None:
         seen = len(cache.warnings)
         try:
-            key = feature_key(identity or EncoderIdentity.of(load()), video, sampling)
+            key = feature_key(identity or EncoderIdentity.of(load()), video, sampling, max_pixels)
         except OSError:
             key = None  # not readable: decoding below says what is wrong with the file, in the video layer's words
     if key is not None and cache.contains(key):
@@ -116,7 +116,7 @@ def features_for(
     if check is not None:
         check(llm, len(clip.frames), clip)
     reset_peak_memory(llm.device)
-    features = llm.encode_clip(clip, progress, decode_s=decode_s)
+    features = llm.encode_clip(clip, progress, decode_s=decode_s, max_pixels=max_pixels)
     if key is not None:
         features.cache = "miss"
         cache.put(key, features.tensors(), features.meta())

@@ -39,7 +39,7 @@ class Generated:
     generate_s: float
 
 
-def _cache_name(model) -> str:
+def cache_name(model) -> str:
     """The KV cache's forward keyword and output attribute: `cache` in recent transformers, else past_key_values."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
@@ -59,16 +59,19 @@ class _Picker:
 
 
 @torch.inference_mode()
-def prefill(model, inputs_embeds: Tensor, *, cache=None, position_ids: Tensor | None = None) -> tuple[Tensor, object]:
+def prefill(model, inputs_embeds: Tensor, *, cache=None, position_ids: Tensor | None = None,
+            **forward) -> tuple[Tensor, object]:
     """Run inputs_embeds [1, L, D] through the LLM after what `cache` holds (a new cache when None).
 
     Returns the logits of the last position [1, V] and the cache, which now also holds these L positions (a given
-    cache is extended in place). `position_ids` [1, L] default to the positions after the cached ones.
+    cache is extended in place). `position_ids` [1, L] (Qwen-VL: [3, 1, L]) default to the positions after the
+    cached ones; `forward`: more keyword arguments of the model's forward (Qwen3-VL's DeepStack features).
     """
-    cache_name = _cache_name(model)
+    name = cache_name(model)
     extra = {} if position_ids is None else {"position_ids": position_ids}
-    out = model(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **{cache_name: cache}, **extra)
-    return out.logits[:, -1], getattr(out, cache_name)
+    out = model(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **{name: cache}, **extra,
+                **forward)
+    return out.logits[:, -1], getattr(out, name)
 
 
 @torch.inference_mode()
@@ -82,7 +85,7 @@ def decode(
     had positions (in-LLM pruning drops cached tokens but keeps positions); None: right after the cached tokens.
     """
     device = last_logits.device
-    cache_name = _cache_name(model)
+    name = cache_name(model)
     pick = _Picker(config, device)
     start = now(device)
     token = pick(last_logits)  # [1]
@@ -91,7 +94,7 @@ def decode(
         extra = {}
         if next_position is not None:
             extra["position_ids"] = torch.tensor([[next_position + len(ids) - 1]], device=device)  # [1, 1]
-        out = model(input_ids=token[:, None], use_cache=True, logits_to_keep=1, **{cache_name: cache}, **extra)
+        out = model(input_ids=token[:, None], use_cache=True, logits_to_keep=1, **{name: cache}, **extra)
         token = pick(out.logits[:, -1])
         ids.append(int(token))
     return Generated(ids=ids, generate_s=now(device) - start)

@@ -1,8 +1,10 @@
 """What pruning keeps of one clip, without generating: `VideoLLM.inspect` -> `StatsResult` (`forestprune stats`).
 
-The clip's features (encoded once, or from the feature cache) are pruned by the main method and every compared one,
-so a comparison isolates the selection. The JSON form is the documented `stats --json`
-schema; measurements are rounded by the same rules as an answer's (fpcli.model.result).
+The clip is encoded once (`encode_clip` of the model: vision tower, projector, pooling, or Qwen-VL's merged tokens;
+or read from the feature cache) and those same features are pruned by the main method and every compared one, so a comparison isolates the
+selection. The JSON form is the documented `stats --json` schema; measurements are rounded by the same rules as an
+answer's (fpcli.model.result). Qwen-VL's features have one grid per temporal group of frames: `per_frame_kept`
+counts per group, `temporal_groups` says how many, and `keep` is spread over the sampled frames for pictures.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
+from fpcli.model.methods import ratio_for
 from fpcli.model.result import round_megabytes, round_seconds, round_timings
 
 if TYPE_CHECKING:
@@ -70,11 +73,15 @@ class StatsResult:
     compare: list[MethodRun] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     cache: str = "off"  # "hit" | "miss" | "off", as in an answer
-    keep: Optional[Tensor] = field(default=None, repr=False)  # [K] the main method's kept flat indices (for pictures)
+    # [K'] the main method's kept tokens per sampled frame (frame*N + row*W + col), for pictures
+    keep: Optional[Tensor] = field(default=None, repr=False)
+    temporal_groups: Optional[int] = None  # Qwen-VL: T' temporal groups of frames (per_frame_kept is per group)
+    frame_size: Optional[tuple[int, int]] = None  # (h, w) the tower saw when it keeps the aspect (Qwen-VL), else None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: exactly the documented `stats --json` keys, plain Python types."""
-        return {
+        """The JSON form: exactly the documented `stats --json` keys, plain Python types (`temporal_groups` only
+        when set)."""
+        out = {
             "video": self.video,
             "model": self.model,
             "layout": self.layout,
@@ -93,6 +100,9 @@ class StatsResult:
             "warnings": list(self.warnings),
             "cache": self.cache,
         }
+        if self.temporal_groups is not None:
+            out["temporal_groups"] = int(self.temporal_groups)
+        return out
 
 
 def _run(features: Tensor, grid: tuple[int, int], ratio: float, method: str, options: Mapping[str, Any],
@@ -108,45 +118,62 @@ def _run(features: Tensor, grid: tuple[int, int], ratio: float, method: str, opt
     return result, MethodRun(result.method, result.k, result.per_frame.tolist(), seconds, forest)
 
 
+def frame_keep(keep: Tensor, frames: int, temporal_patch_size: int, per_frame: int) -> Tensor:
+    """Kept flat indices of groups of `temporal_patch_size` frames [K] (group*N + row*W + col) -> the same tokens
+    on every frame of their group [K'] ascending (the padding frame of an odd count is left out)."""
+    if temporal_patch_size == 1:
+        return keep
+    import torch
+
+    groups = -(-frames // temporal_patch_size)
+    mask = torch.zeros(groups, per_frame, dtype=torch.bool, device=keep.device)
+    mask.view(-1)[keep] = True
+    frame_group = torch.arange(frames, device=keep.device) // temporal_patch_size  # [T]
+    return mask[frame_group].view(-1).nonzero()[:, 0]
+
+
 def inspect_clip(
     llm: VideoLLM,
-    features: ClipFeatures,
+    clip_features: ClipFeatures,
     *,
     ratio: float,
     method: str,
     options: Optional[Mapping[str, Any]] = None,
     compare: Mapping[str, Mapping[str, Any]] | Sequence[str] = (),
 ) -> StatsResult:
-    """Prune the clip's features (`VideoLLM.encode_clip` or the feature cache) with `method` and each compared
-    method (name -> its options, or names for their defaults); decode, encode and cache load come from `features`."""
+    """Prune a clip's features (the model's `encode_clip`, or the feature cache) with `method` (and each compared
+    method: name -> its options, or names for their defaults); decode, encode and cache load come from them."""
     from fpcli.model.oom import out_of_memory_is_model_error
     from fpcli.model.timing import peak_memory_mb
 
     others = dict(compare) if isinstance(compare, Mapping) else {name: {} for name in compare}
     others.pop(method, None)
-    with out_of_memory_is_model_error("inspecting", features.frames):
-        tokens, grid = features.features.to(llm.device), features.grid  # [T, N, D], (H, W)
-        extras = {name: value.to(llm.device) for name, value in features.extras.items()}
-        pruned, main = _run(tokens, grid, ratio, method, options or {}, extras)
-        runs = [_run(tokens, grid, ratio, name, opts, extras)[1] for name, opts in others.items()]
-    frames, per_frame = tokens.shape[:2]
+    with out_of_memory_is_model_error("inspecting", len(clip_features.timestamps)):
+        features, grid = clip_features.features.to(llm.device), clip_features.grid  # [T, N, D], (H, W)
+        extras = {name: value.to(llm.device) for name, value in clip_features.extras.items()}
+        pruned, main = _run(features, grid, ratio, method, options or {}, extras)
+        runs = [_run(features, grid, ratio_for(name, ratio), name, opts, extras)[1] for name, opts in others.items()]
+    groups, per_frame = features.shape[:2]  # Qwen-VL: T' temporal groups
+    frames, step = len(clip_features.timestamps), llm.temporal_patch_size
     return StatsResult(
-        video=features.video,
+        video=clip_features.video,
         model=llm.name,
         layout=llm.layout,
         method=pruned.method,
         ratio=float(pruned.ratio),
         frames=frames,
         grid=grid,
-        visual_before=frames * per_frame,
-        newline=llm.newline_count(frames, grid),
+        visual_before=groups * per_frame,
+        newline=llm.newline_count(groups, grid),
         main=main,
-        timestamps=[float(t) for t in features.timestamps],
-        timing_s=StatsTimings(decode=features.decode_s, encode=features.encode_s, cache_load=features.cache_load_s,
-                              prune=main.prune_s),
-        peak_memory_mb=peak_memory_mb(llm.device),
+        timestamps=list(clip_features.timestamps),
+        timing_s=StatsTimings(decode=clip_features.decode_s, encode=clip_features.encode_s,
+                              cache_load=clip_features.cache_load_s, prune=main.prune_s),
+        peak_memory_mb=peak_memory_mb(features.device),
         compare=runs,
-        warnings=list(features.warnings),
-        cache=features.cache,
-        keep=pruned.keep,
+        warnings=list(clip_features.warnings),
+        cache=clip_features.cache,
+        keep=frame_keep(pruned.keep, frames, step, per_frame),
+        temporal_groups=groups if step > 1 else None,
+        frame_size=llm.frame_size(clip_features),
     )

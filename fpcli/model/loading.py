@@ -18,12 +18,20 @@ from fpcli.model.encode import VisionParts
 from fpcli.model.errors import ModelError
 from fpcli.model.llm import VideoLLM
 from fpcli.model.preprocess import Preprocessor
-from fpcli.model.profiles import ATTENTION_NAMES, DTYPE_NAMES, Progress, ResolvedModel, resolve_model
+from fpcli.model.profiles import (
+    ATTENTION_NAMES,
+    DTYPE_NAMES,
+    MODEL_TYPE_LAYOUTS,
+    Progress,
+    ResolvedModel,
+    resolve_model,
+)
 
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 # Checkpoint key prefixes of the vision side; transformers 5 saves the legacy names, older exports add "model.".
 _VISION_PREFIXES = {"vision_tower.": "tower", "multi_modal_projector.": "projector", "image_newline": "newline"}
 
+QWEN_LAYOUTS = tuple(MODEL_TYPE_LAYOUTS.values())
 
 def resolve_device(device: str) -> torch.device:
     """auto -> cuda if available else cpu; cpu; cuda; cuda:N."""
@@ -80,6 +88,10 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, torch_device)
     check_attention(attn, torch_device, torch_dtype)
     resolved = spec if isinstance(spec, ResolvedModel) else resolve_model(spec, layout, progress=progress)
+    if resolved.layout in QWEN_LAYOUTS:  # Qwen-VL: its own class and loader
+        from fpcli.model.qwen.loading import load_qwen
+
+        return load_qwen(resolved, torch_device, torch_dtype, attn, vision_only, progress)
     start = time.perf_counter()
     if progress is not None:
         progress("load", 0, 1)
@@ -142,13 +154,19 @@ def _load_config(path: Path):
 
 
 def _load_full(path: Path, device: torch.device, dtype: torch.dtype, attn: str):
-    from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
+    return load_pretrained(path, "LlavaOnevisionForConditionalGeneration", device, dtype, attn)
+
+
+def load_pretrained(path: Path, class_name: str, device: torch.device, dtype: torch.dtype, attn: str):
+    """(model, tokenizer) of transformers' `class_name` from `path`: safetensors only, no remote code, offline."""
+    import transformers
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # progress is reported through `progress`, on the CLI's terms
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
-        model = LlavaOnevisionForConditionalGeneration.from_pretrained(
+        model = getattr(transformers, class_name).from_pretrained(
             path,
             dtype=dtype,
             attn_implementation=attn,
@@ -164,8 +182,8 @@ def _load_full(path: Path, device: torch.device, dtype: torch.dtype, attn: str):
     return model.to(device).eval(), tokenizer
 
 
-def _vision_keys(path: Path) -> dict[str, list[str]]:
-    """Shard file -> vision-side checkpoint keys in it."""
+def vision_keys(path: Path, prefixes: tuple[str, ...] = tuple(_VISION_PREFIXES)) -> dict[str, list[str]]:
+    """Shard file -> the checkpoint keys in it that start with one of `prefixes` (after an optional "model.")."""
     index = path / "model.safetensors.index.json"
     if index.is_file():
         weight_map = json.loads(index.read_text())["weight_map"]
@@ -176,7 +194,7 @@ def _vision_keys(path: Path) -> dict[str, list[str]]:
             weight_map = {k: "model.safetensors" for k in f.keys()}
     shards: dict[str, list[str]] = {}
     for key, shard in weight_map.items():
-        if key.removeprefix("model.").startswith(tuple(_VISION_PREFIXES)):
+        if key.removeprefix("model.").startswith(prefixes):
             shards.setdefault(shard, []).append(key)
     return shards
 
@@ -193,7 +211,7 @@ def _load_vision(path: Path, config, device: torch.device, dtype: torch.dtype, a
         tower = AutoModel.from_config(config.vision_config)
         projector = LlavaOnevisionMultiModalProjector(config)
     states: dict[str, dict] = {"tower": {}, "projector": {}, "newline": {}}
-    for shard, keys in _vision_keys(path).items():
+    for shard, keys in vision_keys(path).items():
         with safe_open(path / shard, framework="pt") as f:
             for key in keys:
                 name = key.removeprefix("model.")

@@ -8,8 +8,9 @@ without the network.
 The layout says how the visual tokens enter the LLM (see `fpcli.model.sequence`):
   onevision  LLaVA-OneVision: bilinear pooling to ceil(h/2) x ceil(w/2), one newline after the whole video.
   video      LLaVA-Video: 2x2 average pooling, a newline after every row of every frame, time instruction.
+  qwen2.5-vl, qwen3-vl  Qwen-VL: merged tokens with M-RoPE positions (see `fpcli.model.qwen`).
 It comes from, in order: the caller, the profile, `forestprune.json` in the checkpoint directory (written by
-`forestprune convert`), else "onevision".
+`forestprune convert`), the architecture in config.json (Qwen-VL), else "onevision".
 """
 
 from __future__ import annotations
@@ -21,10 +22,17 @@ from pathlib import Path
 from fpcli.model.errors import ModelError
 from fpcli.model.hub import Progress, looks_like_hub_id, require_safetensors, snapshot
 
-LAYOUTS = ("onevision", "video")
+LAYOUTS = ("onevision", "video", "qwen2.5-vl", "qwen3-vl")
 DTYPE_NAMES = ("bfloat16", "float16", "float32")  # what --dtype takes besides "auto"
 ATTENTION_NAMES = ("sdpa", "eager", "flash_attention_2")  # attn_implementation values, the default first
-DEFAULT_FRAMES = {"onevision": 32, "video": 64}
+# Qwen-VL samples at 2 fps (fpcli.model.sampling); its number here is the frame cap of that rate.
+QWEN_MAX_FRAMES = 768
+DEFAULT_FRAMES = {"onevision": 32, "video": 64, "qwen2.5-vl": QWEN_MAX_FRAMES, "qwen3-vl": QWEN_MAX_FRAMES}
+# The most pixels a frame may be given (`max_pixels`): Qwen2.5-VL's image processor's max_pixels, the most any
+# Qwen-VL processor gives one picture (16384 merged tokens of 28x28 pixels).
+MAX_PIXELS_CAP = 16384 * 28 * 28
+# config.json model_type -> layout, for the architectures a checkpoint's config names unambiguously.
+MODEL_TYPE_LAYOUTS = {"qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl"}
 LAYOUT_FILE = "forestprune.json"
 # Files a checkpoint needs at inference time; the rest of a hub repo (README, .bin duplicates, ...) is skipped.
 _DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "tokenizer*"]
@@ -58,6 +66,11 @@ register_profile(ModelProfile("llava-ov-0.5b", "llava-hf/llava-onevision-qwen2-0
 register_profile(ModelProfile("llava-ov-7b", "llava-hf/llava-onevision-qwen2-7b-ov-hf", "onevision", 32))
 register_profile(ModelProfile("llava-ov-72b", "llava-hf/llava-onevision-qwen2-72b-ov-hf", "onevision", 32))
 register_profile(ModelProfile("llava-video-7b", "lmms-lab/LLaVA-Video-7B-Qwen2", "video", 64, needs_conversion=True))
+register_profile(ModelProfile("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "qwen2.5-vl", QWEN_MAX_FRAMES))
+register_profile(ModelProfile("qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2.5-vl", QWEN_MAX_FRAMES))
+register_profile(ModelProfile("qwen3-vl-2b", "Qwen/Qwen3-VL-2B-Instruct", "qwen3-vl", QWEN_MAX_FRAMES))
+register_profile(ModelProfile("qwen3-vl-4b", "Qwen/Qwen3-VL-4B-Instruct", "qwen3-vl", QWEN_MAX_FRAMES))
+register_profile(ModelProfile("qwen3-vl-8b", "Qwen/Qwen3-VL-8B-Instruct", "qwen3-vl", QWEN_MAX_FRAMES))
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,15 @@ def _layout_file(path: Path) -> str | None:
     return layout
 
 
+def config_layout(path: Path) -> str | None:
+    """The layout config.json's model_type implies (Qwen-VL), or None (LLaVA: the layout is not in the config)."""
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        raise ModelError(f"cannot read {path / 'config.json'}: not a JSON object") from None
+    return MODEL_TYPE_LAYOUTS.get(model_type)
+
+
 def check_checkpoint_dir(path: Path) -> None:
     """Fail with a clear ModelError unless `path` holds a config and safetensors weights."""
     if not (path / "config.json").is_file():
@@ -93,6 +115,12 @@ def check_checkpoint_dir(path: Path) -> None:
 
 def _frames(profile: ModelProfile | None, layout: str) -> int:
     return profile.default_frames if profile and layout == profile.layout else DEFAULT_FRAMES[layout]
+
+
+def known_layout(spec: str | Path, layout: str | None = None) -> str | None:
+    """The layout of `spec` when it is known without finding the checkpoint (given, or a profile's), else None."""
+    profile = PROFILES.get(str(spec))
+    return layout or (profile.layout if profile else None)
 
 
 def known_default_frames(spec: str | Path, layout: str | None = None) -> int | None:
@@ -124,6 +152,7 @@ def resolve_model(spec: str | Path, layout: str | None = None, progress: Progres
         known = ", ".join(PROFILES)
         raise ModelError(f"model {spec_str!r} is not a profile ({known}), a local directory or a Hugging Face id")
     check_checkpoint_dir(path)
-    chosen = layout or (profile.layout if profile else None) or _layout_file(path) or "onevision"
+    chosen = layout or (profile.layout if profile else None) or _layout_file(path) or config_layout(path)
+    chosen = chosen or "onevision"
     name = profile.name if profile else spec_str
     return ResolvedModel(name=name, path=path, layout=chosen, default_frames=_frames(profile, chosen), profile=profile)

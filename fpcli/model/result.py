@@ -8,6 +8,7 @@ JSON form that reports the same measurements (`forestprune stats`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Sequence
 
 
 def round_seconds(seconds: float) -> float:
@@ -36,8 +37,16 @@ class TokenCounts:
     visual_after: int  # visual tokens kept
     newline: int  # newline embeddings of the layout (1 for onevision, T * H for video)
     text: int  # prompt text tokens (chat template, instruction, question), without the video placeholder
-    prompt: int  # everything prefilled: text + visual_after + newline
+    prompt: int  # everything entering the LLM: text + visual tokens entering layer 0 + newline
     generated: int
+    # The visual tokens the LLM's layers run on, as stages {"from_layer": i, "visual": n} (n from layer i on): one
+    # stage of visual_after for a method before the LLM; in-LLM methods start at visual_before and shrink later.
+    visual_in_llm: list[dict[str, int]] = field(default_factory=list)
+
+
+def visual_stages(per_layer: Sequence[int]) -> list[dict[str, int]]:
+    """Visual tokens per decoder layer [n_0, n_1, ...] -> the stages where the count changes."""
+    return [{"from_layer": i, "visual": int(n)} for i, n in enumerate(per_layer) if i == 0 or n != per_layer[i - 1]]
 
 
 @dataclass
@@ -81,8 +90,8 @@ class AnswerResult:
     layout: str
     method: str
     ratio: float
-    frames: int
-    grid: tuple[int, int]
+    frames: int  # frames sampled
+    grid: tuple[int, int]  # tokens per frame (pooled for LLaVA, merged for Qwen-VL)
     tokens: TokenCounts
     per_frame_kept: list[int]
     timestamps: list[float]
@@ -92,10 +101,11 @@ class AnswerResult:
     generated_ids: list[int] = field(default_factory=list, repr=False)  # not part of the JSON form
     warnings: list[str] = field(default_factory=list)  # what the video layer noticed (cut short, frames capped)
     cache: str = "off"  # where the clip's features came from: "hit" (feature cache), "miss" (computed, stored), "off"
+    temporal_groups: int | None = None  # Qwen-VL: T' = ceil(frames / 2) pairs of frames (per_frame_kept is per group)
 
     def to_dict(self) -> dict:
-        """The JSON form: exactly the documented keys, plain Python types."""
-        return {
+        """The JSON form: exactly the documented keys, plain Python types (`temporal_groups` only when set)."""
+        out = {
             "video": self.video,
             "question": self.question,
             "answer": self.answer,
@@ -115,3 +125,6 @@ class AnswerResult:
             "warnings": list(self.warnings),
             "cache": self.cache,
         }
+        if self.temporal_groups is not None:
+            out["temporal_groups"] = int(self.temporal_groups)
+        return out

@@ -1,0 +1,72 @@
+"""`InLLMSession`: questions about one clip whose visual tokens are pruned inside the LLM (fastv, framefusion, sttm).
+
+Every visual token enters the LLM and the method drops or merges them at a decoder layer's input, by what the
+last prompt token attends to (FastV, FrameFusion) or by the hidden states the question has shaped (STTM); so
+nothing of one question's prefill is valid for the next: each question prefills its whole prompt with the
+method's hooks (`prefill_pruned`), the encoded features being all that is reused, then decodes on the cache of
+the survivors with their original position ids. Results report what the LLM saw: every visual token at layer 0
+(`tokens.prompt`), the survivors after the pruning layer (`tokens.visual_after`, `tokens.visual_in_llm` per stage),
+the prefill TFLOPs of the real per-layer lengths, and the hooks' own time as `prune` (the rest of the prefill as
+`prefill`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from fpcli.model.clip_features import ClipFeatures
+from fpcli.model.generate import GenerationConfig, decode
+from fpcli.model.inllm.registry import prefill_pruned
+from fpcli.model.inllm.span import VisualSpan
+from fpcli.model.oom import out_of_memory_is_model_error
+from fpcli.model.result import AnswerResult, Timings, TokenCounts, visual_stages
+from fpcli.model.session import Session
+from fpcli.model.timing import now, reset_peak_memory
+
+if TYPE_CHECKING:
+    from fpcli.model.llm import VideoLLM
+
+
+class InLLMSession(Session):
+    """Questions about one clip with an in-LLM method (`VideoLLM.start` makes it); `prefills` and `questions`
+    count the pruned prefills (one per question) and the answered questions."""
+
+    def __init__(self, llm: VideoLLM, features: ClipFeatures, method: str, ratio: float, options: dict,
+                 visual: Tensor, newlines: int, history: bool) -> None:
+        super().__init__(llm, features, method, ratio, visual, newlines, history)
+        self.options = dict(options)
+        self.prefills = 0
+
+    def ask(self, question: str, generation: GenerationConfig, *, time_instruction: bool | None = None,
+            system_prompt: str | None = None) -> AnswerResult:
+        """Answer `question`: its whole prompt through the pruned prefill, then decode (see the module docs)."""
+        llm, features = self.llm, self.features
+        ids, at = self.prompt_ids(question, time_instruction=time_instruction, system_prompt=system_prompt)
+        if self.questions:  # the first question's window is the caller's (answer() opens it before encoding)
+            reset_peak_memory(llm.device)
+        frames, per_frame = features.features.shape[:2]
+        span = VisualSpan(at, frames, features.grid, llm.layout)
+        with out_of_memory_is_model_error("answering a question about", frames):
+            embeds = self.embeds(ids, at)  # [1, L, D]
+            start = now(llm.device)
+            pruned = prefill_pruned(llm.model, embeds, span, self.ratio, self.method, self.options)
+            prefill_s = now(llm.device) - start
+            out = decode(llm.model, pruned.last_logits, pruned.cache, generation, llm.eos_token_ids(),
+                         next_position=pruned.next_position)
+        self.prefills += 1
+        kept = span.visual_index(embeds.shape[1], pruned.kept_positions.device)[pruned.kept_positions]  # [L']
+        per_frame_kept = torch.bincount(kept[kept >= 0] // per_frame, minlength=frames)  # [T]
+        counts = TokenCounts(
+            visual_before=span.tokens,
+            visual_after=pruned.kept_visual,
+            newline=self.newlines,
+            text=len(ids) - 1,
+            prompt=embeds.shape[1],
+            generated=len(out.ids),
+            visual_in_llm=visual_stages(pruned.visual_lengths),
+        )
+        timing = Timings(prune=pruned.prune_s, prefill=prefill_s - pruned.prune_s)
+        return self._finish(question, out, counts, timing, per_frame_kept.tolist(), pruned.prefill_tflops)
