@@ -232,3 +232,14 @@ def test_visionzip_prunes_the_same_from_cached_extras(clip, tiny_onevision_dir):
     cold, warm = (json_lines(r.stdout)[0] for r in runs)
     assert (cold["cache"], warm["cache"]) == ("miss", "hit")
     assert warm["per_frame_kept"] == cold["per_frame_kept"] and warm["tokens"] == cold["tokens"]
+
+
+def test_qwen_clips_are_cached_per_pixel_budget(clip, tiny_qwen25_dir):
+    """Qwen-VL samples by its own rule and resizes by --max-pixels: both decide the features, and a hit gives the
+    same answer."""
+    cold = ask(clip, tiny_qwen25_dir, "--max-pixels", "256")
+    warm = ask(clip, tiny_qwen25_dir, "--max-pixels", "256")
+    other = ask(clip, tiny_qwen25_dir, "--max-pixels", "1024")
+    assert (cold["cache"], warm["cache"], other["cache"]) == ("miss", "hit", "miss")
+    assert (warm["answer"], warm["tokens"], warm["grid"]) == (cold["answer"], cold["tokens"], cold["grid"])
+    assert warm["timing_s"]["encode"] == 0.0 and other["grid"] != cold["grid"]
