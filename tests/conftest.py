@@ -6,7 +6,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["fixtures_video", "fixtures_model", "fixtures_qwen", "fixtures_ray"]
+pytest_plugins = ["fixtures_video", "fixtures_model", "fixtures_eval", "fixtures_qwen", "fixtures_ray"]
 
 # CI machines have 2 slow cores shared with torch: no per-example deadline, and a
 # smaller example budget than hypothesis' default so the suite stays at a few minutes.

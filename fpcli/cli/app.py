@@ -20,6 +20,7 @@ from fpcli.cli.cache import cache_app
 from fpcli.cli.chat import chat
 from fpcli.cli.on_ray import RayCommand
 from fpcli.cli.convert import convert
+from fpcli.cli.eval import eval_command
 from fpcli.cli.options import Debug
 from fpcli.cli.stats import stats
 
@@ -84,6 +85,7 @@ app.command("stats")(stats)
 app.command("batch", cls=RayCommand)(batch)
 app.command("chat")(chat)
 app.command("convert")(convert)
+app.command("eval")(eval_command)
 app.add_typer(cache_app)
 
 

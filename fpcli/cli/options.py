@@ -16,6 +16,9 @@ import typer
 
 from fpcli.cli.config import load_config
 from fpcli.cli.errors import set_debug
+from fpcli.eval.benches import BENCHES
+from fpcli.eval.protocols import PROTOCOLS
+from fpcli.eval.run import DEFAULT_METHODS, DEFAULT_PROTOCOL, DEFAULT_RATIOS
 from fpcli.model import ATTENTION_NAMES, DTYPE_NAMES, LAYOUTS, PROFILES
 from fpcli.model.methods import is_in_llm, method_names, options_of
 from fpcli.model.profiles import MAX_PIXELS_CAP, QWEN_MAX_FRAMES
@@ -206,3 +209,53 @@ CacheMaxSize = Annotated[
 # Not passed to the command: its callback records it in ctx.meta, where error handling looks (errors.debug_enabled).
 Debug = Annotated[bool, typer.Option("--debug", callback=set_debug, expose_value=False, rich_help_panel=OUTPUT_PANEL,
                                      help="Show the traceback of errors.")]
+
+# `forestprune eval`: defaults are the protocol's (fpcli.eval.protocols) and the run's (fpcli.eval.run).
+EVAL_PANEL = "Evaluation"
+ProtocolName = Enum("ProtocolName", {name: name for name in PROTOCOLS}, type=str)  # type: ignore[misc]
+
+
+def _check_plot(value: Optional[Path]) -> Optional[Path]:
+    if value is not None and value.suffix.lower() != ".png":
+        raise typer.BadParameter(f"{value} must end in .png")
+    return value
+
+
+EvalArgs = Annotated[list[str], typer.Argument(
+    metavar="BENCH | RUN_DIR...", show_default=False,
+    help=f"The benchmark: {', '.join(BENCHES)}; with --merge, the run directories.")]
+EvalData = Annotated[Optional[Path], typer.Option(
+    "--data", "-d", rich_help_panel=EVAL_PANEL, show_default=False,
+    help="The benchmark as downloaded from the hub, videos unpacked under it (jsonl: the .jsonl file).")]
+EvalProtocolOpt = Annotated[ProtocolName, typer.Option(
+    "--protocol", rich_help_panel=EVAL_PANEL,
+    help="paper: the ForestPrune authors' scripts; lmms-eval: that project's tasks (docs/eval.md).")]
+EvalMethods = Annotated[Optional[str], typer.Option(
+    "--methods", rich_help_panel=EVAL_PANEL, show_default=False,
+    help=f"Methods, comma-separated; none (the reference) runs once, at ratio 0 "
+    f"(default {','.join(DEFAULT_METHODS)}).")]
+EvalRatios = Annotated[Optional[str], typer.Option(
+    "--ratios", rich_help_panel=EVAL_PANEL, show_default=False,
+    help=f"Pruning ratios, comma-separated (default {','.join(f'{r:g}' for r in DEFAULT_RATIOS)}).")]
+EvalFrames = Annotated[Optional[int], typer.Option(
+    "--frames", "-f", min=1, max=MAX_FRAMES, rich_help_panel=EVAL_PANEL, show_default=False,
+    help="Frames per video instead of the protocol's (its index rule and time bounds stay).")]
+EvalMaxNewTokens = Annotated[Optional[int], typer.Option(
+    "--max-new-tokens", min=MIN_NEW_TOKENS, rich_help_panel=EVAL_PANEL, show_default=False,
+    help="Longest answer instead of the protocol's (greedy either way).")]
+EvalLimit = Annotated[Optional[int], typer.Option(
+    "--limit", min=1, rich_help_panel=EVAL_PANEL, show_default=False, help="Only the first N questions.")]
+EvalShard = Annotated[Optional[str], typer.Option(
+    "--shard", metavar="I/N", rich_help_panel=EVAL_PANEL, show_default=False,
+    help="Run shard I of N (split by video), each into its own --out; combine them with --merge.")]
+EvalOut = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", file_okay=False, rich_help_panel=OUTPUT_PANEL, show_default=False,
+    help="Run directory (predictions.jsonl, run.json, summary.json); re-running resumes. With --merge: "
+    "where the merged summary.json goes (optional).")]
+EvalMerge = Annotated[bool, typer.Option(
+    "--merge", rich_help_panel=OUTPUT_PANEL, help="Combine the run directories given as arguments into one summary.")]
+EvalJson = Annotated[bool, typer.Option("--json", rich_help_panel=OUTPUT_PANEL,
+                                        help="The summary as one JSON object on stdout, nothing else.")]
+EvalPlot = Annotated[Optional[Path], typer.Option(
+    "--plot", dir_okay=False, callback=_check_plot, rich_help_panel=OUTPUT_PANEL, show_default=False,
+    help="Write a PNG of accuracy against ratio, one line per method.")]

@@ -110,6 +110,9 @@ class Reporter:
         """A bar the command advances itself (batch items, videos); None when bars are off."""
         return self.bars.add_task(description, total=total, items=True) if self.bars is not None else None
 
-    def advance(self, task: Optional[TaskID]) -> None:
+    def advance(self, task: Optional[TaskID], description: Optional[str] = None) -> None:
+        """One step of `task`; `description` replaces its label (a running score)."""
         if self.bars is not None and task is not None:
             self.bars.advance(task)
+            if description is not None:
+                self.bars.update(task, description=description)

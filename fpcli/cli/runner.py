@@ -55,14 +55,14 @@ def expand_videos(paths: list[Path]) -> list[Path]:
     return videos
 
 
-def default_model(device: str, reporter: Reporter) -> str:
-    """llava-video-7b when CUDA can be used, llava-ov-0.5b otherwise; says which on stderr."""
+def default_model(device: str, reporter: Reporter, gpu_default: str = GPU_DEFAULT) -> str:
+    """`gpu_default` (llava-video-7b) when CUDA can be used, llava-ov-0.5b otherwise; says which on stderr."""
     import torch
 
     if device != "cpu" and torch.cuda.is_available():
-        reporter.message(f"No --model given: using {GPU_DEFAULT} (CUDA is available).")
-        return GPU_DEFAULT
-    reporter.message(f"No --model given: using {CPU_DEFAULT} (no CUDA device; {GPU_DEFAULT} needs a GPU).")
+        reporter.message(f"No --model given: using {gpu_default} (CUDA is available).")
+        return gpu_default
+    reporter.message(f"No --model given: using {CPU_DEFAULT} (no CUDA device; {gpu_default} needs a GPU).")
     return CPU_DEFAULT
 
 
@@ -84,14 +84,16 @@ def feature_cache(no_cache: bool, max_size: Optional[str]) -> Optional[FeatureCa
 
 
 class LazyModel:
-    """The command's model, loaded once at its first use (`get`); its sampling rule and `identity` are known before
-    that. `features` is the one call per clip: the feature cache, else decoding and the vision tower."""
+    """The command's model, loaded once at its first use (`get`); its sampling rule, layout and `identity` are known
+    before that. `features` is the one call per clip: the feature cache, else decoding and the vision tower.
+    `gpu_default` is the model used without --model when CUDA is there (a protocol may name its own)."""
 
     def __init__(self, settings: ModelSettings, reporter: Reporter, vision_only: bool = False,
-                 cache: Optional[FeatureCache] = None) -> None:
+                 gpu_default: str = GPU_DEFAULT, cache: Optional[FeatureCache] = None) -> None:
         self.settings = settings
         self.reporter = reporter
         self.vision_only = vision_only
+        self.gpu_default = gpu_default
         self.cache = cache
         self._spec: Optional[str] = settings.model
         self._resolved: Optional[ResolvedModel] = None
@@ -101,7 +103,7 @@ class LazyModel:
     @property
     def spec(self) -> str:
         if self._spec is None:
-            self._spec = default_model(self.settings.device, self.reporter)
+            self._spec = default_model(self.settings.device, self.reporter, self.gpu_default)
         return self._spec
 
     def sampling_rule(self) -> SamplingRule:
@@ -118,6 +120,16 @@ class LazyModel:
             return sampling_rule(layout, frames)
         resolved = self._resolve()
         return sampling_rule(resolved.layout, resolved.default_frames)
+
+    @property
+    def layout(self) -> str:
+        """--layout, else the profile's, else the checkpoint's (resolving it); no weights are read."""
+        from fpcli.model import known_layout
+
+        if self._llm is not None:
+            return self._llm.layout
+        layout = known_layout(self.spec, self.settings.layout)
+        return layout if layout is not None else self._resolve().layout
 
     def _resolve(self) -> ResolvedModel:
         from fpcli.model import resolve_model

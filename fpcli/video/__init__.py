@@ -7,6 +7,7 @@
 from fpcli.video.clip import VideoClip
 from fpcli.video.errors import VideoError
 from fpcli.video.files import VIDEO_EXTENSIONS, list_videos
+from fpcli.video.indices import INDEX_RULES
 from fpcli.video.sampling import sample_frames
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoClip", "VideoError", "list_videos", "sample_frames"]
+__all__ = ["INDEX_RULES", "VIDEO_EXTENSIONS", "VideoClip", "VideoError", "list_videos", "sample_frames"]

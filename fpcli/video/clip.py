@@ -12,7 +12,8 @@ class VideoClip:
     """Frames sampled from `path`, in display orientation.
 
     frames      uint8 [T, H, W, 3] RGB
-    indices     int64 [T] ascending positions of the frames in a full sequential decode
+    indices     int64 [T] non-decreasing positions of the frames in a full sequential decode (an index
+                repeats only with the "floor"/"segment" rules on a video shorter than asked)
     timestamps  float64 [T] seconds since the first frame
     fps         average frame rate of the stream
     duration    seconds from the first frame to the end of the last one

@@ -14,7 +14,7 @@ from av.video.stream import VideoStream
 from fpcli.video.clip import VideoClip
 from fpcli.video.decode import IndexMismatch, decode_by_seeking, decode_sequentially, prepare
 from fpcli.video.errors import VideoError
-from fpcli.video.indices import rate_picks, uniform_indices
+from fpcli.video.indices import INDEX_RULES, bounded_indices, capped_rule, rate_picks, uniform_indices
 from fpcli.video.picture import frame_to_rgb
 from fpcli.video.probe import FrameIndex, ffmpeg_reason, index_frames, open_video
 
@@ -28,27 +28,63 @@ def sample_frames(
     fps: float | None = None,
     max_frames: int = 1024,
     progress: Progress | None = None,
+    index_rule: str = "round",
+    start: float | None = None,
+    end: float | None = None,
 ) -> VideoClip:
     """Sample frames from the video at `path`.
 
-    Uniform mode (default): `num_frames` frames evenly spaced from the first to the last frame
-    (all frames when the video has fewer). Rate mode (`fps` given, `num_frames` ignored): the
+    Uniform mode (default): `num_frames` frames evenly spaced from the first to the last frame.
+    `index_rule` says how: "round" (nearest index; all frames when the video has fewer), "floor"
+    (the reference code's truncated np.linspace, exactly num_frames indices, repeats included) or
+    "segment" (MVBench: the middle frame of each of num_frames equal segments). `start`/`end`
+    (seconds, either may be None) restrict sampling to that time bound: "round"/"floor" spread
+    over the frames shown inside it, "segment" converts it to frame numbers with the stream's
+    average rate as MVBench does. Rate mode (`fps` given, `num_frames` ignored, no bound): the
     frame on screen every 1/fps seconds, at most `max_frames` (more fall back to `max_frames`
-    uniform ones, and say so in `clip.warnings`, as does a file whose readable part is shorter
-    than its header states). `progress("decode", done, total)` is called as frames are taken.
+    uniform ones by `index_rule`, and say so in `clip.warnings`, as does a file whose readable part
+    is shorter than its header states). `progress("decode", done, total)` is called as frames are taken.
     Raises VideoError, with a one-line message naming the file, for anything that is not a
     readable video with at least one decodable frame.
     """
     _check_arguments(path, num_frames, fps, max_frames)
+    _check_sampling(path, fps, index_rule, start, end)
+    rule = _Rule(num_frames, fps, max_frames, index_rule, start, end)
     try:
-        return _sample(path, num_frames, fps, max_frames, progress)
+        return _sample(path, rule, progress)
     except av.FFmpegError as err:  # decode errors are handled inside; this is for anything left
         raise VideoError(f"cannot be decoded ({ffmpeg_reason(err)})", path) from None
 
 
-def _sample(
-    path: str | os.PathLike, num_frames: int, fps: float | None, max_frames: int, progress: Progress | None
-) -> VideoClip:
+class _Rule:
+    """Which frame indices to take, once the frame times are known."""
+
+    def __init__(
+        self,
+        num_frames: int,
+        fps: float | None,
+        max_frames: int,
+        index_rule: str,
+        start: float | None,
+        end: float | None,
+    ) -> None:
+        self.num_frames, self.fps, self.max_frames = num_frames, fps, max_frames
+        self.index_rule, self.start, self.end = index_rule, start, end
+
+    def choose(self, seconds: np.ndarray, duration: float, fps_avg: float) -> tuple[np.ndarray, list[str]]:
+        """int64 indices in sampling order (ascending; repeats possible with "floor"/"segment"), and a
+        warning when rate sampling had to be capped."""
+        if self.fps is None:
+            return bounded_indices(seconds, self.num_frames, self.index_rule, self.start, self.end, fps_avg or 25.0), []
+        picked = rate_picks(seconds, duration, self.fps)
+        if picked.shape[0] <= self.max_frames:
+            return picked, []
+        capped = f"sampling at {self.fps:g} fps gives {picked.shape[0]} frames, more than the cap of " \
+                 f"{self.max_frames}: took {self.max_frames} frames evenly spread over the video instead"
+        return uniform_indices(len(seconds), self.max_frames, capped_rule(self.index_rule)), [capped]
+
+
+def _sample(path: str | os.PathLike, rule: _Rule, progress: Progress | None) -> VideoClip:
     """Index the packets and decode by seeking; count frames by decoding where the index is wrong."""
     container, stream = open_video(path)
     with container:
@@ -60,7 +96,8 @@ def _sample(
         if index.seekable:
             seconds = index.seconds()  # [F]
             duration = float(seconds[-1]) + _last_frame_seconds(index)
-            wanted, warnings = _choose(seconds, duration, num_frames, fps, max_frames)
+            chosen, warnings = rule.choose(seconds, duration, fps_avg)
+            wanted = np.unique(chosen)  # each frame is decoded once, repeated afterwards
             taken = _Taken(wanted, progress)
             prepare(stream, frame_threads=True)
             # The last frame is always decoded too: a file cut short has packets that never become
@@ -68,19 +105,15 @@ def _sample(
             plan = np.union1d(wanted, [index.total - 1])
             try:
                 decode_by_seeking(container, stream, index, plan, taken.keep)
-                return _clip(path, taken, seconds, duration, fps_avg, warnings + _cut_short(header, duration, fps_avg))
+                warnings += _cut_short(header, duration, fps_avg)
+                return _clip(path, taken, chosen, seconds, duration, fps_avg, warnings)
             except IndexMismatch:
                 pass  # the index was wrong about this file: count frames the slow, sure way
-    return _sample_by_counting(path, num_frames, fps, max_frames, progress, header)
+    return _sample_by_counting(path, rule, progress, header)
 
 
 def _sample_by_counting(
-    path: str | os.PathLike,
-    num_frames: int,
-    fps: float | None,
-    max_frames: int,
-    progress: Progress | None,
-    header: float | None,
+    path: str | os.PathLike, rule: _Rule, progress: Progress | None, header: float | None
 ) -> VideoClip:
     """Two forward decodes: one counts the frames that decode, one takes the wanted ones."""
     container, stream = open_video(path)
@@ -93,7 +126,8 @@ def _sample_by_counting(
     seconds = _seconds_of(times, fps_avg)
     step = float(np.median(np.diff(seconds))) if len(seconds) > 1 else (1 / fps_avg if fps_avg else 0.0)
     duration = float(seconds[-1]) + step
-    wanted, warnings = _choose(seconds, duration, num_frames, fps, max_frames)
+    chosen, warnings = rule.choose(seconds, duration, fps_avg)
+    wanted = np.unique(chosen)
     taken = _Taken(wanted, progress)
     container, stream = open_video(path)
     with container:
@@ -105,7 +139,7 @@ def _sample_by_counting(
                 break
     if taken.count != len(wanted):  # the second decode gave fewer frames than the first
         raise VideoError("decoding is not repeatable (file corrupt)", path)
-    return _clip(path, taken, seconds, duration, fps_avg, warnings + _cut_short(header, duration, fps_avg))
+    return _clip(path, taken, chosen, seconds, duration, fps_avg, warnings + _cut_short(header, duration, fps_avg))
 
 
 class _Taken:
@@ -141,19 +175,6 @@ class _Taken:
             self.progress("decode", self.count, len(self.wanted))
 
 
-def _choose(seconds: np.ndarray, duration: float, num_frames: int, fps: float | None, max_frames: int
-            ) -> tuple[np.ndarray, list[str]]:
-    """The frame indices to take, and a warning when --fps sampling had to be capped."""
-    if fps is None:
-        return uniform_indices(len(seconds), num_frames), []
-    picked = rate_picks(seconds, duration, fps)
-    if picked.shape[0] <= max_frames:
-        return picked, []
-    capped = f"sampling at {fps:g} fps gives {picked.shape[0]} frames, more than the cap of {max_frames}: took " \
-             f"{max_frames} frames evenly spread over the video instead"
-    return uniform_indices(len(seconds), max_frames), [capped]
-
-
 def _header_seconds(container: InputContainer, stream: VideoStream) -> float | None:
     """The duration the file's header promises (stream, else container), None when it states none."""
     if stream.duration and stream.time_base:
@@ -175,16 +196,26 @@ def _cut_short(header: float | None, duration: float, fps_avg: float) -> list[st
             "sampled from the readable part"]
 
 
-def _clip(path: str | os.PathLike, taken: _Taken, seconds: np.ndarray, duration: float, fps_avg: float,
-          warnings: list[str]) -> VideoClip:
+def _clip(
+    path: str | os.PathLike,
+    taken: _Taken,
+    chosen: np.ndarray,
+    seconds: np.ndarray,
+    duration: float,
+    fps_avg: float,
+    warnings: list[str],
+) -> VideoClip:
     total = len(seconds)
     if not fps_avg:
         fps_avg = total / duration if duration > 0 else 0.0
+    frames = taken.frames
+    if len(chosen) != len(taken.wanted):  # repeated indices: the decoded frames, in sampling order
+        frames = frames[np.searchsorted(taken.wanted, chosen)]  # [T, H, W, 3]
     return VideoClip(
         path=str(path),
-        frames=taken.frames,
-        indices=taken.wanted.astype(np.int64),
-        timestamps=seconds[taken.wanted].astype(np.float64),
+        frames=frames,
+        indices=chosen.astype(np.int64),
+        timestamps=seconds[chosen].astype(np.float64),
         fps=fps_avg,
         duration=duration,
         total_frames=total,
@@ -209,6 +240,21 @@ def _seconds_of(times: list[float | None], fps_avg: float) -> np.ndarray:
         rate = fps_avg or 25.0
         return np.arange(len(times), dtype=np.float64) / rate
     return arr - arr[0]
+
+
+def _check_sampling(
+    path: str | os.PathLike, fps: float | None, index_rule: str, start: float | None, end: float | None
+) -> None:
+    if index_rule not in INDEX_RULES:
+        raise VideoError(f"index_rule must be one of {', '.join(INDEX_RULES)}, got {index_rule!r}", path)
+    for name, value in (("start", start), ("end", end)):
+        number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        if value is not None and not (number and np.isfinite(value) and value >= 0):
+            raise VideoError(f"{name} must be a number of seconds >= 0, got {value!r}", path)
+    if start is not None and end is not None and end < start:
+        raise VideoError(f"end ({end}) must not be before start ({start})", path)
+    if fps is not None and (start is not None or end is not None):
+        raise VideoError("start/end restrict uniform sampling; they cannot be combined with fps", path)
 
 
 def _check_arguments(path: str | os.PathLike, num_frames: int, fps: float | None, max_frames: int) -> None:

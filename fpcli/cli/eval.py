@@ -1,0 +1,208 @@
+"""`forestprune eval BENCH --data DIR --out RUN_DIR`: a benchmark, methods x ratios, one model load, resumable.
+
+The command parses, calls `fpcli.eval.prepare_eval` (every check of the request, before any model loads) and
+`fpcli.eval.run_eval` (the model loop, into RUN_DIR), and renders the summary: a table shaped like the paper's
+Table 1 on stdout (or the summary as one JSON object with --json), a progress bar over the questions with its
+ETA and the running accuracy on stderr. `forestprune eval --merge RUN_DIR...` combines run directories (shards,
+or benchmarks) into one summary. Exit code 0 when every question was scored, 1 when some could not be (missing
+or broken videos, failed items: all recorded in predictions.jsonl), 2 for bad usage, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fpcli.cli import errors
+from fpcli.cli.options import (
+    DEFAULT_DEVICE,
+    DEFAULT_PROTOCOL,
+    GPU_DEFAULT,
+    Attention,
+    Attn,
+    Config,
+    Debug,
+    Device,
+    DType,
+    DTypeOpt,
+    EvalArgs,
+    EvalData,
+    EvalFrames,
+    EvalJson,
+    EvalLimit,
+    EvalMaxNewTokens,
+    EvalMerge,
+    EvalMethods,
+    EvalOut,
+    EvalPlot,
+    EvalProtocolOpt,
+    EvalRatios,
+    EvalShard,
+    LayoutOpt,
+    Model,
+    ProtocolName,
+    Quiet,
+)
+from fpcli.cli.progress import Reporter
+from fpcli.cli.runner import LazyModel
+from fpcli.cli.settings import ModelSettings, plain
+
+if TYPE_CHECKING:
+    from fpcli.eval import EvalOutcome, RunDir, RunPlan, RunSummary, Table1
+
+
+def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
+    return None if value is None else tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _ratios(value: Optional[str]) -> Optional[tuple[float, ...]]:
+    names = _names(value)
+    if names is None:
+        return None
+    try:
+        return tuple(float(name) for name in names)
+    except ValueError:
+        raise errors.usage_error(f"--ratios takes numbers separated by commas, got {value!r}") from None
+
+
+def _percent(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def table1_view(table: Table1) -> Table:
+    """Rows method x ratio; per benchmark its accuracy and Retain %; the average last (as the paper's Table 1)."""
+    view = Table(title="Accuracy % (Retain % of none)", title_justify="left")
+    view.add_column("Method")
+    view.add_column("Ratio", justify="right")
+    for bench in table.benches:
+        view.add_column(table.titles[bench], justify="right")
+    view.add_column("Avg.", justify="right")
+    for row in table.rows:
+        cells = [row.cells[bench] for bench in table.benches] + [row.average]
+        shown = [f"{_percent(c.accuracy)} ({_percent(c.retain)})" if c.retain is not None else _percent(c.accuracy)
+                 for c in cells]
+        view.add_row(row.method, "-" if row.method == "none" else f"{row.ratio:g}", *shown)
+    return view
+
+
+def _counts_line(summary: RunSummary) -> str:
+    line = (f"videos encoded {summary.videos_encoded}, prefills {summary.prefills}, questions {summary.questions}, "
+            f"failed {summary.failed}, missing videos {len(summary.missing_videos)}")
+    return line + (f", broken videos {len(summary.broken_videos)}" if summary.broken_videos else "")
+
+
+def _show(summary: RunSummary, json_output: bool, plot: Optional[Path]) -> int:
+    """Print the summary (Table 1, or JSON), write the plot; the exit code: 1 when some question was not scored."""
+    from fpcli.eval import plot_accuracy
+
+    if json_output:
+        print(json.dumps(summary.to_dict(), ensure_ascii=False), flush=True)
+    else:
+        out = Console(highlight=False, soft_wrap=True)
+        out.print(table1_view(summary.table1))
+        out.print(_counts_line(summary), markup=False)
+    if plot is not None:
+        plot_accuracy(summary.table1, plot)
+    for video in summary.missing_videos:
+        print(f"Missing video: {video}", file=sys.stderr)
+    for video in summary.broken_videos:
+        print(f"Unreadable video: {video}", file=sys.stderr)
+    return errors.EXIT_OK if summary.failed == 0 else errors.EXIT_FAILURE
+
+
+class _Bar:
+    """The bar over this invocation's questions, labelled with the running accuracy."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.task = None
+        self.scored = self.correct = self.failed = 0
+
+    def planned(self, plan: RunPlan, run: RunDir) -> None:
+        log = run.log
+        if log.truncated:
+            self.reporter.message(f"Dropped the cut-short last line of {log.path}; its prediction runs again.")
+        if run.done or log.retrying:
+            self.reporter.message(f"Resuming {run.path}: {len(run.done)} predictions done, {log.retrying} failed "
+                                  f"one(s) to retry; {plan.questions} to run on {plan.encodes} video(s).")
+        else:
+            self.reporter.message(f"Writing {plan.questions} predictions on {plan.encodes} video(s) to {run.path}.")
+        self.task = self.reporter.task("Eval", total=plan.questions)
+
+    def record(self, record: dict[str, Any]) -> None:
+        if record["status"] == "ok":
+            self.scored += 1
+            self.correct += bool(record["correct"])
+        else:
+            self.failed += 1
+        accuracy = f"{100 * self.correct / self.scored:.1f}%" if self.scored else "-"
+        self.reporter.advance(self.task, f"Eval (accuracy {accuracy}, failed {self.failed})")
+
+
+def _finish(outcome: EvalOutcome) -> None:
+    print(f"Eval: {outcome.answered} answered, {outcome.failed} failed, {outcome.already_done} already done "
+          f"-> {outcome.run_dir}", file=sys.stderr)
+    if outcome.failed:
+        print("Hint: re-run the same command to retry the failed predictions.", file=sys.stderr)
+
+
+def eval_command(
+    args: EvalArgs,
+    data: EvalData = None,
+    protocol: EvalProtocolOpt = ProtocolName(DEFAULT_PROTOCOL),
+    methods: EvalMethods = None,
+    ratios: EvalRatios = None,
+    model: Model = None,
+    layout: LayoutOpt = None,
+    device: Device = DEFAULT_DEVICE,
+    dtype: DTypeOpt = DType.auto,
+    attn: Attn = Attention.sdpa,
+    frames: EvalFrames = None,
+    max_new_tokens: EvalMaxNewTokens = None,
+    limit: EvalLimit = None,
+    shard: EvalShard = None,
+    out: EvalOut = None,
+    json_output: EvalJson = False,
+    plot: EvalPlot = None,
+    merge: EvalMerge = False,
+    config: Config = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Evaluate methods x ratios on a video QA benchmark (Table 1 of the paper), or --merge run directories.
+
+    Each video is decoded and encoded once; each (method, ratio) prunes it once and prefills the prompt prefix
+    once for all its questions. Re-running the same command resumes; failed predictions are retried.
+
+    Exit code 0 when every question was scored, 1 when some were not (missing or broken videos), 2 for bad usage.
+    """
+    from fpcli.eval import EvalRequest, get_protocol, merge_runs, prepare_eval, run_eval
+
+    if merge:
+        given = [name for name, value in (("--data", data), ("--shard", shard), ("--limit", limit)) if value]
+        if given:
+            raise errors.usage_error(f"--merge takes RUN_DIR... (and --out, --json, --plot), not {given[0]}")
+        raise typer.Exit(_show(merge_runs([Path(a) for a in args], out), json_output, plot))
+    if len(args) != 1:
+        raise errors.usage_error(f"give one BENCH, got {len(args)} arguments (several run directories: --merge)")
+    if data is None or out is None:
+        raise errors.usage_error(f"{'--data DIR' if data is None else '--out RUN_DIR'} is required")
+    chosen = {"methods": _names(methods), "ratios": _ratios(ratios)}
+    request = EvalRequest(
+        bench=args[0], data=data, out=out, protocol=plain(protocol), frames=frames, max_new_tokens=max_new_tokens,
+        limit=limit, shard=shard, **{k: v for k, v in chosen.items() if v is not None},
+    )
+    prepared = prepare_eval(request)
+    with Reporter(quiet) as reporter:
+        llm = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter,
+                        gpu_default=get_protocol(request.protocol).model or GPU_DEFAULT)
+        bar = _Bar(reporter)
+        outcome = run_eval(prepared, llm, on_plan=bar.planned, on_record=bar.record, progress=reporter.callback)
+    _finish(outcome)
+    raise typer.Exit(_show(outcome.summary, json_output, plot))

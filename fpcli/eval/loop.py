@@ -1,0 +1,149 @@
+"""The model loop of one video: decode and encode once, one session per (method, ratio), every question asked in it.
+
+`run_video` is the unit of work of an evaluation run, and the entry point for distributed runs: a worker that
+holds a loaded `VideoLLM` calls it for each `VideoGroup` of a `RunPlan` (fpcli.eval.plan) it is given and sends
+the yielded records back to whoever appends them to the run directory:
+
+    for record in run_video(llm, group, bench_protocol, counts=counts):   # one group = one video (and bound)
+        run_dir.append(record)
+
+It never raises for a video or an item: a video that cannot be decoded or encoded gives a failure record for
+each of its pending questions (kind `broken_video`, or `error`), a session that cannot start fails its questions,
+a question that fails (a prompt longer than the context) fails alone. It does not check that the video exists
+(the run records missing videos without loading a model; see fpcli.eval.run).
+
+Each record's `timing_s` holds what that question paid: the video's decode and encode are on its first record,
+a session's pruning and prefix prefill on the session's first, so that a group's timings add up to what it cost
+(and the mean per question is the amortised cost).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from fpcli.eval.items import EvalItem
+from fpcli.eval.parsing import Parsed, parse_response
+from fpcli.eval.plan import Session, VideoGroup
+from fpcli.eval.prompts import build_prompt
+from fpcli.eval.protocols import BenchProtocol
+from fpcli.eval.rundir import BROKEN_VIDEO, failure_record, failure_records, prediction_record
+
+if TYPE_CHECKING:
+    from fpcli.model import AnswerResult, ClipFeatures, GenerationConfig, VideoLLM
+    from fpcli.video import VideoClip
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Counts:
+    """What a run cost, counted as the work happens: vision-tower passes, prefix prefills, questions asked."""
+
+    videos_encoded: int = 0
+    prefills: int = 0
+    questions: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _message(exc: BaseException) -> str:
+    """One line for a record: a ForestpruneError's text (it names its file), else the exception's type too."""
+    from fpcli.errors import ForestpruneError
+
+    text = str(exc) if isinstance(exc, ForestpruneError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
+
+
+def generation_of(bench_protocol: BenchProtocol, max_new_tokens: int | None = None) -> GenerationConfig:
+    """Greedy, the protocol's answer length unless `max_new_tokens` overrides it."""
+    from fpcli.model import GenerationConfig
+
+    return GenerationConfig(max_new_tokens=max_new_tokens or bench_protocol.max_new_tokens, temperature=0.0)
+
+
+def run_video(
+    llm: VideoLLM,
+    group: VideoGroup,
+    bench_protocol: BenchProtocol,
+    *,
+    frames: int | None = None,
+    max_new_tokens: int | None = None,
+    seed: int = 0,
+    counts: Counts | None = None,
+    progress: Progress | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The predictions.jsonl records of every pending question of `group`, each yielded as soon as it is answered.
+
+    The video is sampled with `bench_protocol.sampling(llm.layout, *group.time_bound, frames=frames)` and encoded
+    once (`llm.encode_clip`); each session is one `llm.start(features, ratio=, method=, options=the protocol's)`
+    and its questions go through `session.ask(prompt, greedy generation, time_instruction=, system_prompt=)` with
+    the protocol's values. `seed` seeds the parsers' random fallback. `counts` (if given) is updated before each
+    record is yielded: a caller that saves it with the record never counts work twice after an interruption.
+    """
+    from fpcli.video import VideoError, sample_frames
+
+    counts = counts if counts is not None else Counts()
+    bound = group.time_bound or (None, None)
+    try:
+        start = time.perf_counter()
+        clip = sample_frames(group.video, **bench_protocol.sampling(llm.layout, *bound, frames=frames),
+                             progress=progress)
+        decode_s = time.perf_counter() - start
+        features = llm.encode_clip(clip, progress, decode_s=decode_s)
+    except VideoError as exc:
+        yield from failure_records(group.sessions, _message(exc), BROKEN_VIDEO)
+        return
+    except Exception as exc:  # the vision tower failed (out of memory, ...): this video's questions fail
+        yield from failure_records(group.sessions, _message(exc), "error")
+        return
+    counts.videos_encoded += 1
+    generation = generation_of(bench_protocol, max_new_tokens)
+    first = True
+    for session in group.sessions:
+        for record in _ask_session(llm, clip, features, session, bench_protocol, generation, seed, counts):
+            if first and record["status"] == "ok":  # the video's decode and encode are paid once
+                first = False
+            elif record["status"] == "ok":
+                record["timing_s"] = {**record["timing_s"], "decode": 0.0, "encode": 0.0}
+            yield record
+
+
+def _ask_session(llm: VideoLLM, clip: VideoClip, features: ClipFeatures, session: Session,
+                 bench_protocol: BenchProtocol, generation: GenerationConfig, seed: int, counts: Counts
+                 ) -> Iterator[dict[str, Any]]:
+    """The records of one (method, ratio) on one encoded video: prune once, then every question on its prefix."""
+    try:
+        options = bench_protocol.prune_options.get(session.method, {})
+        asked = llm.start(features, ratio=session.ratio, method=session.method, options=options)
+    except Exception as exc:
+        yield from failure_records((session,), _message(exc), "error")
+        return
+    fit = {"time_instruction": bench_protocol.time_instruction, "system_prompt": bench_protocol.system_prompt}
+    for item in session.items:
+        prompt = build_prompt(item, bench_protocol, llm.layout)
+        prefills = asked.prefills
+        try:
+            llm.check_fits(len(clip.frames), prompt, session.ratio, session.method, clip=clip, **fit)
+            result = asked.ask(prompt, generation, **fit)
+        except Exception as exc:
+            counts.prefills += asked.prefills - prefills
+            yield failure_record(item, session.method, session.ratio, _message(exc))
+            continue
+        counts.prefills += asked.prefills - prefills
+        counts.questions += 1
+        parsed = parse_response(item, bench_protocol, result.answer, method=session.method, ratio=session.ratio,
+                                seed=seed)
+        yield _record(item, session, result, parsed)
+
+
+def _record(item: EvalItem, session: Session, result: AnswerResult, parsed: Parsed) -> dict[str, Any]:
+    out = result.to_dict()
+    timing = {k: v for k, v in out["timing_s"].items() if k not in ("load", "total")}
+    return prediction_record(
+        item, session.method, session.ratio, result.answer, parsed, tokens=out["tokens"], timing_s=timing,
+        prefill_tflops=out["prefill_tflops"]["after"], peak_memory_mb=out["peak_memory_mb"],
+    )

@@ -1,0 +1,191 @@
+"""An evaluation run: check the request (no model), then walk its plan video by video into a run directory.
+
+    prepared = prepare_eval(EvalRequest("mvbench", Path("~/data/MVBench"), out=Path("runs/mvb")))  # checks all
+    outcome = run_eval(prepared, model)          # model: .spec, .layout known before loading, .get() loads
+    outcome.summary.table1                       # also in runs/mvb/summary.json
+
+`prepare_eval` finds every bad input before a model loads: the benchmark and protocol names, the data folder's
+files, the methods and ratios (`fpcli.model.methods.validate_method`, with the protocol's options), --frames,
+--shard, --limit, and an --out that is not a directory. `run_eval` opens the run directory (another run there is
+bad input too), records missing videos without loading the model, and loads it at the first video that exists;
+each video is `fpcli.eval.loop.run_video`. `merge_runs` is `--merge`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fpcli.eval.benches import get_bench, load_bench
+from fpcli.eval.errors import EvalInputError
+from fpcli.eval.items import EvalItem
+from fpcli.eval.loop import Counts, Progress, run_video
+from fpcli.eval.plan import RunPlan, plan_run, prediction_key, settings_of
+from fpcli.eval.protocols import BenchProtocol, check_layout, get_protocol
+from fpcli.eval.protocols import Protocol as EvalProtocol
+from fpcli.eval.rundir import (
+    MISSING_VIDEO, SUMMARY, RunDir, RunInfo, RunSummary, failure_records, summarize, write_summary,
+)
+from fpcli.eval.shard import Shard, parse_shard, shard_items
+
+if TYPE_CHECKING:
+    from fpcli.model import VideoLLM
+
+DEFAULT_PROTOCOL = "paper"
+DEFAULT_METHODS = ("none", "forestprune")
+DEFAULT_RATIOS = (0.7, 0.8, 0.9)
+
+
+class ModelSource(Protocol):
+    """The model of a run, loaded only when a video needs it (the CLI's LazyModel is one)."""
+
+    @property
+    def spec(self) -> str: ...  # what run.json records as the model
+
+    @property
+    def layout(self) -> str: ...  # known before loading: it decides the sampling and the prompts
+
+    def get(self) -> VideoLLM: ...
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What `forestprune eval` asks for. `frames` and `max_new_tokens` replace the protocol's values when given."""
+
+    bench: str
+    data: Path
+    out: Path
+    protocol: str = DEFAULT_PROTOCOL
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    ratios: tuple[float, ...] = DEFAULT_RATIOS
+    frames: int | None = None
+    max_new_tokens: int | None = None
+    limit: int | None = None
+    shard: str | None = None
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A checked request: the protocol's settings for the benchmark and the items of this shard."""
+
+    request: EvalRequest
+    protocol: EvalProtocol
+    bench_protocol: BenchProtocol
+    items: list[EvalItem]
+    shard: Shard | None
+
+
+@dataclass
+class EvalOutcome:
+    """What one invocation did (`planned` predictions, of which `answered` and `failed`; `already_done` skipped)
+    and the run directory's summary after it (all invocations)."""
+
+    run_dir: Path
+    summary: RunSummary
+    planned: int
+    answered: int
+    failed: int
+    already_done: int
+    counts: Counts = field(default_factory=Counts)
+
+    @property
+    def complete(self) -> bool:
+        """Every prediction of the run directory was scored (exit 0)."""
+        return self.summary.failed == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_dir": str(self.run_dir), "planned": self.planned, "answered": self.answered,
+                "failed": self.failed, "already_done": self.already_done, "counts": self.counts.to_dict()}
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise EvalInputError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def prepare_eval(request: EvalRequest) -> PreparedRun:
+    """Check everything about `request` that needs no model, and read the benchmark (EvalInputError, exit 2)."""
+    from fpcli.model.methods import validate_method
+
+    get_bench(request.bench)
+    protocol = get_protocol(request.protocol)
+    bench_protocol = protocol.for_bench(request.bench)
+    _positive("frames", request.frames)
+    _positive("max_new_tokens", request.max_new_tokens)
+    for method, ratio in settings_of(list(request.methods), list(request.ratios)):
+        try:
+            validate_method(ratio, method, **bench_protocol.prune_options.get(method, {}))
+        except ValueError as exc:
+            raise EvalInputError(str(exc)) from None
+    shard = None if request.shard is None else parse_shard(request.shard)
+    if request.out.exists() and not request.out.is_dir():
+        raise EvalInputError("--out must be a run directory, not a file", request.out)
+    items = shard_items(load_bench(request.bench, request.data, limit=request.limit), shard)
+    if not items:
+        raise EvalInputError(f"no questions to evaluate in shard {shard}" if shard else "no questions to evaluate",
+                             request.data)
+    return PreparedRun(request, protocol, bench_protocol, items, shard)
+
+
+def run_info(prepared: PreparedRun, model: ModelSource) -> RunInfo:
+    """What run.json records; a model whose layout the protocols have no settings for is bad input."""
+    check_layout(model.layout)
+    shard = None if prepared.shard is None else str(prepared.shard)
+    return RunInfo(prepared.request.bench, prepared.protocol.name, model.spec, model.layout, shard)
+
+
+def run_eval(
+    prepared: PreparedRun,
+    model: ModelSource,
+    *,
+    on_plan: Callable[[RunPlan, RunDir], None] | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    progress: Progress | None = None,
+) -> EvalOutcome:
+    """Run (or resume) `prepared` into its --out directory and write its summary.json.
+
+    on_plan(plan, run_dir) is called once the pending work is known; on_record(record) after each record is on
+    disk (progress and running accuracy); progress(stage, done, total) goes to decoding and encoding."""
+    request = prepared.request
+    counts = Counts()
+    answered = failed = 0
+    with RunDir(request.out, run_info(prepared, model)) as run:
+        methods, ratios = list(request.methods), list(request.ratios)
+        mine = {prediction_key(i.bench, i.id, m, r) for i in prepared.items for m, r in settings_of(methods, ratios)}
+        already_done = len(mine & run.done)
+        plan = plan_run(prepared.items, methods, ratios, use_time_bound=prepared.bench_protocol.time_bound,
+                        done=run.done)
+        if on_plan is not None:
+            on_plan(plan, run)
+        saved = Counts()  # what run.json has of `counts`
+        for group in plan.groups:
+            if group.video.is_file():
+                records = run_video(model.get(), group, prepared.bench_protocol, frames=request.frames,
+                                    max_new_tokens=request.max_new_tokens, seed=prepared.protocol.seed,
+                                    counts=counts, progress=progress)
+            else:
+                records = failure_records(group.sessions, "file not found", MISSING_VIDEO)
+            for record in records:
+                run.append(record)
+                run.count(**{k: v - getattr(saved, k) for k, v in counts.to_dict().items()})
+                saved = Counts(**counts.to_dict())
+                answered += record["status"] == "ok"
+                failed += record["status"] != "ok"
+                if on_record is not None:
+                    on_record(record)
+    summary = summarize([request.out])
+    write_summary(request.out / SUMMARY, summary)
+    return EvalOutcome(request.out, summary, plan.questions, answered, failed, already_done, counts)
+
+
+def merge_runs(run_dirs: list[Path], out: Path | None = None) -> RunSummary:
+    """One summary of several run directories (shards of a benchmark, or benchmarks for Table 1); written to
+    `out`/summary.json when `out` is given."""
+    summary = summarize(run_dirs)
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise EvalInputError("--out must be a directory, not a file", out)
+        write_summary(out / SUMMARY, summary)
+    return summary
