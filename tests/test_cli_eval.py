@@ -137,3 +137,19 @@ def test_a_run_directory_of_another_run_is_refused(tiny_onevision_dir: Path, tmp
     assert other.exit_code == 2
     assert other.stderr.startswith(f"Error: holds another run (jsonl, paper, {tiny_onevision_dir}, shard None); "
                                    f"give a new --out to start this one ({tmp_path / 'run'})")
+
+
+def test_a_second_run_reads_the_features_from_the_cache(tiny_onevision_dir: Path, tmp_path: Path):
+    """Another run directory over the same videos: no vision tower (feature cache hits), the same predictions."""
+    data = make_jsonl(tmp_path / "b")
+    runs = [invoke("eval", "jsonl", "--data", data, "--out", tmp_path / name, "--model", tiny_onevision_dir, *FAST,
+                   "--json", *extra)
+            for name, extra in (("cold", []), ("warm", []), ("off", ["--no-cache"]))]
+    assert [r.exit_code for r in runs] == [0, 0, 0], runs[-1].stderr
+    assert [json.loads(r.stdout)["videos_encoded"] for r in runs] == [2, 0, 2]
+
+    def predictions(name: str) -> list[tuple]:
+        lines = (tmp_path / name / "predictions.jsonl").read_text().splitlines()
+        return sorted((r["id"], r["method"], r["response"]) for r in map(json.loads, lines))
+
+    assert predictions("warm") == predictions("cold") == predictions("off")

@@ -44,13 +44,15 @@ from fpcli.cli.options import (
     EvalProtocolOpt,
     EvalRatios,
     EvalShard,
+    CacheMaxSize,
     LayoutOpt,
     Model,
+    NoCache,
     ProtocolName,
     Quiet,
 )
 from fpcli.cli.progress import Reporter
-from fpcli.cli.runner import LazyModel
+from fpcli.cli.runner import LazyModel, feature_cache
 from fpcli.cli.settings import ModelSettings, plain
 
 if TYPE_CHECKING:
@@ -171,13 +173,15 @@ def eval_command(
     json_output: EvalJson = False,
     plot: EvalPlot = None,
     merge: EvalMerge = False,
+    no_cache: NoCache = False,
+    cache_max_size: CacheMaxSize = None,
     config: Config = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Evaluate methods x ratios on a video QA benchmark (Table 1 of the paper), or --merge run directories.
 
-    Each video is decoded and encoded once; each (method, ratio) prunes it once and prefills the prompt prefix
+    Each video is decoded and encoded once (or read from the feature cache); each (method, ratio) prunes it once and prefills the prompt prefix
     once for all its questions. Re-running the same command resumes; failed predictions are retried.
 
     Exit code 0 when every question was scored, 1 when some were not (missing or broken videos), 2 for bad usage.
@@ -199,10 +203,12 @@ def eval_command(
         limit=limit, shard=shard, **{k: v for k, v in chosen.items() if v is not None},
     )
     prepared = prepare_eval(request)
+    cache = feature_cache(no_cache, cache_max_size)
     with Reporter(quiet) as reporter:
         llm = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter,
                         gpu_default=get_protocol(request.protocol).model or GPU_DEFAULT)
         bar = _Bar(reporter)
-        outcome = run_eval(prepared, llm, on_plan=bar.planned, on_record=bar.record, progress=reporter.callback)
+        outcome = run_eval(prepared, llm, on_plan=bar.planned, on_record=bar.record, progress=reporter.callback,
+                           cache=cache)
     _finish(outcome)
     raise typer.Exit(_show(outcome.summary, json_output, plot))

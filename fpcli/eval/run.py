@@ -32,6 +32,7 @@ from fpcli.eval.shard import Shard, parse_shard, shard_items
 
 if TYPE_CHECKING:
     from fpcli.model import VideoLLM
+    from fpcli.model.feature_cache import FeatureCache
 
 DEFAULT_PROTOCOL = "paper"
 DEFAULT_METHODS = ("none", "forestprune")
@@ -143,11 +144,13 @@ def run_eval(
     on_plan: Callable[[RunPlan, RunDir], None] | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     progress: Progress | None = None,
+    cache: FeatureCache | None = None,
 ) -> EvalOutcome:
     """Run (or resume) `prepared` into its --out directory and write its summary.json.
 
     on_plan(plan, run_dir) is called once the pending work is known; on_record(record) after each record is on
-    disk (progress and running accuracy); progress(stage, done, total) goes to decoding and encoding."""
+    disk (progress and running accuracy); progress(stage, done, total) goes to decoding and encoding. `cache`: the
+    feature cache each video's features are read from or stored in (None: always encode)."""
     request = prepared.request
     counts = Counts()
     answered = failed = 0
@@ -164,7 +167,7 @@ def run_eval(
             if group.video.is_file():
                 records = run_video(model.get(), group, prepared.bench_protocol, frames=request.frames,
                                     max_new_tokens=request.max_new_tokens, seed=prepared.protocol.seed,
-                                    counts=counts, progress=progress)
+                                    counts=counts, cache=cache, progress=progress)
             else:
                 records = failure_records(group.sessions, "file not found", MISSING_VIDEO)
             for record in records:
