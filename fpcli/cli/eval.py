@@ -181,8 +181,9 @@ def eval_command(
 ) -> None:
     """Evaluate methods x ratios on a video QA benchmark (Table 1 of the paper), or --merge run directories.
 
-    Each video is decoded and encoded once (or read from the feature cache); each (method, ratio) prunes it once and prefills the prompt prefix
-    once for all its questions. Re-running the same command resumes; failed predictions are retried.
+    Each video is decoded and encoded once (or read from the feature cache); each (method, ratio) prunes it once
+    and prefills the prompt prefix once for all its questions. Re-running the same command resumes; failed
+    predictions are retried.
 
     Exit code 0 when every question was scored, 1 when some were not (missing or broken videos), 2 for bad usage.
     """

@@ -79,10 +79,11 @@ def run_video(
     """The predictions.jsonl records of every pending question of `group`, each yielded as soon as it is answered.
 
     The video is sampled with `bench_protocol.sampling(llm.layout, *group.time_bound, frames=frames)` and encoded
-    once (`llm.encode_clip`), or its features read from the feature cache `cache` (fpcli.model.cached_encode); each session is one `llm.start(features, ratio=, method=, options=the protocol's)`
-    and its questions go through `session.ask(prompt, greedy generation, time_instruction=, system_prompt=)` with
-    the protocol's values. `seed` seeds the parsers' random fallback. `counts` (if given) is updated before each
-    record is yielded: a caller that saves it with the record never counts work twice after an interruption.
+    once (`llm.encode_clip`), or its features read from the feature cache `cache` (fpcli.model.cached_encode);
+    each session is one `llm.start(features, ratio=, method=, options=the protocol's)` and its questions go
+    through `session.ask(prompt, greedy generation, time_instruction=, system_prompt=)` with the protocol's values.
+    `seed` seeds the parsers' random fallback. `counts` (if given) is updated before each record is yielded: a
+    caller that saves it with the record never counts work twice after an interruption.
     """
     from fpcli.model.cached_encode import features_for
     from fpcli.video import VideoError
