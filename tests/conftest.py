@@ -20,6 +20,14 @@ settings.register_profile("thorough", deadline=None, max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(autouse=True)
+def _own_feature_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own empty $FORESTPRUNE_CACHE: no test reads what another (or the user) stored."""
+    monkeypatch.setenv("FORESTPRUNE_CACHE", str(tmp_path_factory.mktemp("forestprune-cache")))
+    for name in ("FORESTPRUNE_NO_CACHE", "FORESTPRUNE_CACHE_MAX_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `ray` need Ray, an optional extra: skipped (not failed) where it is not installed."""
     if importlib.util.find_spec("ray") is not None:

@@ -190,16 +190,15 @@ def test_batch_ctrl_c_leaves_a_consistent_file(clips: Path, tiny_onevision_dir: 
 
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("".join(f"- {{id: j{i}, video: {clips / 'a.mp4'}, question: 'Q{i}?'}}\n" for i in range(3)))
-    real = batch.answer_video
-    calls = []
+    real = batch.answer_clip
 
-    def interrupt_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
+    def interrupt_second(*args, **kwargs):  # the three items are one clip's unit: Ctrl-C while answering the second
+        for number, outcome in enumerate(real(*args, **kwargs)):
+            if number == 1:
+                raise KeyboardInterrupt
+            yield outcome
 
-    monkeypatch.setattr(batch, "answer_video", interrupt_second)
+    monkeypatch.setattr(batch, "answer_clip", interrupt_second)
     result = invoke("batch", jobs, "--model", tiny_onevision_dir, *FAST)
     assert result.exit_code == 130
     assert "Interrupted: 2 item(s) not run; re-run the same command to resume." in result.stderr

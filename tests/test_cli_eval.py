@@ -171,3 +171,19 @@ def test_qwen_layouts_sample_by_their_rule_where_the_protocol_allows(tiny_qwen25
         "Error: protocol 'paper' has no videomme settings for the qwen2.5-vl layout (it fixes frames for "
         "onevision, video only); use --protocol lmms-eval")
     assert "Loaded" not in mme.stderr
+
+
+def test_a_second_run_reads_the_features_from_the_cache(tiny_onevision_dir: Path, tmp_path: Path):
+    """Another run directory over the same videos: no vision tower (feature cache hits), the same predictions."""
+    data = make_jsonl(tmp_path / "b")
+    runs = [invoke("eval", "jsonl", "--data", data, "--out", tmp_path / name, "--model", tiny_onevision_dir, *FAST,
+                   "--json", *extra)
+            for name, extra in (("cold", []), ("warm", []), ("off", ["--no-cache"]))]
+    assert [r.exit_code for r in runs] == [0, 0, 0], runs[-1].stderr
+    assert [json.loads(r.stdout)["videos_encoded"] for r in runs] == [2, 0, 2]
+
+    def predictions(name: str) -> list[tuple]:
+        lines = (tmp_path / name / "predictions.jsonl").read_text().splitlines()
+        return sorted((r["id"], r["method"], r["response"]) for r in map(json.loads, lines))
+
+    assert predictions("warm") == predictions("cold") == predictions("off")

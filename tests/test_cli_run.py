@@ -28,13 +28,13 @@ FAST = ["--frames", "3", "--max-new-tokens", "3"]
 
 ANSWER_KEYS = {
     "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
-    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings",
+    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings", "cache",
 }
 TOKEN_KEYS = {"visual_before", "visual_after", "newline", "text", "prompt", "generated", "visual_in_llm"}
-TIMING_KEYS = {"load", "decode", "encode", "prune", "prefill", "generate", "total"}
+TIMING_KEYS = {"load", "decode", "encode", "cache_load", "prune", "prefill", "generate", "total"}
 STATS_KEYS = {
     "video", "model", "layout", "method", "ratio", "frames", "grid", "tokens", "per_frame_kept", "timestamps",
-    "timing_s", "peak_memory_mb", "forest", "compare", "warnings",
+    "timing_s", "peak_memory_mb", "forest", "compare", "warnings", "cache",
 }
 FOREST_KEYS = {"nodes", "trees", "roots_before", "roots_after", "depth_histogram"}
 
@@ -248,7 +248,7 @@ def test_stats_json_with_compare(videos: Path, tiny_onevision_dir: Path):
     [record] = json_lines(result.stdout)
     assert set(record) == STATS_KEYS
     assert set(record["tokens"]) == {"visual_before", "visual_after", "newline"}
-    assert set(record["timing_s"]) == {"load", "decode", "encode", "prune", "total"}
+    assert set(record["timing_s"]) == {"load", "decode", "encode", "cache_load", "prune", "total"}
     assert set(record["forest"]) == FOREST_KEYS
     forest = record["forest"]
     assert forest["nodes"] == sum(forest["depth_histogram"])
@@ -476,8 +476,9 @@ def test_long_videos_render_compactly():
               "frames": frames, "grid": [8, 8], "per_frame_kept": kept, "timestamps": [i / 2 for i in range(frames)],
               "tokens": {"visual_before": 64 * frames, "visual_after": sum(kept), "newline": 1, "text": 5,
                          "prompt": 9, "generated": 1},
-              "timing_s": dict.fromkeys(("load", "decode", "encode", "prune", "prefill", "generate", "total"), 0.0),
-              "peak_memory_mb": 1.0, "prefill_tflops": {"before": 1.0, "after": 0.1},
+              "timing_s": dict.fromkeys(("load", "decode", "encode", "cache_load", "prune", "prefill", "generate",
+                                         "total"), 0.0),
+              "peak_memory_mb": 1.0, "prefill_tflops": {"before": 1.0, "after": 0.1}, "cache": "off",
               "forest": {"nodes": 10, "trees": 3, "roots_before": 3, "roots_after": 2,
                          "depth_histogram": list(range(30))},
               "compare": []}

@@ -15,7 +15,7 @@ from fpcli.model.sequence import time_instruction, visual_sequence
 
 RESULT_KEYS = [
     "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
-    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings",
+    "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings", "cache",
 ]  # fmt: skip
 
 
@@ -193,7 +193,8 @@ def test_answer_result_and_timings(ov):
     assert list(data["tokens"]) == ["visual_before", "visual_after", "newline", "text", "prompt", "generated",
                                     "visual_in_llm"]
     assert data["tokens"]["visual_in_llm"] == [{"from_layer": 0, "visual": 38}]
-    assert list(data["timing_s"]) == ["load", "decode", "encode", "prune", "prefill", "generate", "total"]
+    assert list(data["timing_s"]) == ["load", "decode", "encode", "cache_load", "prune", "prefill", "generate",
+                                      "total"]
     assert list(data["prefill_tflops"]) == ["before", "after"]
     json.dumps(data)  # plain types only
     assert data["grid"] == [8, 8] and data["frames"] == 6 and data["layout"] == "onevision"
@@ -222,8 +223,8 @@ def test_json_form_rounds_to_hand_computed_values():
         peak_memory_mb=1234.56, prefill_tflops=PrefillTflops(before=1.23456789, after=0.000123456789),
     )  # fmt: skip
     data = result.to_dict()
-    assert data["timing_s"] == {"load": 1.5, "decode": 0.0, "encode": 2.25, "prune": 0.0002, "prefill": 0.0333,
-                                "generate": 1.0, "total": 4.7835}  # fmt: skip
+    assert data["timing_s"] == {"load": 1.5, "decode": 0.0, "encode": 2.25, "cache_load": 0.0, "prune": 0.0002,
+                                "prefill": 0.0333, "generate": 1.0, "total": 4.7835}  # fmt: skip
     assert data["peak_memory_mb"] == 1234.6
     assert data["prefill_tflops"] == {"before": 1.23457, "after": 0.000123457}
 
@@ -281,12 +282,13 @@ def test_errors_are_one_line(ov, monkeypatch):
 def test_inspect_prunes_one_encoding_with_each_method(ov):
     clip = make_clip(4, seed=3)
     clip.warnings = ["cut short"]
-    result = ov.inspect(clip, ratio=0.5, method="forestprune", options={"tau_s": 0.5},
-                        compare={"uniform": {}, "forestprune": {}, "random": {"seed": 1}}, decode_s=0.125)
+    result = ov.inspect(ov.encode_clip(clip, decode_s=0.125), ratio=0.5, method="forestprune", options={"tau_s": 0.5},
+                        compare={"uniform": {}, "forestprune": {}, "random": {"seed": 1}})
     data = result.to_dict()
     assert list(data) == ["video", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
                           "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "forest", "compare",
-                          "warnings"]
+                          "warnings", "cache"]
+    assert data["cache"] == "off" and data["timing_s"]["cache_load"] == 0.0
     assert (data["method"], data["ratio"], data["frames"], data["grid"]) == ("forestprune", 0.5, 4, [8, 8])
     assert data["tokens"] == {"visual_before": 256, "visual_after": 128, "newline": 1}
     assert sum(data["per_frame_kept"]) == 128 and data["forest"]["nodes"] > 0

@@ -73,7 +73,8 @@ def test_session_answers_equal_fresh_answers(llm, method, ratio, options):
     assert (session.prefills, session.questions) == (1, 3)
     assert asked[0].timing_s.prune > 0 and [r.timing_s.prune for r in asked[1:]] == [0.0, 0.0]
     assert all(r.timing_s.prefill > 0 for r in asked)  # the prefix on the first, each question's own text on all
-    assert [r.timing_s.encode for r in asked] == [session.features.encode_s] * 3
+    assert [r.timing_s.encode for r in asked] == [session.features.encode_s, 0.0, 0.0]  # the clip's cost once
+    assert session.features.encode_s > 0 and {r.cache for r in asked} == {"off"}
     assert [r.timing_s.load for r in asked] == [0.0] * 3
 
 

@@ -336,7 +336,8 @@ def test_frame_keep_puts_each_group_on_its_frames():
 
 def test_inspect_reports_groups_and_keeps_per_frame(tiny_qwen3_dir):
     vision = load_model(tiny_qwen3_dir, device="cpu", vision_only=True)
-    result = vision.inspect(make_clip(5), ratio=0.5, method="forestprune", compare=["uniform"], max_pixels=16 * 16)
+    features = vision.encode_clip(make_clip(5), max_pixels=16 * 16)
+    result = vision.inspect(features, ratio=0.5, method="forestprune", compare=["uniform"])
     out = result.to_dict()
     # 24x40 frames under 256 pixels: 12x20, a 3x5 merged grid (what the tower saw is what the picture shows)
     assert (out["frames"], out["temporal_groups"], out["grid"], result.frame_size) == (5, 3, [3, 5], (12, 20))
@@ -351,7 +352,7 @@ def test_inspect_reports_groups_and_keeps_per_frame(tiny_qwen3_dir):
 def test_max_pixels_is_a_qwen_setting(tiny_onevision_dir):
     llava = load_model(tiny_onevision_dir, device="cpu", vision_only=True)
     with pytest.raises(ModelInputError, match="max_pixels applies to Qwen-VL models; .* resizes every frame to 30x30"):
-        llava.inspect(make_clip(2), ratio=0.5, method="forestprune", max_pixels=1024)
+        llava.encode_clip(make_clip(2), max_pixels=1024)
 
 
 def test_chat_template_from_the_processor_file_or_a_clear_error(tiny_qwen3_dir, tmp_path):

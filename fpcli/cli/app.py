@@ -16,6 +16,8 @@ from fpcli import __version__
 from fpcli.cli import errors
 from fpcli.cli.ask import ask
 from fpcli.cli.batch import batch
+from fpcli.cli.cache import cache_app
+from fpcli.cli.chat import chat
 from fpcli.cli.on_ray import RayCommand
 from fpcli.cli.convert import convert
 from fpcli.cli.eval import eval_command
@@ -81,8 +83,10 @@ def _root(
 app.command("ask")(ask)
 app.command("stats")(stats)
 app.command("batch", cls=RayCommand)(batch)
+app.command("chat")(chat)
 app.command("convert")(convert)
 app.command("eval", cls=RayCommand)(eval_command)
+app.add_typer(cache_app)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from rich.console import Console
 from fpcli.cli import errors
 from fpcli.cli.answering import answer_video, compare_video
 from fpcli.cli.options import (
+    CacheMaxSize,
     DEFAULT_DEVICE,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_METHOD,
@@ -32,6 +33,7 @@ from fpcli.cli.options import (
     MaxNewTokens,
     Method,
     Model,
+    NoCache,
     Opt,
     Quiet,
     Ratio,
@@ -42,7 +44,7 @@ from fpcli.cli.options import (
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.render import answer_summary, answers_table
-from fpcli.cli.runner import LazyModel, each_video, expand_videos
+from fpcli.cli.runner import LazyModel, each_video, expand_videos, feature_cache
 from fpcli.cli.settings import ModelSettings, run_settings
 
 
@@ -98,6 +100,8 @@ def ask(
     max_new_tokens: MaxNewTokens = DEFAULT_MAX_NEW_TOKENS,
     temperature: Temperature = DEFAULT_TEMPERATURE,
     seed: Seed = DEFAULT_SEED,
+    no_cache: NoCache = False,
+    cache_max_size: CacheMaxSize = None,
     config: Config = None,
     json_output: Json = False,
     quiet: Quiet = False,
@@ -109,6 +113,8 @@ def ask(
     With --compare: every method answers on one decoding and encoding of each video, in one table (visual tokens
     the LLM's layers ran on, pruning, encode and prefill time, prefill TFLOPs, peak memory, answer).
 
+    Asking again about a video (same frames, model, dtype) reads its features from the feature cache: no decoding.
+
     With --json: one JSON object per video on stdout (JSON lines for several videos; with --compare one per
     method), nothing else.
     """
@@ -116,14 +122,15 @@ def ask(
     settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
                             tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
                             compare=compare)
+    cache = feature_cache(no_cache, cache_max_size)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
-        llm = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter)
+        llm = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter, cache=cache)
 
         def answer(path: Path) -> dict[str, Any] | list[dict[str, Any]]:
             if settings.compare:
                 return compare_video(llm, path, question, settings, reporter)
-            return answer_video(llm, path, question, settings, reporter)
+            return answer_video(llm, path, question, settings)
 
         show = show_comparison if settings.compare else show_answer
         each_video(paths, answer, show, json_output, errors.debug_enabled(ctx.meta), reporter)

@@ -12,6 +12,11 @@ reordered or added, so resuming keeps working after the jobs file is edited.
 Results: one JSON line per item, appended as soon as it finishes (fpcli.cli.results_log). `{"id",
 "status": "ok", ...the `ask --json` fields}` or `{"id", "status": "error", "video", "question", "error"}`.
 Re-running with the same --out skips ids already ok and retries failed ones.
+
+Items that share a video and its sampling are one work unit (`clip_units`, `answer_jobs`; on Ray the
+unit of a worker): the clip is decoded and encoded once per run (or read from the feature cache
+once), and items with the same pruning setting share one session. Units run in the order of their first item,
+the items of a unit in the jobs file's order.
 """
 
 from __future__ import annotations
@@ -23,16 +28,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
 
 import typer
 import yaml
 
 from fpcli.cli import errors
-from fpcli.cli.answering import answer_video
+from fpcli.cli.answering import Question, answer_clip
 from fpcli.cli.config import yaml_problem
 from fpcli.cli.on_ray import GpusPerWorker, RayAddress, RaySettings, Workers
 from fpcli.cli.options import (
+    CacheMaxSize,
     DEFAULT_DEVICE,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_METHOD,
@@ -49,6 +55,7 @@ from fpcli.cli.options import (
     Frames,
     LayoutOpt,
     MaxPixels,
+    NoCache,
     MaxNewTokens,
     Method,
     Model,
@@ -62,8 +69,11 @@ from fpcli.cli.options import (
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.results_log import ResultsLog
-from fpcli.cli.runner import LazyModel, warn
+from fpcli.cli.runner import LazyModel, feature_cache, warn
 from fpcli.cli.settings import ModelSettings, RunSettings, run_settings
+
+if TYPE_CHECKING:
+    from fpcli.model.feature_cache import FeatureCache
 
 ITEM_KEYS = ("video", "question", "id", "options")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -167,6 +177,46 @@ def error_record(job: Job, error: str) -> dict[str, Any]:
     }
 
 
+def unit_key(job: Job, base: RunSettings) -> tuple[Any, ...]:
+    """What items of one work unit share: the video, the sampling (frames, fps: items that set neither get the
+    model's default, the same for every item of a run) and Qwen-VL's max_pixels; an item whose options do not check
+    is a unit of its own."""
+    try:
+        settings = job.settings(base)
+    except ValueError:
+        return ("invalid", job.id)
+    return (str(Path(job.video).resolve()), settings.frames, settings.fps, settings.max_pixels)
+
+
+def clip_units(jobs: list[Job], base: RunSettings) -> list[list[Job]]:
+    """`jobs` grouped by `unit_key`, in the order of each unit's first item, the items of a unit in their order."""
+    units: dict[tuple[Any, ...], list[Job]] = {}
+    for job in jobs:
+        units.setdefault(unit_key(job, base), []).append(job)
+    return list(units.values())
+
+
+def answer_jobs(llm: LazyModel, jobs: list[Job], base: RunSettings, debug: bool) -> Iterator[dict[str, Any]]:
+    """The ok or error record of each job, as each finishes: unit by unit (`clip_units`), so `jobs` of one unit
+    come back in their order. Each unit's clip is decoded and encoded once (or read from the feature cache), its
+    items with one pruning setting share a session (fpcli.cli.answering.answer_clip). A failure of an item is
+    recorded, not raised, and a unit whose items have bad options or a bad video loads no model; a model that
+    cannot load ends the batch (errors.Fatal): no item could run."""
+    for unit in clip_units(jobs, base):
+        try:
+            questions = [Question(job.question, job.settings(base)) for job in unit]
+        except ValueError as exc:  # an invalid item: a unit of its own
+            yield error_record(unit[0], errors.one_line(exc))
+            continue
+        for job, outcome in zip(unit, answer_clip(llm, unit[0].video, questions)):
+            if isinstance(outcome, Exception):
+                if debug:
+                    errors.report(outcome, debug=True)
+                yield error_record(job, errors.one_line(outcome))
+            else:
+                yield {"id": job.id, "status": "ok", **outcome}
+
+
 def default_out(jobs: Path) -> Path:
     """jobs.yaml -> jobs.results.jsonl, next to it: re-running the same command resumes."""
     return jobs.with_name(f"{jobs.stem}.results.jsonl")
@@ -197,6 +247,8 @@ def batch(
     max_new_tokens: MaxNewTokens = DEFAULT_MAX_NEW_TOKENS,
     temperature: Temperature = DEFAULT_TEMPERATURE,
     seed: Seed = DEFAULT_SEED,
+    no_cache: NoCache = False,
+    cache_max_size: CacheMaxSize = None,
     config: Config = None,
     ray: RayAddress = None,
     workers: Workers = None,
@@ -221,33 +273,21 @@ def batch(
     out = out or default_out(jobs_file)
     if out.resolve() == jobs_file.resolve():
         raise errors.usage_error("--out must not be the jobs file", out)
+    cache = feature_cache(no_cache, cache_max_size)
     jobs = read_jobs(jobs_file)
     log = ResultsLog(out, {job.id for job in jobs})
     try:
-        code = _run(jobs, log, base, model_settings, quiet, errors.debug_enabled(ctx.meta), on_ray)
+        code = _run(jobs, log, base, model_settings, cache, quiet, errors.debug_enabled(ctx.meta), on_ray)
     finally:
         log.close()
     raise typer.Exit(code)
 
 
-def answer_job(llm: LazyModel, job: Job, base: RunSettings, reporter: Reporter, debug: bool) -> dict[str, Any]:
-    """The ok or error record of one item: a failure of the item is recorded, not raised, and an item with bad
-    options or video loads no model. A model that cannot load ends the batch: no item could run."""
-    try:
-        settings = job.settings(base)
-        return {"id": job.id, "status": "ok", **answer_video(llm, job.video, job.question, settings, reporter)}
-    except errors.Fatal:
-        raise
-    except Exception as exc:
-        if debug:
-            errors.report(exc, debug=True)
-        return error_record(job, errors.one_line(exc))
-
-
-def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: ModelSettings, quiet: bool,
-         debug: bool, on_ray: Optional[RaySettings] = None) -> int:
+def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: ModelSettings,
+         cache: Optional[FeatureCache], quiet: bool, debug: bool, on_ray: Optional[RaySettings] = None) -> int:
     """Run the pending items; print the summary; return the exit code."""
     pending = [job for job in jobs if job.id not in log.done]
+    by_id = {job.id: job for job in pending}
     counts: Counter[str] = Counter()
     start = time.perf_counter()
     interrupted = False
@@ -278,13 +318,13 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
             if on_ray is not None:
                 from fpcli.cli.on_ray import run_batch
 
-                run_batch(pending, base, model_settings, on_ray, reporter, finish)
+                run_batch(pending, base, model_settings, cache, on_ray, reporter, finish)
             else:
-                llm = LazyModel(model_settings, reporter)
-                for job in pending:
+                llm = LazyModel(model_settings, reporter, cache=cache)
+                item_start = time.perf_counter()
+                for record in answer_jobs(llm, pending, base, debug):
+                    finish(by_id[record["id"]], record, time.perf_counter() - item_start)
                     item_start = time.perf_counter()
-                    record = answer_job(llm, job, base, reporter, debug)
-                    finish(job, record, time.perf_counter() - item_start)
         except KeyboardInterrupt:
             interrupted = True
     left = len(pending) - counts["ok"] - counts["error"]

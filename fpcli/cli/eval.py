@@ -45,14 +45,16 @@ from fpcli.cli.options import (
     EvalProtocolOpt,
     EvalRatios,
     EvalShard,
+    CacheMaxSize,
     LayoutOpt,
     Model,
+    NoCache,
     ProtocolName,
     Quiet,
 )
 from fpcli.cli.on_ray import GpusPerWorker, RayAddress, RaySettings, Workers
 from fpcli.cli.progress import Reporter
-from fpcli.cli.runner import LazyModel, warn
+from fpcli.cli.runner import LazyModel, feature_cache, warn
 from fpcli.cli.settings import ModelSettings, plain
 
 if TYPE_CHECKING:
@@ -178,6 +180,8 @@ def eval_command(
     json_output: EvalJson = False,
     plot: EvalPlot = None,
     merge: EvalMerge = False,
+    no_cache: NoCache = False,
+    cache_max_size: CacheMaxSize = None,
     config: Config = None,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -187,8 +191,9 @@ def eval_command(
 ) -> None:
     """Evaluate methods x ratios on a video QA benchmark (Table 1 of the paper), or --merge run directories.
 
-    Each video is decoded and encoded once; each (method, ratio) prunes it once and prefills the prompt prefix
-    once for all its questions. Re-running the same command resumes; failed predictions are retried.
+    Each video is decoded and encoded once (or read from the feature cache); each (method, ratio) prunes it once
+    and prefills the prompt prefix once for all its questions. Re-running the same command resumes; failed
+    predictions are retried.
 
     With --ray: the videos on Ray workers, each with its own model; RUN_DIR is the same (resume with or without it).
 
@@ -213,6 +218,7 @@ def eval_command(
         limit=limit, shard=shard, **{k: v for k, v in chosen.items() if v is not None},
     )
     prepared = prepare_eval(request)
+    cache = feature_cache(no_cache, cache_max_size)
     with Reporter(quiet) as reporter:
         model_settings = ModelSettings.of(model, layout, device, dtype, attn)
         llm = LazyModel(model_settings, reporter, gpu_default=get_protocol(request.protocol).model or GPU_DEFAULT)
@@ -224,6 +230,6 @@ def eval_command(
             # the workers load what this process names (its default model), so run.json says what they ran
             execute = eval_executor(on_ray, dataclasses.replace(model_settings, model=llm.spec), reporter)
         outcome = run_eval(prepared, llm, on_plan=bar.planned, on_record=bar.record, progress=reporter.callback,
-                           execute=execute)
+                           cache=cache, execute=execute)
     _finish(outcome)
     raise typer.Exit(_show(outcome.summary, json_output, plot))

@@ -1,8 +1,9 @@
 """`--ray [ADDRESS]`, `--workers`, `--gpus-per-worker`: a command's items on Ray workers (fpcli.scale).
 
 Each worker is a Ray actor with its own model, loaded at its first item that can run; it answers the items of one
-video after another and each record streams back to this process, which alone writes them (the command's fsynced
-results file), so the output, its resume and its format are those of a single-process run. Videos must be at the
+clip (a video and its sampling: one decoding and tower pass, or a feature cache hit) after another and each record
+streams back to this process, which alone writes them (the command's fsynced results file), so the output, its
+resume and its format are those of a single-process run. Videos must be at the
 same path on every node (a shared filesystem) when the cluster has several.
 
 batch: an item is a job (run_batch). eval: an item is one pending prediction (question x method x ratio) and a
@@ -16,7 +17,7 @@ import contextlib
 import functools
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Hashable, Iterator, Optional, Sequence
 
 import typer
 from typer.core import TyperCommand
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from fpcli.cli.batch import Job
     from fpcli.eval import Counts, Executor, VideoRunner, WorkItem, Write
     from fpcli.eval.plan import VideoGroup
+    from fpcli.model.feature_cache import FeatureCache
     from fpcli.scale import Cluster, ItemResult, WorkerPlan
 
 RAY_PANEL = "Ray"
@@ -89,23 +91,23 @@ class RaySettings:
 
 
 class BatchHandler:
-    """A worker's handler (fpcli.scale.worker): each job's record exactly as a single-process batch makes it."""
+    """A worker's handler (fpcli.scale.worker): each job's record exactly as a single-process batch makes it, the
+    jobs of one work unit (a video and its sampling: fpcli.cli.batch.unit_key) from one clip encoding."""
 
-    def __init__(self, base: RunSettings, model_settings: ModelSettings) -> None:
+    def __init__(self, base: RunSettings, model_settings: ModelSettings, cache: Optional[FeatureCache]) -> None:
         self.base = base
         self.reporter = Reporter(quiet=True)  # a worker has no terminal; the driver reports
-        self.llm = LazyModel(model_settings, self.reporter)
+        self.llm = LazyModel(model_settings, self.reporter, cache=cache)
 
-    def __call__(self, video: str, jobs: list[Job]) -> Iterator[dict[str, Any]]:
-        from fpcli.cli.batch import answer_job
+    def __call__(self, unit: Any, jobs: list[Job]) -> Iterator[dict[str, Any]]:
+        from fpcli.cli.batch import answer_jobs
         from fpcli.scale import WorkerFatal
 
-        for job in jobs:
-            try:
-                yield answer_job(self.llm, job, self.base, self.reporter, debug=False)
-            except errors.Fatal as exc:  # the model cannot load here: nor for any other item
-                message, hint, _ = errors.describe(exc)
-                raise WorkerFatal(message, hint=hint) from exc
+        try:
+            yield from answer_jobs(self.llm, jobs, self.base, debug=False)
+        except errors.Fatal as exc:  # the model cannot load here: nor for any other item
+            message, hint, _ = errors.describe(exc)
+            raise WorkerFatal(message, hint=hint) from exc
 
 
 class EvalHandler:
@@ -137,8 +139,9 @@ def _describe_start(reporter: Reporter) -> Callable[[Cluster, WorkerPlan], None]
     return started
 
 
-def _run(items: list[Any], key: Callable[[Any], str], ident: Callable[[Any], str], factory: Callable[[], Any],
-         received: Callable[[ItemResult], None], ray: RaySettings, reporter: Reporter) -> None:
+def _run(items: list[Any], key: Callable[[Any], Hashable], ident: Callable[[Any], str],
+         factory: Callable[[], Any], received: Callable[[ItemResult], None], ray: RaySettings,
+         reporter: Reporter) -> None:
     """`items` on Ray, `received` on this process for each; the per-worker counts at the end."""
     from fpcli.scale import run_on_ray
 
@@ -153,10 +156,11 @@ def _run(items: list[Any], key: Callable[[Any], str], ident: Callable[[Any], str
     reporter.message(f"Items per worker: {counts or 'none'} ({rate:.2f} items/s{lost}).")
 
 
-def run_batch(pending: list[Job], base: RunSettings, model_settings: ModelSettings, ray: RaySettings,
-              reporter: Reporter, finish: Callable[[Job, dict[str, Any], float, str], None]) -> None:
-    """The pending jobs on Ray; `finish(job, record, seconds, worker)` on this process as each one is done."""
-    from fpcli.cli.batch import error_record
+def run_batch(pending: list[Job], base: RunSettings, model_settings: ModelSettings, cache: Optional[FeatureCache],
+              ray: RaySettings, reporter: Reporter, finish: Callable[[Job, dict[str, Any], float, str], None]) -> None:
+    """The pending jobs on Ray; `finish(job, record, seconds, worker)` on this process as each one is done. Workers
+    use the feature cache `cache` (its directory on their node)."""
+    from fpcli.cli.batch import error_record, unit_key
 
     if not pending:  # all done already: no cluster needed
         return
@@ -166,8 +170,8 @@ def run_batch(pending: list[Job], base: RunSettings, model_settings: ModelSettin
         record = result.value if result.ok else error_record(job, result.error)
         finish(job, record, result.seconds, result.worker)
 
-    factory = functools.partial(BatchHandler, base, model_settings)
-    _run(pending, lambda job: str(job.video), lambda job: job.id, factory, received, ray, reporter)
+    factory = functools.partial(BatchHandler, base, model_settings, cache)
+    _run(pending, functools.partial(unit_key, base=base), lambda job: job.id, factory, received, ray, reporter)
 
 
 def eval_executor(ray: RaySettings, model_settings: ModelSettings, reporter: Reporter) -> Executor:

@@ -40,6 +40,7 @@ PRUNE_PANEL = "Pruning"
 MODEL_PANEL = "Model"
 GENERATION_PANEL = "Generation"
 OUTPUT_PANEL = "Output"
+CACHE_PANEL = "Feature cache"
 
 Layout = Enum("Layout", {name: name for name in LAYOUTS}, type=str)  # type: ignore[misc]
 
@@ -71,6 +72,20 @@ def _check_device(value: str) -> str:
 def _check_viz(value: Optional[Path]) -> Optional[Path]:
     if value is not None and value.suffix.lower() not in VIZ_SUFFIXES:
         raise typer.BadParameter(f"{value} must end in {', '.join(VIZ_SUFFIXES)} (the picture's format)")
+    return value
+
+
+def _check_size(value: Optional[str]) -> Optional[str]:
+    """--cache-max-size by the feature cache's own parser (imported only when the option is given)."""
+    if value is None:
+        return None
+    from fpcli.errors import InputError
+    from fpcli.model.feature_cache import parse_size
+
+    try:
+        parse_size(value)
+    except InputError as exc:
+        raise typer.BadParameter(exc.what) from None
     return value
 
 
@@ -179,6 +194,18 @@ Viz = Annotated[
 ]
 FramesTable = Annotated[bool, typer.Option("--frames-table", rich_help_panel=OUTPUT_PANEL,
                                            help="Show every frame's row (time, kept, bar) instead of the compact strip.")]
+NoCache = Annotated[
+    bool,
+    typer.Option("--no-cache", rich_help_panel=CACHE_PANEL,
+                 help="Neither read nor write the feature cache (also FORESTPRUNE_NO_CACHE=1): decode and encode."),
+]
+CacheMaxSize = Annotated[
+    Optional[str],
+    typer.Option("--cache-max-size", metavar="SIZE", callback=_check_size, rich_help_panel=CACHE_PANEL,
+                 show_default=False,
+                 help="Cap of the feature cache, e.g. 500MB or 20GB; least recently used clips go first "
+                 "(default FORESTPRUNE_CACHE_MAX_SIZE, else 5GB)."),
+]
 # Not passed to the command: its callback records it in ctx.meta, where error handling looks (errors.debug_enabled).
 Debug = Annotated[bool, typer.Option("--debug", callback=set_debug, expose_value=False, rich_help_panel=OUTPUT_PANEL,
                                      help="Show the traceback of errors.")]

@@ -76,8 +76,12 @@ def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
-def _times(timing: dict[str, float], keys: Sequence[str]) -> str:
-    return " · ".join(f"{key} {timing[key]:.2f}" for key in keys) + " s"
+def _times(timing: dict[str, float], keys: Sequence[str], cache: str = "off") -> str:
+    """The stages' seconds; on a feature cache hit the cache load stands where decode and encode would."""
+    if cache == "hit":
+        keys = [key for key in keys if key not in ("decode", "encode")]
+        keys.insert(1, "cache_load")
+    return " · ".join(f"{key.replace('_', ' ')} {timing[key]:.2f}" for key in keys) + " s"
 
 
 def _rows(rows: list[tuple[str, str | Text]]) -> Group:
@@ -112,7 +116,7 @@ def answer_summary(result: dict[str, Any], width: int = 80) -> RenderableType:
          f"newline {tokens['newline']} · text {tokens['text']} · prompt {tokens['prompt']} · "
          f"generated {tokens['generated']}"),
         ("frames", frames),
-        ("time", _times(result["timing_s"], ANSWER_TIMES)),
+        ("time", _times(result["timing_s"], ANSWER_TIMES, result["cache"])),
         ("memory",
          f"peak {result['peak_memory_mb']:.0f} MB · prefill {flops['before']:.3g} → {flops['after']:.3g} TFLOPs"),
         ("model", f"{result['model']} ({result['layout']} layout)"),
@@ -177,7 +181,7 @@ def stats_summary(result: dict[str, Any], width: int = 80, frames_table: bool = 
         ("visual tokens",
          f"{before} → {after} ({_percent(after, before)} kept) · newline {tokens['newline']} · "
          f"{result['method']}, ratio {result['ratio']:g}"),
-        ("time", _times(result["timing_s"], STATS_TIMES)),
+        ("time", _times(result["timing_s"], STATS_TIMES, result["cache"])),
         ("memory", f"peak {result['peak_memory_mb']:.0f} MB"),
     ])
     retention = frame_bars(result) if frames_table else Group(

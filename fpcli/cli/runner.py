@@ -1,10 +1,12 @@
-"""The command runner: what every command does around its real work. Expand the VIDEO arguments, decode, load
-the model once, and go through the videos, printing each result (and the video layer's warnings) as it comes.
+"""The command runner: what every command does around its real work. Expand the VIDEO arguments, get each clip's
+features (the feature cache, or decoding and the vision tower), load the model once, and go through the videos,
+printing each result (and its warnings) as it comes.
 
-The model loads lazily, at the first video that decodes: a bad video is reported in a second, not after a
-minute of loading, and a batch whose items all fail never loads it. Decoding first needs the model's default
-frame count; a profile knows it, otherwise the spec is resolved (a folder: instant; a hub id: the cache, or a
-download) and the load reuses that resolution.
+The model loads lazily, when a clip first needs it: a video that is not in the feature cache is decoded first, so a
+bad video is reported in a second, not after a minute of loading, and a batch whose items all fail never loads it;
+a clip the cache holds loads the model and skips decoding. Decoding first needs the model's sampling rule and the
+cache key the checkpoint's identity; a profile knows the rule, otherwise the spec is resolved (a folder: instant; a
+hub id: the cache, or a download) and the load reuses that resolution.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from fpcli.cli.progress import Reporter
 from fpcli.cli.settings import ModelSettings, RunSettings
 
 if TYPE_CHECKING:
-    from fpcli.model import ResolvedModel, VideoLLM
+    from fpcli.model import ClipFeatures, ResolvedModel, VideoLLM
+    from fpcli.model.cached_encode import Check, EncoderIdentity
+    from fpcli.model.feature_cache import FeatureCache
     from fpcli.model.sampling import SamplingRule
     from fpcli.video import VideoClip
 
@@ -71,16 +75,26 @@ def _fatal() -> Iterator[None]:
         raise Fatal(str(exc)) from exc
 
 
+def feature_cache(no_cache: bool, max_size: Optional[str]) -> Optional[FeatureCache]:
+    """The command's feature cache: None with --no-cache or FORESTPRUNE_NO_CACHE=1; a bad size is a usage error
+    (exit 2) before any work. Its warnings (a broken entry, a read-only directory) reach the results' warnings."""
+    from fpcli.model.feature_cache import cache_from_env
+
+    return cache_from_env(enabled=not no_cache, max_size=max_size)
+
+
 class LazyModel:
-    """The command's model, loaded once at its first use (`get`); its sampling rule and layout are known before
-    that. `gpu_default` is the model used without --model when CUDA is there (a protocol may name its own)."""
+    """The command's model, loaded once at its first use (`get`); its sampling rule, layout and `identity` are known
+    before that. `features` is the one call per clip: the feature cache, else decoding and the vision tower.
+    `gpu_default` is the model used without --model when CUDA is there (a protocol may name its own)."""
 
     def __init__(self, settings: ModelSettings, reporter: Reporter, vision_only: bool = False,
-                 gpu_default: str = GPU_DEFAULT) -> None:
+                 gpu_default: str = GPU_DEFAULT, cache: Optional[FeatureCache] = None) -> None:
         self.settings = settings
         self.reporter = reporter
         self.vision_only = vision_only
         self.gpu_default = gpu_default
+        self.cache = cache
         self._spec: Optional[str] = settings.model
         self._resolved: Optional[ResolvedModel] = None
         self._llm: Optional[VideoLLM] = None
@@ -124,6 +138,43 @@ class LazyModel:
             with _fatal():
                 self._resolved = resolve_model(self.spec, self.settings.layout, progress=self.reporter.callback)
         return self._resolved
+
+    def identity(self) -> EncoderIdentity:
+        """What the feature cache keys on besides the clip (checkpoint, layout, dtype, device); no weights read."""
+        from fpcli.model.cached_encode import EncoderIdentity
+
+        if self._llm is not None:
+            return EncoderIdentity.of(self._llm, self.settings.attn)
+        resolved = self._resolve()
+        with _fatal():
+            return EncoderIdentity.planned(resolved, self.settings.device, self.settings.dtype, self.settings.attn)
+
+    def features(self, video: Path, settings: RunSettings, *, check: Optional[Check] = None,
+                 decoded: Optional[list[VideoClip]] = None) -> ClipFeatures:
+        """The clip's features (fpcli.model.cached_encode.features_for): from the cache, loading the model first;
+        else decoded by the sampling rule (before the model loads), then encoded and stored. `check` runs before
+        any encoding; `decoded` gets the clip when one was decoded (a picture needs its frames)."""
+        from fpcli.model.cached_encode import features_for
+        from fpcli.model.sampling import sample_clip, sampling_options
+
+        options = sampling_options(settings.frames, settings.fps, self.sampling_rule)
+        if "fps" in options and settings.frames is None:  # the rule's fewest-frames fallback decides the clip too
+            options["min_frames"] = self.sampling_rule().min_frames
+
+        def decode(path: Path, progress=None, **_: Any) -> VideoClip:  # by the rule; `options` is what keys it
+            clip = sample_clip(path, self.sampling_rule, settings.frames, settings.fps, progress=progress)
+            if decoded is not None:
+                decoded.append(clip)
+            return clip
+
+        cache, identity = self.cache, None
+        if cache is not None:
+            try:
+                identity = self.identity()
+            except Fatal:  # unresolvable model (offline, not downloaded): decode first, a bad video says so, then
+                cache = None  # the load fails the command
+        return features_for(video, options, cache, self.get, identity=identity, check=check, decode=decode,
+                            max_pixels=settings.max_pixels, progress=self.reporter.callback)
 
     def get(self) -> VideoLLM:
         """The loaded model: loaded on the first call, the same object after."""

@@ -1,18 +1,20 @@
 """`forestprune stats VIDEO...`: what pruning does to a video, without generating an answer.
 
-The work is the model layer's (`VideoLLM.inspect`: encode once, prune with --method and every --compare method on
-those same features); this command decodes, calls it, adds the load time once, and renders the StatsResult.
+The work is the model layer's: the clip's features (feature cache, or decode and encode once) and `VideoLLM.inspect`
+(prune with --method and every --compare method on those same features); this command calls them, adds the load
+time once, and renders the StatsResult.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from fpcli.cli import errors
 from fpcli.cli.options import (
+    CacheMaxSize,
     DEFAULT_DEVICE,
     DEFAULT_METHOD,
     DEFAULT_SEED,
@@ -30,6 +32,7 @@ from fpcli.cli.options import (
     MaxPixels,
     Method,
     Model,
+    NoCache,
     Opt,
     Quiet,
     Ratio,
@@ -40,29 +43,32 @@ from fpcli.cli.options import (
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.render import stats_summary
-from fpcli.cli.runner import LazyModel, decode, each_video, expand_videos
+from fpcli.cli.runner import LazyModel, decode, each_video, expand_videos, feature_cache
 from fpcli.cli.settings import ModelSettings, RunSettings, run_settings
+
+if TYPE_CHECKING:
+    from fpcli.video import VideoClip
 from fpcli.model.methods import is_in_llm
 
 
 def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: Reporter, viz: Optional[Path]
                 ) -> dict[str, Any]:
-    """Sample (before the model loads), inspect; the result in its JSON form (and the --viz picture)."""
-    clip, decode_s = decode(video, settings, model, reporter)
+    """The clip's features (cache, or decoding before the model loads), inspected; the result in its JSON form
+    (and the --viz picture, whose frames a cache hit decodes for it: the picture shows pixels)."""
+    decoded: list[VideoClip] = []
+    features = model.features(video, settings, decoded=decoded)
     result = model.get().inspect(
-        clip,
+        features,
         ratio=settings.prune_ratio,
         method=settings.method,
         options=settings.prune_options(),
         compare={name: settings.prune_options(name) for name in settings.methods()[1:]},
-        decode_s=decode_s,
-        progress=reporter.callback,
-        max_pixels=settings.max_pixels,
     )
     result.timing_s.load = model.load_s_once()
     if viz is not None:
         from fpcli.cli.viz import write_viz
 
+        clip = decoded[0] if decoded else decode(video, settings, model, reporter)[0]
         title = (f"{Path(clip.path).name} | {result.method}, ratio {result.ratio:g} | "
                  f"{result.main.visual_after}/{result.visual_before} tokens kept")
         write_viz(viz, clip.frames, result.keep.cpu().numpy(), result.grid, clip.timestamps, title,
@@ -99,6 +105,8 @@ def stats(
     seed: Seed = DEFAULT_SEED,
     viz: Viz = None,
     frames_table: FramesTable = False,
+    no_cache: NoCache = False,
+    cache_max_size: CacheMaxSize = None,
     config: Config = None,
     json_output: Json = False,
     quiet: Quiet = False,
@@ -114,9 +122,10 @@ def stats(
     if inside:
         raise errors.usage_error(f"{inside[0]} prunes inside the LLM, which stats does not run",
                                  hint=f"compare it with `forestprune ask VIDEO QUESTION --compare {inside[0]}`")
+    cache = feature_cache(no_cache, cache_max_size)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
-        llm = LazyModel(ModelSettings.of(model, layout, device, dtype), reporter, vision_only=True)
+        llm = LazyModel(ModelSettings.of(model, layout, device, dtype), reporter, vision_only=True, cache=cache)
 
         def measure(path: Path) -> dict[str, Any]:
             return video_stats(llm, path, settings, reporter, viz_path(viz, path, len(paths) > 1))

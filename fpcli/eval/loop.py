@@ -19,7 +19,6 @@ a session's pruning and prefix prefill on the session's first, so that a group's
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -33,7 +32,7 @@ from fpcli.eval.rundir import BROKEN_VIDEO, failure_record, failure_records, pre
 
 if TYPE_CHECKING:
     from fpcli.model import AnswerResult, ClipFeatures, GenerationConfig, VideoLLM
-    from fpcli.video import VideoClip
+    from fpcli.model.feature_cache import FeatureCache
 
 Progress = Callable[[str, int, int], None]
 
@@ -84,46 +83,46 @@ def run_video(
     max_new_tokens: int | None = None,
     seed: int = 0,
     counts: Counts | None = None,
+    cache: FeatureCache | None = None,
     progress: Progress | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The predictions.jsonl records of every pending question of `group`, each yielded as soon as it is answered.
 
     The video is sampled with `bench_protocol.sampling(llm.layout, *group.time_bound, frames=frames,
-    default_frames=llm.default_frames)` and encoded
-    once (`llm.encode_clip`); each session is one `llm.start(features, ratio=, method=, options=the protocol's)`
-    and its questions go through `session.ask(prompt, greedy generation, time_instruction=, system_prompt=)` with
-    the protocol's values. `seed` seeds the parsers' random fallback. `counts` (if given) is updated before each
-    record is yielded: a caller that saves it with the record never counts work twice after an interruption.
+    default_frames=llm.default_frames)` and encoded once (`llm.encode_clip`), or its features read from the feature
+    cache `cache` (fpcli.model.cached_encode); each session is one `llm.start(features, ratio=, method=, options=the
+    protocol's)` and its questions go through `session.ask(prompt, greedy generation, time_instruction=,
+    system_prompt=)` with the protocol's values. `seed` seeds the parsers' random fallback. `counts` (if given) is
+    updated before each record is yielded: a caller that saves it with the record never counts work twice after an
+    interruption.
     """
-    from fpcli.video import VideoError, sample_frames
+    from fpcli.model.cached_encode import features_for
+    from fpcli.video import VideoError
 
     counts = counts if counts is not None else Counts()
     bound = group.time_bound or (None, None)
     try:
-        start = time.perf_counter()
         sampling = bench_protocol.sampling(llm.layout, *bound, frames=frames, default_frames=llm.default_frames)
-        clip = sample_frames(group.video, **sampling, progress=progress)
-        decode_s = time.perf_counter() - start
-        features = llm.encode_clip(clip, progress, decode_s=decode_s)
+        features = features_for(group.video, sampling, cache, lambda: llm, progress=progress)
     except VideoError as exc:
         yield from failure_records(group.sessions, _message(exc), BROKEN_VIDEO)
         return
     except Exception as exc:  # the vision tower failed (out of memory, ...): this video's questions fail
         yield from failure_records(group.sessions, _message(exc), "error")
         return
-    counts.videos_encoded += 1
+    counts.videos_encoded += features.cache != "hit"  # a feature cache hit runs no vision tower
     generation = generation_of(bench_protocol, max_new_tokens)
     first = True
     for session in group.sessions:
-        for record in _ask_session(llm, clip, features, session, bench_protocol, generation, seed, counts):
-            if first and record["status"] == "ok":  # the video's decode and encode are paid once
+        for record in _ask_session(llm, features, session, bench_protocol, generation, seed, counts):
+            if first and record["status"] == "ok":  # the video's decode, encode or cache load are paid once
                 first = False
             elif record["status"] == "ok":
-                record["timing_s"] = {**record["timing_s"], "decode": 0.0, "encode": 0.0}
+                record["timing_s"] = {**record["timing_s"], "decode": 0.0, "encode": 0.0, "cache_load": 0.0}
             yield record
 
 
-def _ask_session(llm: VideoLLM, clip: VideoClip, features: ClipFeatures, session: Session,
+def _ask_session(llm: VideoLLM, features: ClipFeatures, session: Session,
                  bench_protocol: BenchProtocol, generation: GenerationConfig, seed: int, counts: Counts
                  ) -> Iterator[dict[str, Any]]:
     """The records of one (method, ratio) on one encoded video: prune once, then every question on its prefix."""
@@ -138,7 +137,7 @@ def _ask_session(llm: VideoLLM, clip: VideoClip, features: ClipFeatures, session
         prompt = build_prompt(item, bench_protocol, llm.layout)
         prefills = asked.prefills
         try:
-            llm.check_fits(len(clip.frames), prompt, session.ratio, session.method, clip=clip, **fit)
+            llm.check_fits(features.frames, prompt, session.ratio, session.method, clip=features, **fit)
             result = asked.ask(prompt, generation, **fit)
         except Exception as exc:
             counts.prefills += asked.prefills - prefills
@@ -164,17 +163,20 @@ def _record(item: EvalItem, session: Session, result: AnswerResult, parsed: Pars
 class VideoRunner:
     """`run_video` with one run's settings, for whoever executes a plan: this process (fpcli.eval.run) or a
     distributed worker (it is pickled and sent there). Yields each record with the work it cost, so the writer of
-    the run directory counts exactly the work of the records it wrote (a worker lost mid-video counts nothing)."""
+    the run directory counts exactly the work of the records it wrote (a worker lost mid-video counts nothing).
+    `cache`: the feature cache (a worker opens the same directory on its node)."""
 
     bench_protocol: BenchProtocol
     frames: int | None = None
     max_new_tokens: int | None = None
     seed: int = 0
+    cache: FeatureCache | None = None
 
     def __call__(self, llm: VideoLLM, group: VideoGroup, progress: Progress | None = None
                  ) -> Iterator[tuple[dict[str, Any], Counts]]:
         counts, saved = Counts(), Counts()
         for record in run_video(llm, group, self.bench_protocol, frames=self.frames,
-                                max_new_tokens=self.max_new_tokens, seed=self.seed, counts=counts, progress=progress):
+                                max_new_tokens=self.max_new_tokens, seed=self.seed, counts=counts, cache=self.cache,
+                                progress=progress):
             yield record, counts.since(saved)
             saved = Counts(**counts.to_dict())

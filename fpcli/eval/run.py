@@ -37,6 +37,7 @@ from fpcli.eval.shard import Shard, parse_shard, shard_items
 
 if TYPE_CHECKING:
     from fpcli.model import VideoLLM
+    from fpcli.model.feature_cache import FeatureCache
 
 DEFAULT_PROTOCOL = "paper"
 DEFAULT_METHODS = ("none", "forestprune")
@@ -161,18 +162,21 @@ def run_eval(
     on_plan: Callable[[RunPlan, RunDir], None] | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     progress: Progress | None = None,
+    cache: FeatureCache | None = None,
     execute: Executor | None = None,
 ) -> EvalOutcome:
     """Run (or resume) `prepared` into its --out directory and write its summary.json.
 
     on_plan(plan, run_dir) is called once the pending work is known; on_record(record) after each record is on
     disk (progress and running accuracy); progress(stage, done, total) goes to decoding and encoding (in this
-    process). `execute` runs the videos that exist (default: `in_process(model, progress)`); missing videos are
-    recorded here first, without a model."""
+    process). `cache`: the feature cache each video's features are read from or stored in (None: always encode).
+    `execute` runs the videos that exist (default: `in_process(model, progress)`); missing videos are recorded here
+    first, without a model."""
     request = prepared.request
     counts = Counts()
     answered = failed = 0
-    runner = VideoRunner(prepared.bench_protocol, request.frames, request.max_new_tokens, prepared.protocol.seed)
+    runner = VideoRunner(prepared.bench_protocol, request.frames, request.max_new_tokens, prepared.protocol.seed,
+                         cache)
     with RunDir(request.out, run_info(prepared, model)) as run:
         methods, ratios = list(request.methods), list(request.ratios)
         mine = {prediction_key(i.bench, i.id, m, r) for i in prepared.items for m, r in settings_of(methods, ratios)}

@@ -7,7 +7,7 @@ round-trips every field exactly (a cache hit then sets `cache`, `decode_s`, `enc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import Tensor
 
@@ -34,6 +34,11 @@ class ClipFeatures:
     @property
     def frames(self) -> int:
         return int(self.features.shape[0])
+
+    def reused(self) -> ClipFeatures:
+        """The same features with their cost already counted elsewhere (decode, encode, cache load 0): for the
+        second and later sessions on one clip, so that a run's results add up to what the run cost."""
+        return replace(self, decode_s=0.0, encode_s=0.0, cache_load_s=0.0)
 
     def tensors(self) -> dict[str, Tensor]:
         """The tensors by name: `features` and `extras.<name>` for each extra."""

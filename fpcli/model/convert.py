@@ -25,6 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from fpcli import __version__
+from fpcli.model.cache_dir import forestprune_cache_dir
 from fpcli.model.convert_config import (
     build_config,
     load_tokenizer,
@@ -106,8 +107,7 @@ def convert_checkpoint(source: str | os.PathLike, out_dir: str | os.PathLike, *,
 
 def converted_dir(repo_id: str) -> Path:
     """Where `ensure_converted` keeps the conversion of `repo_id`: $FORESTPRUNE_CACHE, else the XDG cache."""
-    root = os.environ.get("FORESTPRUNE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "forestprune"
-    return Path(root).expanduser() / "converted" / repo_id.replace("/", "--")
+    return forestprune_cache_dir() / "converted" / repo_id.replace("/", "--")
 
 
 def is_converted(directory: Path) -> bool:

@@ -1,7 +1,7 @@
 """What pruning keeps of one clip, without generating: `VideoLLM.inspect` -> `StatsResult` (`forestprune stats`).
 
-The clip is encoded once (`encode_clip` of the model: vision tower, projector, pooling, or Qwen-VL's merged tokens)
-and those same features are pruned by the main method and every compared one, so a comparison isolates the
+The clip is encoded once (`encode_clip` of the model: vision tower, projector, pooling, or Qwen-VL's merged tokens;
+or read from the feature cache) and those same features are pruned by the main method and every compared one, so a comparison isolates the
 selection. The JSON form is the documented `stats --json` schema; measurements are rounded by the same rules as an
 answer's (fpcli.model.result). Qwen-VL's features have one grid per temporal group of frames: `per_frame_kept`
 counts per group, `temporal_groups` says how many, and `keep` is spread over the sampled frames for pictures.
@@ -18,8 +18,8 @@ from fpcli.model.result import round_megabytes, round_seconds, round_timings
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from fpcli.model.clip_features import ClipFeatures
     from fpcli.model.llm import VideoLLM
-    from fpcli.model.profiles import Progress
     from fpcli.prune import PruneResult
 
 
@@ -30,6 +30,7 @@ class StatsTimings:
     load: float = 0.0
     decode: float = 0.0
     encode: float = 0.0
+    cache_load: float = 0.0
     prune: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
@@ -71,6 +72,7 @@ class StatsResult:
     peak_memory_mb: float
     compare: list[MethodRun] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    cache: str = "off"  # "hit" | "miss" | "off", as in an answer
     # [K'] the main method's kept tokens per sampled frame (frame*N + row*W + col), for pictures
     keep: Optional[Tensor] = field(default=None, repr=False)
     temporal_groups: Optional[int] = None  # Qwen-VL: T' temporal groups of frames (per_frame_kept is per group)
@@ -96,6 +98,7 @@ class StatsResult:
             "forest": self.main.forest,
             "compare": [run.to_dict() for run in self.compare],
             "warnings": list(self.warnings),
+            "cache": self.cache,
         }
         if self.temporal_groups is not None:
             out["temporal_groups"] = int(self.temporal_groups)
@@ -131,28 +134,23 @@ def frame_keep(keep: Tensor, frames: int, temporal_patch_size: int, per_frame: i
 
 def inspect_clip(
     llm: VideoLLM,
-    clip: Any,
+    clip_features: ClipFeatures,
     *,
     ratio: float,
     method: str,
     options: Optional[Mapping[str, Any]] = None,
     compare: Mapping[str, Mapping[str, Any]] | Sequence[str] = (),
-    decode_s: float = 0.0,
-    progress: Optional[Progress] = None,
-    max_pixels: Optional[int] = None,
 ) -> StatsResult:
-    """Encode `clip` once and prune it with `method` (and each compared method: name -> its options, or names
-    for their defaults). `clip` is duck-typed like `VideoLLM.answer`'s (.path, .frames, .indices, .timestamps,
-    .warnings); `max_pixels` goes to the model's encode_clip."""
+    """Prune a clip's features (the model's `encode_clip`, or the feature cache) with `method` (and each compared
+    method: name -> its options, or names for their defaults); decode, encode and cache load come from them."""
     from fpcli.model.oom import out_of_memory_is_model_error
-    from fpcli.model.timing import peak_memory_mb, reset_peak_memory
+    from fpcli.model.timing import peak_memory_mb
 
     others = dict(compare) if isinstance(compare, Mapping) else {name: {} for name in compare}
     others.pop(method, None)
-    reset_peak_memory(llm.device)
-    with out_of_memory_is_model_error("inspecting", len(clip.frames)):
-        clip_features = llm.encode_clip(clip, progress, decode_s=decode_s, max_pixels=max_pixels)
-        features, grid, extras = clip_features.features, clip_features.grid, clip_features.extras  # [T, N, D], (H, W)
+    with out_of_memory_is_model_error("inspecting", len(clip_features.timestamps)):
+        features, grid = clip_features.features.to(llm.device), clip_features.grid  # [T, N, D], (H, W)
+        extras = {name: value.to(llm.device) for name, value in clip_features.extras.items()}
         pruned, main = _run(features, grid, ratio, method, options or {}, extras)
         runs = [_run(features, grid, ratio_for(name, ratio), name, opts, extras)[1] for name, opts in others.items()]
     groups, per_frame = features.shape[:2]  # Qwen-VL: T' temporal groups
@@ -169,10 +167,12 @@ def inspect_clip(
         newline=llm.newline_count(groups, grid),
         main=main,
         timestamps=list(clip_features.timestamps),
-        timing_s=StatsTimings(decode=clip_features.decode_s, encode=clip_features.encode_s, prune=main.prune_s),
+        timing_s=StatsTimings(decode=clip_features.decode_s, encode=clip_features.encode_s,
+                              cache_load=clip_features.cache_load_s, prune=main.prune_s),
         peak_memory_mb=peak_memory_mb(features.device),
         compare=runs,
         warnings=list(clip_features.warnings),
+        cache=clip_features.cache,
         keep=frame_keep(pruned.keep, frames, step, per_frame),
         temporal_groups=groups if step > 1 else None,
         frame_size=llm.frame_size(clip_features),

@@ -235,21 +235,18 @@ class VideoLLM:
 
     def inspect(
         self,
-        clip,
+        features: ClipFeatures,
         *,
         ratio: float,
         method: str,
         options: dict | None = None,
         compare: Mapping[str, Mapping] | Sequence[str] = (),
-        decode_s: float = 0.0,
-        progress: Progress | None = None,
-        max_pixels: int | None = None,
     ) -> StatsResult:
-        """What pruning keeps of `clip`, without generating (needs only the vision tower): see fpcli.model.inspect."""
+        """What pruning keeps of a clip's features, without generating (needs only the vision tower): see
+        fpcli.model.inspect."""
         from fpcli.model.inspect import inspect_clip
 
-        return inspect_clip(self, clip, ratio=ratio, method=method, options=options, compare=compare,
-                            decode_s=decode_s, progress=progress, max_pixels=max_pixels)
+        return inspect_clip(self, features, ratio=ratio, method=method, options=options, compare=compare)
 
     def compare(self, clip, question: str, methods: Mapping[str, Mapping], *, ratio: float,
                 generation: GenerationConfig | None = None, decode_s: float = 0.0, progress: Progress | None = None,

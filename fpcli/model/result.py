@@ -57,13 +57,14 @@ class Timings:
     load: float = 0.0
     decode: float = 0.0
     encode: float = 0.0
+    cache_load: float = 0.0  # reading the clip's features from the feature cache (a hit: decode and encode are 0)
     prune: float = 0.0
     prefill: float = 0.0
     generate: float = 0.0
 
     @property
     def total(self) -> float:
-        return self.load + self.decode + self.encode + self.prune + self.prefill + self.generate
+        return sum(asdict(self).values())
 
     def to_dict(self) -> dict[str, float]:
         """The stages and their total, rounded (`round_timings`)."""
@@ -99,6 +100,7 @@ class AnswerResult:
     prefill_tflops: PrefillTflops
     generated_ids: list[int] = field(default_factory=list, repr=False)  # not part of the JSON form
     warnings: list[str] = field(default_factory=list)  # what the video layer noticed (cut short, frames capped)
+    cache: str = "off"  # where the clip's features came from: "hit" (feature cache), "miss" (computed, stored), "off"
     temporal_groups: int | None = None  # Qwen-VL: T' = ceil(frames / 2) pairs of frames (per_frame_kept is per group)
 
     def to_dict(self) -> dict:
@@ -121,6 +123,7 @@ class AnswerResult:
             "prefill_tflops": {"before": round_tflops(self.prefill_tflops.before),
                                "after": round_tflops(self.prefill_tflops.after)},
             "warnings": list(self.warnings),
+            "cache": self.cache,
         }
         if self.temporal_groups is not None:
             out["temporal_groups"] = int(self.temporal_groups)

@@ -13,10 +13,11 @@ decoded, and the cache is cropped back to the prefix. A question whose prefix di
 prefills the new prefix first. `VideoLLM.answer` runs exactly this path for a single question, so an answer from
 a session is token for token the one a fresh `answer` gives.
 
-Timings of a result: `decode` and `encode` are what the ClipFeatures says, on every result (a caller running
-several sessions on one ClipFeatures zeroes them for the later ones if it wants sums); `prune` and the prefix's
-prefill are counted on the question that paid for them (the first, or the one after a system prompt change)
-and are 0 on later ones, so that the stages of a session's results add up to what the session cost.
+Timings of a result: every stage is counted on the question that paid for it and is 0 on later ones, so that the
+stages of a session's results add up to what the session cost: `decode`, `encode` and `cache_load` (what the
+ClipFeatures says) and `prune` on the first question, the prefix's prefill on the first or on the one after a
+system prompt change. A caller running several sessions on one ClipFeatures gives the later ones
+`features.reused()`, so that the clip's cost is counted once.
 With `history=True` earlier questions and answers stay in the conversation (video in the first user turn); the
 whole text after the placeholder, earlier turns included, is prefilled per question.
 """
@@ -29,6 +30,7 @@ import torch
 from torch import Tensor
 
 from fpcli.model.clip_features import ClipFeatures
+from fpcli.model.errors import ModelInputError
 from fpcli.model.generate import Generated, GenerationConfig, decode, prefill
 from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.result import AnswerResult, PrefillTflops, Timings, TokenCounts, visual_stages
@@ -64,6 +66,7 @@ class Session:
         self.history = history
         self.questions = 0
         self.turns: list[tuple[str, str]] = []  # (question, answer) of earlier questions, kept when history=True
+        self._clip_reported = False  # the clip's decode, encode and cache load are on a result already
 
     def prompt_ids(self, question: str, *, time_instruction: bool | None = None,
                    system_prompt: str | None = None) -> tuple[Tensor, int]:
@@ -89,6 +92,20 @@ class Session:
         embeds = self.llm.embed(ids)  # [L_text, D]
         return torch.cat([embeds[:at], self.visual.to(embeds.dtype), embeds[at + 1 :]])[None]
 
+    def check_fits(self, question: str, *, time_instruction: bool | None = None,
+                   system_prompt: str | None = None) -> None:
+        """Raise ModelInputError (exit 2) when the prompt of `question` (earlier turns included under history) with
+        this session's visual sequence is longer than the LLM's context; tokenizes only."""
+        ids, _ = self.prompt_ids(question, time_instruction=time_instruction, system_prompt=system_prompt)
+        text, visual = len(ids) - 1, len(self.visual) - self.newlines
+        context = self.llm.config.text_config.max_position_embeddings
+        if text + len(self.visual) > context:
+            raise ModelInputError(
+                f"the prompt needs {text + len(self.visual)} tokens ({text} text, {visual} visual, {self.newlines} "
+                f"newline) but {self.llm.name}'s context is {context} tokens",
+                hint="shorten the question" + (" or start a new chat: earlier turns count" if self.history else ""),
+            )
+
     def _finish(self, question: str, out: Generated, counts: TokenCounts, timing: Timings, per_frame_kept: list[int],
                 tflops_after: float, **extra) -> AnswerResult:
         """The AnswerResult of one answered question (`timing` holds prune and prefill; the rest is added here);
@@ -99,7 +116,10 @@ class Session:
         self.questions += 1
         if self.history:
             self.turns.append((question, answer))
-        timing.decode, timing.encode, timing.generate = features.decode_s, features.encode_s, out.generate_s
+        if not self._clip_reported:
+            timing.decode, timing.encode, timing.cache_load = features.decode_s, features.encode_s, features.cache_load_s
+            self._clip_reported = True
+        timing.generate = out.generate_s
         return AnswerResult(
             video=features.video,
             question=question,
@@ -121,6 +141,7 @@ class Session:
             ),
             generated_ids=out.ids,
             warnings=list(features.warnings),
+            cache=features.cache,
             **extra,
         )
 

@@ -147,13 +147,15 @@ class QwenVideoLLM:
                    options: dict | None = None, time_instruction: bool | None = None,
                    system_prompt: str | None = None) -> None:
         """VideoLLM.check_fits for callers of either kind (eval): ModelInputError when the prompt of `question`
-        about `clip` pruned at `ratio` is longer than the context, before any encoding (the answer's room is
-        ask's check, which knows its length). `clip` is needed: the visual token count follows its frame size."""
+        about `clip` (a VideoClip, before encoding, or its ClipFeatures) pruned at `ratio` is longer than the
+        context (the answer's room is ask's check, which knows its length). `clip` is needed: the visual token count
+        follows its frame size."""
         self._require_llm()
         _refuse_in_llm(method)
         if clip is None:
             raise ValueError("a Qwen-VL prompt's length follows the clip's frame size: give clip")
-        self.check_context(self.prompt(clip, question, self.geometry(clip), system_prompt), ratio)
+        geo = self.geometry_of(clip) if isinstance(clip, ClipFeatures) else self.geometry(clip)
+        self.check_context(self.prompt(clip, question, geo, system_prompt), ratio)
 
     def eos_token_ids(self) -> set[int]:
         eos = getattr(self.model.generation_config, "eos_token_id", None)
@@ -182,21 +184,18 @@ class QwenVideoLLM:
 
     def inspect(
         self,
-        clip,
+        features: ClipFeatures,
         *,
         ratio: float,
         method: str,
         options: dict | None = None,
         compare: Mapping[str, Mapping] | Sequence[str] = (),
-        decode_s: float = 0.0,
-        progress: Progress | None = None,
-        max_pixels: int | None = None,
     ) -> StatsResult:
-        """What pruning keeps of `clip`, without generating (needs only the vision tower): see fpcli.model.inspect."""
+        """What pruning keeps of a clip's features, without generating (needs only the vision tower): see
+        fpcli.model.inspect."""
         from fpcli.model.inspect import inspect_clip
 
-        return inspect_clip(self, clip, ratio=ratio, method=method, options=options, compare=compare,
-                            decode_s=decode_s, progress=progress, max_pixels=max_pixels)
+        return inspect_clip(self, features, ratio=ratio, method=method, options=options, compare=compare)
 
     def answer(
         self,

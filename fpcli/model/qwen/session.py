@@ -60,6 +60,10 @@ class QwenSession(ClipSession):
                       system_prompt: str | None = None) -> Tensor:
         raise ModelError("in-LLM pruning methods are not available for Qwen-VL models")
 
+    def check_fits(self, question: str, *, time_instruction: bool | None = None,
+                   system_prompt: str | None = None) -> None:
+        """Nothing to do before `ask`: it builds the question's prompt and checks it (with the answer's length)."""
+
     def _prefill_qwen_prefix(self, prompt: QwenPrompt, positions: Tensor) -> None:
         """Prefill the kept columns up to the video's end; the cache then holds exactly them."""
         self._cache, self._prefix_ids = None, None  # free the old prefix before building the next
