@@ -359,6 +359,14 @@ def test_a_question_that_is_a_file_or_blank_is_missing(video: Path, tmp_path: Pa
     assert result.stdout == ""
 
 
+def test_a_question_too_long_to_be_a_path_is_a_question(video: Path):
+    """`Path(question).exists()` raises ENAMETOOLONG for a 40,000-character question: it is a question, not a file,
+    so the command goes on past the question check (to the missing model here)."""
+    result = run("ask", video, "why " * 10_000, "--model", str(video.parent / "no-such-model"))
+    assert result.exit_code == 1
+    assert "Missing argument" not in result.stderr and "File name too long" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -58,12 +58,20 @@ def show_comparison(out: Console, results: list[dict[str, Any]]) -> None:
     out.print(answers_table(results))
 
 
+def _names_a_file(text: str) -> bool:
+    """Whether `text` is the path of an existing file; a question too long to be a path (ENAMETOOLONG) is not."""
+    try:
+        return Path(text).exists()
+    except OSError:
+        return False
+
+
 def check_question(ctx: typer.Context, videos: Optional[list[Path]], question: Optional[str]) -> tuple[list[Path], str]:
     """VIDEO... and QUESTION as given, or a usage error saying which is missing.
 
     click fills QUESTION with the last argument, so a forgotten question leaves a video there (`ask a.mp4 b.mp4`):
     a QUESTION that names an existing file, or is blank, is the missing question."""
-    missing_question = question is None or not question.strip() or Path(question).exists()
+    missing_question = question is None or not question.strip() or _names_a_file(question)
     if not videos:
         raise errors.UsageError(f"Missing argument '{'QUESTION' if missing_question else 'VIDEO'}'.", ctx=ctx)
     if missing_question:
