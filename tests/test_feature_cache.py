@@ -165,7 +165,8 @@ def _write_many(root: str, key: str, seed: int, barrier, rounds: int) -> None:
 
 
 def test_two_processes_writing_one_key_never_leave_a_broken_entry(tmp_path):
-    context = multiprocessing.get_context("fork")
+    # spawn, not fork: a child forked from a process whose torch/OpenMP threads are running can deadlock in them
+    context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(3)
     writers = [context.Process(target=_write_many, args=(str(tmp_path), KEY, seed, barrier, 30)) for seed in (1, 2)]
     for writer in writers:
