@@ -33,12 +33,12 @@ GPUS = Cluster("auto", cpus=64, gpus=8)
 
 
 def test_worker_defaults_one_per_gpu_else_one_on_cpu():
-    assert plan_workers(CPU) == WorkerPlan(1, 0.0)
-    assert plan_workers(GPUS) == WorkerPlan(8, 1.0)
-    assert plan_workers(GPUS, gpus_per_worker=4) == WorkerPlan(2, 4)  # 72B over 4 GPUs each
-    assert plan_workers(GPUS, gpus_per_worker=0.5) == WorkerPlan(16, 0.5)
-    assert plan_workers(GPUS, workers=3) == WorkerPlan(3, 1.0)
-    assert plan_workers(CPU, workers=2) == WorkerPlan(2, 0.0)
+    assert plan_workers(CPU) == WorkerPlan(1, 0.0, 2)  # a local instance's one worker gets both cores
+    assert plan_workers(GPUS) == WorkerPlan(8, 1.0, 1)  # a joined cluster: 1 CPU each, whatever the total
+    assert plan_workers(GPUS, gpus_per_worker=4) == WorkerPlan(2, 4, 1)  # 72B over 4 GPUs each
+    assert plan_workers(GPUS, gpus_per_worker=0.5) == WorkerPlan(16, 0.5, 1)
+    assert plan_workers(GPUS, workers=3) == WorkerPlan(3, 1.0, 1)
+    assert plan_workers(CPU, workers=2) == WorkerPlan(2, 0.0, 1)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from fpcli.scale.errors import ScaleError, ScaleInputError
 
 INSTALL = 'pip install "forestprune[ray]"'
 LOCAL = "local"  # `--ray local`: the same as `--ray` without an address
-CPUS_PER_WORKER = 1  # each worker runs one item at a time; torch inside uses the threads Ray gives it
+MIN_CPUS_PER_WORKER = 1  # each worker runs one item at a time; torch inside uses the threads Ray gives it
 REACH_TIMEOUT_S = 3.0
 CLUSTER_HINT = "start one with `ray start --head` (see the README's cluster recipe), or use --ray alone for a local one"
 
@@ -47,13 +47,16 @@ class Cluster:
 
 @dataclass(frozen=True)
 class WorkerPlan:
-    """How many actors a run starts and the GPUs each one reserves (0: CPU workers)."""
+    """How many actors a run starts and the GPUs and CPUs each one reserves (0 GPUs: CPU workers). Ray gives an
+    actor as many OpenMP threads as the CPUs it reserves, so the CPUs are what torch computes with on a CPU worker."""
 
     workers: int
     gpus_per_worker: float
+    cpus_per_worker: int = MIN_CPUS_PER_WORKER
 
     def to_dict(self) -> dict[str, Any]:
-        return {"workers": self.workers, "gpus_per_worker": self.gpus_per_worker}
+        return {"workers": self.workers, "gpus_per_worker": self.gpus_per_worker,
+                "cpus_per_worker": self.cpus_per_worker}
 
 
 def plan_workers(cluster: Cluster, workers: Optional[int] = None, gpus_per_worker: Optional[float] = None
@@ -75,10 +78,13 @@ def plan_workers(cluster: Cluster, workers: Optional[int] = None, gpus_per_worke
         workers = max(workers, 1)
         raise ScaleInputError(f"{workers} worker(s) x {gpus_per_worker:g} GPU(s) do not fit in the Ray cluster's "
                               f"{cluster.gpus:g} GPU(s)", hint="lower --workers or --gpus-per-worker")
-    if workers * CPUS_PER_WORKER > cluster.cpus:
-        raise ScaleInputError(f"{workers} worker(s) need {workers * CPUS_PER_WORKER} CPU(s); the Ray cluster has "
+    if workers * MIN_CPUS_PER_WORKER > cluster.cpus:
+        raise ScaleInputError(f"{workers} worker(s) need {workers * MIN_CPUS_PER_WORKER} CPU(s); the Ray cluster has "
                               f"{cluster.cpus:g}", hint="lower --workers")
-    return WorkerPlan(workers, gpus_per_worker)
+    # A local instance is this one machine: its CPUs are shared out, so one worker computes with as many threads
+    # as a single process would. A joined cluster's CPUs spread over nodes that no one actor may exceed: 1 each.
+    shared = max(MIN_CPUS_PER_WORKER, math.floor(cluster.cpus / workers))
+    return WorkerPlan(workers, gpus_per_worker, shared if cluster.address is None else MIN_CPUS_PER_WORKER)
 
 
 def _host_port(address: str) -> Optional[tuple[str, int]]:

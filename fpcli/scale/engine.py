@@ -23,7 +23,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-from fpcli.scale.cluster import CPUS_PER_WORKER, WorkerPlan, require_ray
+from fpcli.scale.cluster import WorkerPlan, require_ray
 from fpcli.scale.errors import ScaleError, WorkerFatal
 from fpcli.scale.units import WorkUnit
 from fpcli.scale.worker import Handler, Outcome, UnitWorker, describe
@@ -106,7 +106,7 @@ class _Pool:
         self.on_result, self.on_progress = on_result, on_progress
         self.queue = deque(units)
         self.report = RunReport(total=sum(len(unit) for unit in units))
-        actor = ray.remote(num_cpus=CPUS_PER_WORKER, num_gpus=plan.gpus_per_worker, max_restarts=-1,
+        actor = ray.remote(num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker, max_restarts=-1,
                            max_task_retries=0)(UnitWorker)  # retries are ours: Ray's would redo reported items
         self.actors = [actor.remote(factory) for _ in range(min(plan.workers, len(units)))]
         self.names = [f"worker-{index}" for index in range(len(self.actors))]
