@@ -77,7 +77,10 @@ def main() -> None:
         build_tiny_checkpoint(checkpoint, shape=args.shape)
     jobs = write_jobs(args.cache)
     items = VIDEOS * QUESTIONS
-    common = ["--frames", str(args.frames), "--max-new-tokens", str(args.max_new_tokens), "--device", args.device]
+    # --no-cache: every mode decodes and encodes its clips, as a first run does (a warm feature cache would serve
+    # the later modes the first one's features)
+    common = ["--frames", str(args.frames), "--max-new-tokens", str(args.max_new_tokens), "--device", args.device,
+              "--no-cache"]
     modes = [("single process", [])] + [
         (f"--ray, {w} worker(s)", ["--ray", "--workers", w, "--gpus-per-worker", args.gpus_per_worker])
         for w in args.workers.split(",")
