@@ -177,3 +177,19 @@ def inspect_clip(
         temporal_groups=groups if step > 1 else None,
         frame_size=llm.frame_size(clip_features),
     )
+
+
+class Inspects:
+    """`inspect()` for the model classes (LLaVA's VideoLLM, QwenVideoLLM), which share inspect_clip."""
+
+    def inspect(
+        self,
+        features: ClipFeatures,
+        *,
+        ratio: float,
+        method: str,
+        options: Optional[Mapping[str, Any]] = None,
+        compare: Mapping[str, Mapping[str, Any]] | Sequence[str] = (),
+    ) -> StatsResult:
+        """What pruning keeps of a clip's features, without generating (needs only the vision tower)."""
+        return inspect_clip(self, features, ratio=ratio, method=method, options=options, compare=compare)

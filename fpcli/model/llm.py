@@ -22,6 +22,7 @@ from fpcli.model.encode import EncodedVideo, VisionParts, encode_frames, pooled_
 from fpcli.model.errors import ModelError, ModelInputError
 from fpcli.model.flops import prefill_tflops
 from fpcli.model.generate import GenerationConfig
+from fpcli.model.inspect import Inspects
 from fpcli.model.inllm.registry import check_for_model
 from fpcli.model.inllm.session import InLLMSession
 from fpcli.model.methods import is_in_llm, validate_method
@@ -37,12 +38,11 @@ from fpcli.prune.registry import keep_count
 
 if TYPE_CHECKING:
     from fpcli.model.compare import Comparison
-    from fpcli.model.inspect import StatsResult
 
 DEFAULT_ENCODE_CHUNK = {"cuda": 32, "cpu": 8}  # frames per vision-tower call
 
 
-class VideoLLM:
+class VideoLLM(Inspects):
     """A loaded LLaVA-OneVision-architecture checkpoint with its layout ("onevision" or "video")."""
 
     temporal_patch_size = 1  # frames per grid of features (Qwen-VL pairs frames)
@@ -232,21 +232,6 @@ class VideoLLM:
             visual, newlines = visual_sequence(tokens, pruned.keep, features.grid, newline, self.layout,
                                                pruned.features)  # [K+n, D]
         return ClipSession(self, features, pruned, prune_s, visual, newlines, history)
-
-    def inspect(
-        self,
-        features: ClipFeatures,
-        *,
-        ratio: float,
-        method: str,
-        options: dict | None = None,
-        compare: Mapping[str, Mapping] | Sequence[str] = (),
-    ) -> StatsResult:
-        """What pruning keeps of a clip's features, without generating (needs only the vision tower): see
-        fpcli.model.inspect."""
-        from fpcli.model.inspect import inspect_clip
-
-        return inspect_clip(self, features, ratio=ratio, method=method, options=options, compare=compare)
 
     def compare(self, clip, question: str, methods: Mapping[str, Mapping], *, ratio: float,
                 generation: GenerationConfig | None = None, decode_s: float = 0.0, progress: Progress | None = None,

@@ -11,7 +11,7 @@ The same API as `VideoLLM` (encode_clip / start / ask / answer / inspect) so cal
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping
 
 import torch
 from torch import Tensor
@@ -20,6 +20,7 @@ from fpcli.model.clip_features import ClipFeatures
 from fpcli.model.errors import ModelError, ModelInputError
 from fpcli.model.flops import prefill_tflops
 from fpcli.model.generate import GenerationConfig
+from fpcli.model.inspect import Inspects
 from fpcli.model.methods import is_in_llm
 from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.profiles import Progress
@@ -34,13 +35,10 @@ from fpcli.model.timing import now, reset_peak_memory
 from fpcli.prune import prune
 from fpcli.prune.registry import keep_count
 
-if TYPE_CHECKING:
-    from fpcli.model.inspect import StatsResult
-
 DEFAULT_ENCODE_CHUNK = {"cuda": 16, "cpu": 4}  # temporal groups (2 frames each) per vision-tower call
 
 
-class QwenVideoLLM:
+class QwenVideoLLM(Inspects):
     """A loaded Qwen-VL checkpoint; `layout` is the architecture's label ("qwen2.5-vl" or "qwen3-vl")."""
 
     def __init__(self, *, name: str, path: Path, arch: QwenArch, default_frames: int, device: torch.device,
@@ -181,21 +179,6 @@ class QwenVideoLLM:
         seconds = None if self.arch.timestamps_in_text else seconds_per_group(
             geo.frames, features.duration, self.spec.temporal_patch_size)  # fmt: skip
         return QwenSession(self, features, pruned, prune_s, geo, seconds)
-
-    def inspect(
-        self,
-        features: ClipFeatures,
-        *,
-        ratio: float,
-        method: str,
-        options: dict | None = None,
-        compare: Mapping[str, Mapping] | Sequence[str] = (),
-    ) -> StatsResult:
-        """What pruning keeps of a clip's features, without generating (needs only the vision tower): see
-        fpcli.model.inspect."""
-        from fpcli.model.inspect import inspect_clip
-
-        return inspect_clip(self, features, ratio=ratio, method=method, options=options, compare=compare)
 
     def answer(
         self,
