@@ -29,6 +29,7 @@ from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 
 from fpcli.model import LAYOUTS
+from fpcli.model.sequence import CHATML_TEMPLATE
 from fpcli.model.profiles import MODEL_TYPE_LAYOUTS
 
 
@@ -73,16 +74,9 @@ _QWEN2_SPLIT = (
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 
-# The ChatML template Qwen2 instruct models ship; LLaVA's "qwen_1_5" conversation renders the same text.
-QWEN2_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
-    "{% endif %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+# The ChatML template Qwen2 instruct models ship is the text LLaVA's "qwen_1_5" conversation renders: the one
+# fpcli.model.sequence falls back to.
+QWEN2_CHAT_TEMPLATE = CHATML_TEMPLATE
 
 # Small English corpus so common words become single tokens (keeps test prompts short).
 _CORPUS = [
