@@ -72,7 +72,7 @@ class Counting:
     """Counts vision-tower passes and prefix prefills of a loaded model, whatever path calls them."""
 
     def __init__(self, llm) -> None:
-        from fpcli.model.session import ClipSession
+        from fpcli.model.llava.session import ClipSession
 
         self.llm, self.encodes, self.prefixes = llm, 0, 0
         encode, prefix = llm.encode, ClipSession._prefill_prefix

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from fpcli.model.vision_extras import capture_queries_keys, encoder_layers, layer_extras
+from fpcli.model.llava.vision_extras import capture_queries_keys, encoder_layers, layer_extras
 
 SO400M = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16,
               image_size=384, patch_size=14)

@@ -196,7 +196,7 @@ def test_a_question_too_long_fails_alone(clip, tiny_onevision_dir):
 def test_ctrl_c_during_an_answer_keeps_the_chat(clip, tiny_onevision_dir, monkeypatch):
     """Interactive chat through the real command: Ctrl-C in the first answer, the second still answered."""
     from fpcli.cli import chat as chat_command
-    from fpcli.model.session import ClipSession
+    from fpcli.model.llava.session import ClipSession
 
     lines = iter([QUESTIONS[0], QUESTIONS[1]])
 

@@ -24,9 +24,9 @@ from tiny_original import (
 )
 from typer.testing import CliRunner
 
-from fpcli.model.convert import MARKER, convert_checkpoint, ensure_converted, human_size
-from fpcli.model.convert_config import VISION_TOWERS
-from fpcli.model.convert_keys import ConversionError
+from fpcli.model.llava.convert import MARKER, convert_checkpoint, ensure_converted, human_size
+from fpcli.model.llava.convert_config import VISION_TOWERS
+from fpcli.model.llava.convert_keys import ConversionError
 from fpcli.model.errors import ModelError
 
 SHARD_BYTES = 40_000  # the tiny model is ~126 kB: several output shards

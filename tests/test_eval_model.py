@@ -13,8 +13,8 @@ from fpcli.eval import EvalRequest, Shard, build_prompt, merge_runs, prepare_eva
 from fpcli.eval.plan import settings_of
 from fpcli.eval.rundir import PREDICTIONS, RUN
 from fpcli.model import GenerationConfig, load_model
-from fpcli.model.llm import VideoLLM
-from fpcli.model.session import ClipSession
+from fpcli.model.llava.model import LlavaVideoLLM
+from fpcli.model.llava.session import ClipSession
 from fpcli.video import sample_frames
 
 METHODS, RATIOS = ("none", "forestprune", "uniform"), (0.5, 0.8)
@@ -40,7 +40,7 @@ def bench(root: Path, videos: list[str], present: list[str] | None = None) -> Pa
 class Held:
     """A ModelSource over a loaded model, counting how often the run asked for it."""
 
-    def __init__(self, llm: VideoLLM) -> None:
+    def __init__(self, llm: LlavaVideoLLM) -> None:
         self.llm, self.gets = llm, 0
 
     @property
@@ -51,13 +51,13 @@ class Held:
     def layout(self) -> str:
         return self.llm.layout
 
-    def get(self) -> VideoLLM:
+    def get(self) -> LlavaVideoLLM:
         self.gets += 1
         return self.llm
 
 
 @pytest.fixture(scope="module", params=["onevision", "video"])
-def llm(request, tiny_onevision_dir, tiny_video_dir) -> VideoLLM:
+def llm(request, tiny_onevision_dir, tiny_video_dir) -> LlavaVideoLLM:
     return load_model(tiny_onevision_dir if request.param == "onevision" else tiny_video_dir, device="cpu")
 
 
@@ -65,7 +65,7 @@ def llm(request, tiny_onevision_dir, tiny_video_dir) -> VideoLLM:
 def spies(monkeypatch):
     """Every ClipSession.ask (question, keywords, generation, generated ids) and every vision-tower pass."""
     calls = {"ask": [], "encode": 0}
-    ask, encode = ClipSession.ask, VideoLLM.encode
+    ask, encode = ClipSession.ask, LlavaVideoLLM.encode
 
     def spy_ask(self, question, generation, **kw):
         result = ask(self, question, generation, **kw)
@@ -78,7 +78,7 @@ def spies(monkeypatch):
         return encode(self, frames, *args, **kw)
 
     monkeypatch.setattr(ClipSession, "ask", spy_ask)
-    monkeypatch.setattr(VideoLLM, "encode", spy_encode)
+    monkeypatch.setattr(LlavaVideoLLM, "encode", spy_encode)
     return calls
 
 

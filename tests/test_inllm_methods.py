@@ -5,10 +5,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fpcli.model.inllm import IN_LLM_METHODS, options_of, validate
-from fpcli.model.inllm.fastv import keep_top_visual
-from fpcli.model.inllm.framefusion import merge_runs, previous_frame_similarity, remaining_sparsity
-from fpcli.model.inllm.sttm import Pyramid, sttm_nodes, temporal_merge
+from fpcli.model.inllm.registry import in_llm_methods, options_of, validate
+from fpcli.model.inllm.methods.fastv import keep_top_visual
+from fpcli.model.inllm.methods.framefusion import merge_runs, previous_frame_similarity, remaining_sparsity
+from fpcli.model.inllm.methods.sttm import Pyramid, sttm_nodes, temporal_merge
 
 
 def test_keep_top_visual_keeps_text_and_the_attention_peaks():
@@ -136,7 +136,7 @@ def test_options_out_of_range_name_the_option(method, options, name):
 
 
 def test_registry_defaults_and_ratio():
-    assert IN_LLM_METHODS == ("fastv", "framefusion", "sttm")
+    assert tuple(in_llm_methods()) == ("fastv", "framefusion", "sttm")
     assert validate(0.9, "fastv") == {"K": 2}
     assert validate(0.5, "framefusion") == {"S_threshold": 0.6, "N_threshold": 0.1}
     assert validate(0.5, "sttm", tau_t=0.5) == {"layer": 2, "tau_s": 0.85, "tau_t": 0.5, "root_level": 1}

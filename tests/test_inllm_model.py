@@ -8,12 +8,16 @@ import torch
 from fpcli.model import GenerationConfig, load_model
 from fpcli.model.flops import prefill_flops, prefill_flops_per_layer
 from fpcli.model.generate import decode
-from fpcli.model.inllm import IN_LLM_METHODS, VisualSpan, prefill_pruned
+from fpcli.model.inllm.prefill import prefill_pruned
+from fpcli.model.inllm.registry import in_llm_methods
+from fpcli.model.inllm.span import VisualSpan
 from fpcli.model.inllm.attention import last_token_attention
 from fpcli.model.inllm.hooks import decoder_layers
-from fpcli.model.inllm.sttm import STTM, sttm_nodes
-from fpcli.model.sequence import splice, visual_sequence
+from fpcli.model.inllm.methods.sttm import STTM, sttm_nodes
+from fpcli.model.llava.sequence import splice, visual_sequence
 from fpcli.prune.registry import keep_count
+
+IN_LLM_METHODS = tuple(in_llm_methods())
 
 # The tiny LLM has 2 decoder layers, so the methods act at layer 1 (FastV's K, STTM's layer) where the real
 # models use 2; STTM at layer 0 is the authors' 72B setting.

@@ -7,11 +7,15 @@ from test_model_pipeline import make_clip
 
 from fpcli.model import GenerationConfig, ModelInputError, load_model
 from fpcli.model.generate import decode, prefill
-from fpcli.model.inllm import IN_LLM_METHODS, VisualSpan, prefill_pruned
+from fpcli.model.inllm.prefill import prefill_pruned
+from fpcli.model.inllm.registry import in_llm_methods
+from fpcli.model.inllm.span import VisualSpan
 from fpcli.model.inllm.hooks import decoder_layers
-from fpcli.model.inllm.session import InLLMSession
+from fpcli.model.llava.inllm_session import InLLMSession
 from fpcli.model.methods import is_in_llm, method_names, options_of, ratio_for, validate_method
 from fpcli.prune.registry import keep_count
+
+IN_LLM_METHODS = tuple(in_llm_methods())
 
 GEN = GenerationConfig(max_new_tokens=5)
 # The tiny LLM has 2 decoder layers: FastV's K and STTM's layer at 1 (the real models' 2 does not exist there).

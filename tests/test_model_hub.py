@@ -9,7 +9,7 @@ import pytest
 from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError
 
 from fpcli.model import ModelError
-from fpcli.model.convert_keys import ConversionError
+from fpcli.model.llava.convert_keys import ConversionError
 from fpcli.model.hub import require_safetensors, snapshot
 
 REPO = "org/model"

@@ -172,14 +172,14 @@ def test_hub_id_from_local_cache_offline(tiny_onevision_dir, tmp_path, monkeypat
 
 
 def test_llava_video_profile_resolves_through_convert(tiny_video_dir, monkeypatch):
-    """llava-video-7b asks fpcli.model.convert.ensure_converted for its converted copy (imported at resolve time)."""
+    """llava-video-7b asks fpcli.model.llava.convert.ensure_converted for its converted copy (imported at resolve time)."""
     calls = []
 
     def ensure_converted(repo_id, progress=None):
         calls.append(repo_id)
         return tiny_video_dir
 
-    monkeypatch.setitem(sys.modules, "fpcli.model.convert", SimpleNamespace(ensure_converted=ensure_converted))
+    monkeypatch.setitem(sys.modules, "fpcli.model.llava.convert", SimpleNamespace(ensure_converted=ensure_converted))
     resolved = resolve_model("llava-video-7b")
     assert calls == ["lmms-lab/LLaVA-Video-7B-Qwen2"]
     assert (resolved.name, resolved.path, resolved.layout, resolved.default_frames) == (

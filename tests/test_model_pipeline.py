@@ -10,8 +10,8 @@ import torch
 from fpcli.model import GenerationConfig, ModelError, load_model
 from fpcli.model.flops import prefill_flops
 from fpcli.model.generate import prefill
-from fpcli.model.preprocess import Preprocessor, preprocess_frames
-from fpcli.model.sequence import time_instruction, visual_sequence
+from fpcli.model.llava.preprocess import Preprocessor, preprocess_frames
+from fpcli.model.llava.sequence import time_instruction, visual_sequence
 
 RESULT_KEYS = [
     "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
@@ -259,7 +259,7 @@ def test_prefill_flops_counts_the_decoder_weights(ov):
 
 
 def test_errors_are_one_line(ov, monkeypatch):
-    import fpcli.model.encode as encode
+    import fpcli.model.llava.encode as encode
 
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -13,7 +13,7 @@ from test_model_pipeline import make_clip
 from fpcli.errors import InputError
 from fpcli.model import ClipFeatures, GenerationConfig, ModelError, ModelInputError, load_model
 from fpcli.model.generate import decode, prefill
-from fpcli.model.sequence import time_instruction
+from fpcli.model.llava.sequence import time_instruction
 
 GEN = GenerationConfig(max_new_tokens=6)
 QUESTIONS = ["What is the man doing?", "How many dogs are there?", "Describe the colours."]
@@ -148,7 +148,7 @@ def test_history_feeds_earlier_turns(llm):
 
 def test_interrupted_answer_keeps_the_session(llm, monkeypatch):
     """Ctrl-C while decoding (after the question's text went into the cache) leaves the cached prefix intact."""
-    import fpcli.model.session as session_module
+    import fpcli.model.llava.session as session_module
 
     clip = make_clip(3, seed=6)
     session = llm.start(llm.encode_clip(clip), ratio=0.5, method="uniform")

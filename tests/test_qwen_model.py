@@ -249,8 +249,8 @@ def test_prompt_longer_than_context_fails_before_encoding(llm, monkeypatch):
     with pytest.raises(ModelInputError, match=r"\(\d+ tokens after pruning at ratio 0.0, 4480 visual before\) "
                        r"plus 128 new tokens exceeds the model's context of 4096"):
         llm.answer(clip, QUESTION, ratio=0.0)
-    prompt = llm.prompt(clip, QUESTION, llm.geometry(clip))
-    assert llm.check_context(prompt, 0.9, GenerationConfig()) == prompt.text_tokens + 448  # fits after pruning
+    llm.check_fits(len(clip.frames), QUESTION, 0.9, "forestprune", clip=clip,
+                   max_new_tokens=GenerationConfig().max_new_tokens)  # 448 visual tokens after pruning: it fits
     with pytest.raises(ModelInputError, match="plus 4096 new tokens"):
         llm.answer(make_clip(2), QUESTION, ratio=0.9, generation=GenerationConfig(max_new_tokens=4096))
     assert qwen_encode.encode_groups is not never

@@ -9,10 +9,10 @@ import torch
 
 from fpcli.model import ModelError, load_model
 from fpcli.model.clip_features import ClipFeatures
-from fpcli.model.encode import pool
-from fpcli.model.preprocess import preprocess_frames
-from fpcli.model.sequence import visual_sequence
-from fpcli.model.vision_extras import capture_queries_keys, encoder_layers, feature_layer_index, layer_extras
+from fpcli.model.llava.encode import pool
+from fpcli.model.llava.preprocess import preprocess_frames
+from fpcli.model.llava.sequence import visual_sequence
+from fpcli.model.llava.vision_extras import capture_queries_keys, encoder_layers, feature_layer_index, layer_extras
 
 
 def frames(count: int, seed: int = 0) -> np.ndarray:

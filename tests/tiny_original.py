@@ -8,7 +8,7 @@ of the documented mapping, independently of the converter's own rules, so conver
 exactly the reference weights.
 
 The vision tower is named TINY_TOWER; tests register TINY_TOWER_CONFIG under that name in
-`fpcli.model.convert_config.VISION_TOWERS`. Like the real tower it has one layer more than the converted model
+`fpcli.model.llava.convert_config.VISION_TOWERS`. Like the real tower it has one layer more than the converted model
 keeps (the original deletes the last one when it loads).
 """
 

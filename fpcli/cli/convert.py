@@ -1,7 +1,7 @@
 """`forestprune convert SOURCE OUT_DIR`: make an original LLaVA-NeXT checkpoint loadable through transformers.
 
 Progress bars in bytes (download, conversion) and messages go to stderr; the one-line result goes to stdout.
-The conversion itself is fpcli.model.convert; its errors are ModelErrors, reported by fpcli.cli.errors.
+The conversion itself is fpcli.model.llava.convert; its errors are ModelErrors, reported by fpcli.cli.errors.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def convert(
     Streams the weights tensor by tensor, checks that every tensor is used once and every parameter filled, and
     records the "video" layout in OUT_DIR/forestprune.json so `ask`, `stats` and `batch` pick it automatically.
     """
-    from fpcli.model.convert import MARKER, convert_checkpoint, human_size
+    from fpcli.model.llava.convert import MARKER, convert_checkpoint, human_size
 
     start = time.perf_counter()
     with Reporter(quiet) as reporter:

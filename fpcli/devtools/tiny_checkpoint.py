@@ -29,7 +29,7 @@ from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 
 from fpcli.model import LAYOUTS
-from fpcli.model.sequence import CHATML_TEMPLATE
+from fpcli.model.llava.sequence import CHATML_TEMPLATE
 from fpcli.model.profiles import MODEL_TYPE_LAYOUTS
 
 
@@ -75,7 +75,7 @@ _QWEN2_SPLIT = (
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 
 # The ChatML template Qwen2 instruct models ship is the text LLaVA's "qwen_1_5" conversation renders: the one
-# fpcli.model.sequence falls back to.
+# fpcli.model.llava.sequence falls back to.
 QWEN2_CHAT_TEMPLATE = CHATML_TEMPLATE
 
 # Small English corpus so common words become single tokens (keeps test prompts short).

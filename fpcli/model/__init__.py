@@ -1,4 +1,4 @@
-"""Video LLMs (LLaVA-OneVision, LLaVA-Video) through transformers, with visual-token pruning before the LLM.
+"""Video LLMs (LLaVA-OneVision, LLaVA-Video, Qwen2.5-VL, Qwen3-VL) through transformers, with visual-token pruning.
 
     llm = load_model("llava-ov-0.5b")
     result = llm.answer(clip, "What is the man doing?", ratio=0.9)
@@ -8,7 +8,8 @@
     for question in questions:
         print(session.ask(question, GenerationConfig()).answer)
 
-Light names (errors, profiles) import eagerly; the torch-heavy ones on first use, so that importing
+`VideoLLM` (fpcli.model.base) is the one interface of every family (fpcli.model.llava, fpcli.model.qwen) and
+`Session` (fpcli.model.session) that of every session. Light names (errors, profiles) import eagerly; the torch-heavy ones on first use, so that importing
 `fpcli.model.ModelError` (as the CLI's error handling does) costs nothing.
 """
 
@@ -34,23 +35,19 @@ from fpcli.model.profiles import (
 if TYPE_CHECKING:
     from fpcli.model.clip_features import ClipFeatures
     from fpcli.model.compare import Comparison
-    from fpcli.model.encode import EncodedVideo
+    from fpcli.model.base import VideoLLM
     from fpcli.model.generate import GenerationConfig
     from fpcli.model.inspect import StatsResult
-    from fpcli.model.llm import VideoLLM
     from fpcli.model.loading import load_model
     from fpcli.model.result import AnswerResult, PrefillTflops, Timings, TokenCounts
-    from fpcli.model.inllm.session import InLLMSession
-    from fpcli.model.session import ClipSession
+    from fpcli.model.session import Session
 
 _LAZY = {
     "load_model": "fpcli.model.loading",
-    "VideoLLM": "fpcli.model.llm",
+    "VideoLLM": "fpcli.model.base",
+    "Session": "fpcli.model.session",
     "ClipFeatures": "fpcli.model.clip_features",
-    "ClipSession": "fpcli.model.session",
     "Comparison": "fpcli.model.compare",
-    "InLLMSession": "fpcli.model.inllm.session",
-    "EncodedVideo": "fpcli.model.encode",
     "GenerationConfig": "fpcli.model.generate",
     "AnswerResult": "fpcli.model.result",
     "TokenCounts": "fpcli.model.result",

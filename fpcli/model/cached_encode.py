@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 from fpcli.model.clip_features import ClipFeatures
 from fpcli.model.feature_cache import FeatureCache, cache_key, checkpoint_identity
-from fpcli.model.llm import VideoLLM
+from fpcli.model.base import VideoLLM
 from fpcli.model.profiles import Progress, ResolvedModel
 from fpcli.model.timing import now, reset_peak_memory
 from fpcli.video import VideoClip, sample_frames
@@ -46,16 +46,14 @@ class EncoderIdentity:
     def of(cls, llm: VideoLLM, attn: Optional[str] = None) -> EncoderIdentity:
         """The identity of a loaded model; `attn` is the implementation it was loaded with (default: what its
         tower's config says), so that a caller that planned the identity before loading keys the same after."""
-        tower = getattr(getattr(llm, "vision", None), "tower", None)  # LLaVA's; Qwen-VL's tower is llm.visual
-        attn = attn or getattr(getattr(tower or getattr(llm, "visual", None), "config", None),
-                               "_attn_implementation", None) or "sdpa"
+        attn = attn or getattr(llm.vision_tower.config, "_attn_implementation", None) or "sdpa"
         return cls(Path(llm.path), llm.layout, dtype_name(llm.dtype), llm.device.type, attn)
 
     @classmethod
     def planned(cls, resolved: ResolvedModel, device: str, dtype: str, attn: str) -> EncoderIdentity:
         """The identity `load_model(resolved, device=, dtype=, attn=)` will have, without loading it (raises the
         load's ModelError for a device that cannot be used)."""
-        from fpcli.model.loading import resolve_device, resolve_dtype
+        from fpcli.model.checkpoint import resolve_device, resolve_dtype
 
         torch_device = resolve_device(device)
         return cls(Path(resolved.path), resolved.layout, dtype_name(resolve_dtype(dtype, torch_device)),

@@ -19,7 +19,7 @@ from fpcli.model.result import AnswerResult
 from fpcli.model.timing import reset_peak_memory
 
 if TYPE_CHECKING:
-    from fpcli.model.llm import VideoLLM
+    from fpcli.model.base import VideoLLM
 
 
 @dataclass

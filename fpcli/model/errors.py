@@ -7,7 +7,7 @@ class ModelError(ForestpruneError):
     """A model could not be found, loaded or run (missing weights, not cached offline, CUDA out of memory, ...).
 
     The message is a single line that says what went wrong and, where one helps, what to do about it.
-    Conversion errors (`fpcli.model.convert`) subclass it.
+    Conversion errors (`fpcli.model.llava.convert`) subclass it.
     """
 
 

@@ -42,7 +42,7 @@ from torch import Tensor
 from fpcli.errors import ForestpruneError, InputError
 from fpcli.model.cache_dir import forestprune_cache_dir
 from fpcli.model.hub import human_size
-from fpcli.model.preprocess import CONFIG_FILES as PREPROCESSOR_FILES
+from fpcli.model.llava.preprocess import CONFIG_FILES as PREPROCESSOR_FILES
 from fpcli.model.profiles import LAYOUT_FILE
 
 # Bump when an entry's layout or the meaning of its tensors changes: older entries then miss. 2: the vision

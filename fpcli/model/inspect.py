@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from fpcli.model.clip_features import ClipFeatures
-    from fpcli.model.llm import VideoLLM
+    from fpcli.model.base import VideoLLM
     from fpcli.prune import PruneResult
 
 
@@ -177,19 +177,3 @@ def inspect_clip(
         temporal_groups=groups if step > 1 else None,
         frame_size=llm.frame_size(clip_features),
     )
-
-
-class Inspects:
-    """`inspect()` for the model classes (LLaVA's VideoLLM, QwenVideoLLM), which share inspect_clip."""
-
-    def inspect(
-        self,
-        features: ClipFeatures,
-        *,
-        ratio: float,
-        method: str,
-        options: Optional[Mapping[str, Any]] = None,
-        compare: Mapping[str, Mapping[str, Any]] | Sequence[str] = (),
-    ) -> StatsResult:
-        """What pruning keeps of a clip's features, without generating (needs only the vision tower)."""
-        return inspect_clip(self, features, ratio=ratio, method=method, options=options, compare=compare)

@@ -5,7 +5,7 @@ checkpoint directory. Hub ids are looked up in the local cache first and downloa
 and `HF_HUB_OFFLINE` is not set (fpcli.model.hub); either way the result is a directory that transformers loads
 without the network.
 
-The layout says how the visual tokens enter the LLM (see `fpcli.model.sequence`):
+The layout says how the visual tokens enter the LLM (see `fpcli.model.llava.sequence`):
   onevision  LLaVA-OneVision: bilinear pooling to ceil(h/2) x ceil(w/2), one newline after the whole video.
   video      LLaVA-Video: 2x2 average pooling, a newline after every row of every frame, time instruction.
   qwen2.5-vl, qwen3-vl  Qwen-VL: merged tokens with M-RoPE positions (see `fpcli.model.qwen`).
@@ -22,7 +22,17 @@ from pathlib import Path
 from fpcli.model.errors import ModelError
 from fpcli.model.hub import Progress, looks_like_hub_id, require_safetensors, snapshot
 
-LAYOUTS = ("onevision", "video", "qwen2.5-vl", "qwen3-vl")
+# config.json model_type -> layout, for the architectures a checkpoint's config names unambiguously.
+MODEL_TYPE_LAYOUTS = {"qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl"}
+LLAVA_LAYOUTS = ("onevision", "video")  # fpcli.model.llava
+QWEN_LAYOUTS = tuple(MODEL_TYPE_LAYOUTS.values())  # fpcli.model.qwen
+LAYOUTS = LLAVA_LAYOUTS + QWEN_LAYOUTS
+# The vision-tower extras (fpcli.prune.extras) each layout's encoder hands a pruning method besides its features:
+# a method that needs one a layout lacks is refused before anything loads.
+LAYOUT_EXTRAS = {"onevision": ("vision_attention", "vision_keys"), "video": ("vision_attention", "vision_keys"),
+                 "qwen2.5-vl": (), "qwen3-vl": ()}
+# The layouts whose decoder the in-LLM methods (fpcli.model.inllm) can hook.
+IN_LLM_LAYOUTS = LLAVA_LAYOUTS
 DTYPE_NAMES = ("bfloat16", "float16", "float32")  # what --dtype takes besides "auto"
 ATTENTION_NAMES = ("sdpa", "eager", "flash_attention_2")  # attn_implementation values, the default first
 # Qwen-VL samples at 2 fps (fpcli.model.sampling); its number here is the frame cap of that rate.
@@ -31,8 +41,6 @@ DEFAULT_FRAMES = {"onevision": 32, "video": 64, "qwen2.5-vl": QWEN_MAX_FRAMES, "
 # The most pixels a frame may be given (`max_pixels`): Qwen2.5-VL's image processor's max_pixels, the most any
 # Qwen-VL processor gives one picture (16384 merged tokens of 28x28 pixels).
 MAX_PIXELS_CAP = 16384 * 28 * 28
-# config.json model_type -> layout, for the architectures a checkpoint's config names unambiguously.
-MODEL_TYPE_LAYOUTS = {"qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl"}
 LAYOUT_FILE = "forestprune.json"
 # Files a checkpoint needs at inference time; the rest of a hub repo (README, .bin duplicates, ...) is skipped.
 _DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "tokenizer*"]
@@ -46,7 +54,7 @@ class ModelProfile:
     repo_id: str
     layout: str
     default_frames: int
-    needs_conversion: bool = False  # published only in the original LLaVA-NeXT format (see fpcli.model.convert)
+    needs_conversion: bool = False  # published only in the original LLaVA-NeXT format (see fpcli.model.llava.convert)
 
 
 PROFILES: dict[str, ModelProfile] = {}
@@ -139,7 +147,7 @@ def resolve_model(spec: str | Path, layout: str | None = None, progress: Progres
     profile = PROFILES.get(spec_str)
     if profile is not None:
         if profile.needs_conversion:
-            from fpcli.model.convert import ensure_converted  # heavy, and only needed for this profile
+            from fpcli.model.llava.convert import ensure_converted  # heavy, and only needed for this profile
 
             path = Path(ensure_converted(profile.repo_id, progress=progress))
         else:

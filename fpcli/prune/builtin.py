@@ -17,6 +17,7 @@ class Builtin:
     module: str
     options: tuple[OptionSpec, ...] = ()
     keeps_all: bool = False  # only ratio 0 is meaningful
+    extras: tuple[str, ...] = ()  # the vision-tower extras (fpcli.prune.extras) its function takes
 
 
 TAU_S = OptionSpec("tau_s", 0.9, float, (-1.0, 1.0),
@@ -37,5 +38,5 @@ BUILTIN: dict[str, Builtin] = {
     "divprune": Builtin("fpcli.prune.divprune"),
     "dycoke": Builtin("fpcli.prune.dycoke"),
     "forestprune": Builtin("fpcli.prune.forest", (TAU_S, TAU_P, NODE_RATIO)),
-    "visionzip": Builtin("fpcli.prune.visionzip", (DOMINANT_SHARE,)),
+    "visionzip": Builtin("fpcli.prune.visionzip", (DOMINANT_SHARE,), extras=("vision_attention", "vision_keys")),
 }

@@ -46,6 +46,7 @@ __all__ = [
     "Selection",
     "available_methods",
     "check_ratio",
+    "extras_of",
     "implementation",
     "keep_count",
     "options_of",
@@ -88,11 +89,12 @@ class _Method:
     any_options: bool  # the function takes **options and checks those itself
     keeps_all: bool = False  # only ratio 0 (method none)
     module: str | None = None  # a built-in's implementing module
-    extras: tuple[str, ...] = ()  # vision-tower extras it takes as keyword-only parameters (known once imported)
+    extras: tuple[str, ...] = ()  # vision-tower extras it takes as keyword-only parameters
 
 
 _METHODS: dict[str, _Method] = {
-    name: _Method(None, {spec.name: spec for spec in entry.options}, False, entry.keeps_all, entry.module)
+    name: _Method(None, {spec.name: spec for spec in entry.options}, False, entry.keeps_all, entry.module,
+                  entry.extras)
     for name, entry in BUILTIN.items()
 }
 
@@ -136,9 +138,11 @@ def register_method(name: str, *, options: Sequence[OptionSpec] | None = None) -
         builtin = entry is not None and entry.fn is None and fn.__module__ == entry.module
         if entry is not None and not builtin:
             raise ValueError(f"method {name!r} is already registered")
-        if builtin:  # its options are declared in fpcli.prune.builtin
+        if builtin:  # its options and extras are declared in fpcli.prune.builtin
             _, _, extras = _specs_of(fn, tuple(entry.options.values()))
-            _METHODS[name] = replace(entry, fn=fn, extras=extras)
+            if extras != entry.extras:
+                raise ValueError(f"{fn.__name__} takes the extras {extras}, fpcli.prune.builtin declares {entry.extras}")
+            _METHODS[name] = replace(entry, fn=fn)
         else:
             specs, any_options, extras = _specs_of(fn, options)
             _METHODS[name] = _Method(fn, specs, any_options, extras=extras)
@@ -161,6 +165,11 @@ def _entry(method: object) -> _Method:
 def options_of(method: str) -> dict[str, OptionSpec]:
     """The options `method` takes (name -> spec, in declaration order); ValueError for an unknown method."""
     return dict(_entry(method).options)
+
+
+def extras_of(method: str) -> tuple[str, ...]:
+    """The vision-tower extras `method` needs (fpcli.prune.extras), without importing a built-in's module."""
+    return _entry(method).extras
 
 
 def validate(ratio: float, method: str, **options: object) -> dict[str, object]:

@@ -15,7 +15,7 @@ class VisualSpan:
     """The unpruned visual block of one prompt: `frames` x grid (H, W) tokens starting at sequence index `start`.
 
     layout "onevision": T*H*W tokens then one newline; "video": per frame, per row, W tokens then a newline
-    (fpcli.model.sequence.visual_sequence with every token kept). Newlines are structure, not candidates: every
+    (fpcli.model.llava.sequence.visual_sequence with every token kept). Newlines are structure, not candidates: every
     method keeps them, like text.
     """
 

@@ -1,7 +1,7 @@
 """`load_qwen`: a resolved Qwen2.5-VL / Qwen3-VL checkpoint -> `QwenVideoLLM`, with the project's loading rules.
 
 transformers' own class for the config's model_type, safetensors only, no remote code, local files only (through
-`fpcli.model.loading.load_pretrained`); the video preprocessing comes from the checkpoint's processor configs.
+`fpcli.model.checkpoint.load_pretrained`); the video preprocessing comes from the checkpoint's processor configs.
 `vision_only=True` builds just the vision tower from the config and reads only its tensors (`visual.*`, or
 `model.visual.*` as transformers 5 saves Qwen3-VL): the LLM is never instantiated (what `forestprune stats` needs).
 """
@@ -15,8 +15,9 @@ import time
 import torch
 
 from fpcli.model.errors import ModelError
-from fpcli.model.loading import load_pretrained, vision_keys
-from fpcli.model.profiles import Progress, ResolvedModel
+from fpcli.model.checkpoint import load_pretrained, vision_keys
+from fpcli.model.families import register_loader
+from fpcli.model.profiles import QWEN_LAYOUTS, Progress, ResolvedModel
 from fpcli.model.qwen.arch import ARCHS, LAYOUT_TO_ARCH, QwenArch
 from fpcli.model.qwen.model import QwenVideoLLM
 from fpcli.model.qwen.video_input import VideoSpec
@@ -105,3 +106,6 @@ def _load_visual(resolved: ResolvedModel, arch: QwenArch, config, device: torch.
         what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
         raise ModelError(f"{resolved.path}: vision weights do not match the config ({what})")
     return tower.to(device=device, dtype=dtype).eval()
+
+
+register_loader(QWEN_LAYOUTS, load_qwen)

@@ -1,27 +1,21 @@
-"""`QwenVideoLLM`: a loaded Qwen2.5-VL or Qwen3-VL checkpoint that encodes clips, prunes and answers.
+"""`QwenVideoLLM`: a loaded Qwen2.5-VL or Qwen3-VL checkpoint, the `VideoLLM` interface (fpcli.model.base).
 
-answer() = geometry + prompt (cheap, checked against the context before any encoding) -> encode_clip (vision tower
-in chunks of temporal groups: a ClipFeatures of merged tokens [T', h*w, D], Qwen3-VL's DeepStack features in
-extras["deepstack"] [T', h*w, layers, D]) -> start (`fpcli.prune` on them unchanged: a QwenSession) -> ask (the kept
+What the family adds: geometry + prompt (cheap, checked against the context before any encoding); encode_clip (the
+vision tower in chunks of temporal groups: a ClipFeatures of merged tokens [T', h*w, D], Qwen3-VL's DeepStack
+features in extras["deepstack"] [T', h*w, layers, D]); a session pruned before the LLM is a QwenSession (the kept
 columns of the unpruned prompt at the positions `get_rope_index` gives it; see fpcli.model.qwen.session).
-The same API as `VideoLLM` (encode_clip / start / ask / answer / inspect) so callers need not know the architecture;
 `max_pixels` (per frame) overrides the processor's pixel budget.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
 
 import torch
-from torch import Tensor
 
+from fpcli.model.base import VideoLLM
 from fpcli.model.clip_features import ClipFeatures
-from fpcli.model.errors import ModelError, ModelInputError
-from fpcli.model.flops import prefill_tflops
-from fpcli.model.generate import GenerationConfig
-from fpcli.model.inspect import Inspects
-from fpcli.model.methods import is_in_llm
+from fpcli.model.errors import ModelInputError
 from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.profiles import Progress
 from fpcli.model.qwen.arch import QwenArch
@@ -30,39 +24,23 @@ from fpcli.model.qwen.generate import QwenLM
 from fpcli.model.qwen.prompt import QwenPrompt, build_prompt
 from fpcli.model.qwen.session import QwenSession, check_fits
 from fpcli.model.qwen.video_input import VideoGeometry, VideoSpec, geometry, group_timestamps, seconds_per_group
-from fpcli.model.result import AnswerResult
-from fpcli.model.timing import now, reset_peak_memory
-from fpcli.prune import prune
+from fpcli.model.timing import now
+from fpcli.prune import PruneResult
 from fpcli.prune.registry import keep_count
 
-DEFAULT_ENCODE_CHUNK = {"cuda": 16, "cpu": 4}  # temporal groups (2 frames each) per vision-tower call
 
-
-class QwenVideoLLM(Inspects):
+class QwenVideoLLM(VideoLLM):
     """A loaded Qwen-VL checkpoint; `layout` is the architecture's label ("qwen2.5-vl" or "qwen3-vl")."""
+
+    encode_chunks = {"cuda": 16, "cpu": 4}  # temporal groups (2 frames each) per vision-tower call
 
     def __init__(self, *, name: str, path: Path, arch: QwenArch, default_frames: int, device: torch.device,
                  dtype: torch.dtype, load_s: float, config, spec: VideoSpec, visual, model=None,
                  tokenizer=None):  # fmt: skip
-        self.name, self.path, self.arch = name, path, arch
-        self.layout = arch.label
-        self.default_frames = default_frames
-        self.device, self.dtype, self.load_s = device, dtype, load_s
-        self.config, self.spec, self.visual, self.model, self.tokenizer = config, spec, visual, model, tokenizer
+        super().__init__(name=name, path=path, layout=arch.label, default_frames=default_frames, device=device,
+                         dtype=dtype, load_s=load_s, config=config, model=model, tokenizer=tokenizer)
+        self.arch, self.spec, self.visual = arch, spec, visual
         self.lm = None if model is None else QwenLM(model)  # what prefill/decode call
-        self.encode_chunk = DEFAULT_ENCODE_CHUNK["cuda" if device.type == "cuda" else "cpu"]
-
-    @property
-    def vision_only(self) -> bool:
-        return self.model is None
-
-    def _require_llm(self) -> None:
-        if self.vision_only:
-            raise ModelError(f"{self.name} was loaded with vision_only=True; load it fully to answer questions")
-
-    def __repr__(self) -> str:
-        kind = "vision-only " if self.vision_only else ""
-        return f"QwenVideoLLM({kind}{self.name!r}, layout={self.layout}, device={self.device}, dtype={self.dtype})"
 
     @property
     def temporal_patch_size(self) -> int:
@@ -70,16 +48,12 @@ class QwenVideoLLM(Inspects):
         return self.spec.temporal_patch_size
 
     @property
-    def context_length(self) -> int:
-        return int(self.config.text_config.max_position_embeddings)
+    def vision_tower(self) -> torch.nn.Module:
+        return self.visual
 
     def newline_count(self, frames: int, grid: tuple[int, int]) -> int:
         """Qwen-VL adds no newline embeddings (its rows are told apart by M-RoPE positions)."""
         return 0
-
-    def prefill_tflops(self, seq_len: int) -> float:
-        """Analytic LLM prefill TFLOPs for a prompt of `seq_len` tokens (see fpcli.model.flops)."""
-        return prefill_tflops(self.config.text_config, seq_len)
 
     def geometry(self, clip, max_pixels: int | None = None) -> VideoGeometry:
         """Resized size, temporal groups and merged grid of `clip` (raises ModelInputError past the limits)."""
@@ -96,11 +70,6 @@ class QwenVideoLLM(Inspects):
         geo = self.geometry_of(features)
         return geo.height, geo.width
 
-    def embed(self, ids: Tensor) -> Tensor:
-        """Text token ids [L] -> their input embeddings [L, D] on the model's device."""
-        with torch.inference_mode():
-            return self.model.get_input_embeddings()(ids.to(self.device))
-
     def prompt(self, clip, question: str, geo: VideoGeometry, system_prompt: str | None = None) -> QwenPrompt:
         """The unpruned prompt of `question` about `clip` (or its ClipFeatures: anything with .timestamps)."""
         self._require_llm()
@@ -109,8 +78,8 @@ class QwenVideoLLM(Inspects):
 
     def encode_clip(self, clip, progress: Progress | None = None, *, decode_s: float = 0.0,
                     max_pixels: int | None = None) -> ClipFeatures:  # fmt: skip
-        """The vision tower once over `clip` (duck-typed: .path, .frames [T,H,W,3] uint8, .indices, .timestamps,
-        .duration, optionally .warnings): features [T', h*w, D] with the merged grid."""
+        """The vision tower once over `clip` (see VideoLLM.encode_clip): features [T', h*w, D] with the merged
+        grid, resized to `max_pixels` per frame where given."""
         geo = self.geometry(clip, max_pixels)
         with out_of_memory_is_model_error("encoding", geo.frames):
             start = now(self.device)
@@ -119,101 +88,34 @@ class QwenVideoLLM(Inspects):
                 chunk=self.encode_chunk, deepstack=self.arch.deepstack, progress=progress,
             )  # fmt: skip
             encode_s = now(self.device) - start
-        return ClipFeatures(
-            video=str(clip.path),
-            features=features,
-            grid=geo.grid,
-            timestamps=[float(t) for t in clip.timestamps],
-            duration=float(clip.duration),
-            frame_indices=[int(i) for i in clip.indices],
-            extras={} if deep is None else {"deepstack": deep},
-            decode_s=float(decode_s),
-            encode_s=encode_s,
-            warnings=list(getattr(clip, "warnings", [])),
-        )
+        extras = {} if deep is None else {"deepstack": deep}
+        return self.clip_features(clip, features, geo.grid, extras, decode_s=decode_s, encode_s=encode_s)
 
-    def check_context(self, prompt: QwenPrompt, ratio: float, generation: GenerationConfig | None = None) -> int:
-        """Prompt tokens after pruning; ModelInputError when they and the answer (if `generation` is given) do not
-        fit the context."""
-        video = int(prompt.video_mask.sum())
-        length = prompt.text_tokens + keep_count(ratio, video)
-        room = 0 if generation is None else generation.max_new_tokens
-        check_fits(length, room, self.context_length, f" at ratio {ratio}, {video} visual before")
-        return length
-
-    def check_fits(self, frames: int, question: str, ratio: float, method: str, *, clip=None,
-                   options: dict | None = None, time_instruction: bool | None = None,
-                   system_prompt: str | None = None) -> None:
-        """VideoLLM.check_fits for callers of either kind (eval): ModelInputError when the prompt of `question`
-        about `clip` (a VideoClip, before encoding, or its ClipFeatures) pruned at `ratio` is longer than the
-        context (the answer's room is ask's check, which knows its length). `clip` is needed: the visual token count
-        follows its frame size."""
-        self._require_llm()
-        _refuse_in_llm(method)
+    def _check_prompt(self, frames: int, question: str, ratio: float, in_llm: bool, clip, *,
+                      time_instruction: bool | None, system_prompt: str | None, max_new_tokens: int,
+                      max_pixels: int | None) -> None:
+        """The prompt of `question` about `clip` (a VideoClip, before encoding, or its ClipFeatures) pruned at
+        `ratio`, and `max_new_tokens` of answer, against the context. `clip` is needed: the visual token count
+        follows its frame size (resized by `max_pixels`)."""
+        if time_instruction:
+            raise ModelInputError("the time instruction is LLaVA-Video's; Qwen-VL prompts carry their own timing")
         if clip is None:
             raise ValueError("a Qwen-VL prompt's length follows the clip's frame size: give clip")
-        geo = self.geometry_of(clip) if isinstance(clip, ClipFeatures) else self.geometry(clip)
-        self.check_context(self.prompt(clip, question, geo, system_prompt), ratio)
+        geo = self.geometry_of(clip) if isinstance(clip, ClipFeatures) else self.geometry(clip, max_pixels)
+        prompt = self.prompt(clip, question, geo, system_prompt)
+        video = int(prompt.video_mask.sum())
+        visual = video if in_llm else keep_count(ratio, video)
+        check_fits(prompt.text_tokens + visual, max_new_tokens, self.context_length,
+                   f" at ratio {ratio}, {video} visual before")
 
-    def eos_token_ids(self) -> set[int]:
-        eos = getattr(self.model.generation_config, "eos_token_id", None)
-        ids = set([eos] if isinstance(eos, int) else (eos or []))
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
-        return ids
-
-    def start(self, features: ClipFeatures, *, ratio: float, method: str, options: dict | None = None,
-              history: bool = False) -> QwenSession:  # fmt: skip
-        """Prune `features` once (timed) and open a session of questions (the prefix prefills on the first)."""
-        self._require_llm()
-        _refuse_in_llm(method)
+    def _pruned_session(self, features: ClipFeatures, pruned: PruneResult, prune_s: float,
+                        history: bool) -> QwenSession:
         if history:
             raise ModelInputError("history=True (earlier turns in the prompt) is not available for Qwen-VL models")
-        geo = self.geometry_of(features)
-        with out_of_memory_is_model_error("pruning", geo.frames):
-            tokens = features.features.to(self.device)  # [T', N, D]
-            extras = {name: value.to(self.device) for name, value in features.extras.items()}  # deepstack
-            start = now(self.device)
-            pruned = prune(tokens, geo.grid, ratio, method, extras=extras, **(options or {}))
-            prune_s = now(self.device) - start
         seconds = None if self.arch.timestamps_in_text else seconds_per_group(
-            geo.frames, features.duration, self.spec.temporal_patch_size)  # fmt: skip
-        return QwenSession(self, features, pruned, prune_s, geo, seconds)
+            features.frames, features.duration, self.spec.temporal_patch_size)  # fmt: skip
+        return QwenSession(self, features, pruned, prune_s, self.geometry_of(features), seconds)
 
-    def answer(
-        self,
-        clip,
-        question: str,
-        ratio: float = 0.9,
-        method: str = "forestprune",
-        prune_options: dict | None = None,
-        generation: GenerationConfig | None = None,
-        decode_s: float = 0.0,
-        progress: Progress | None = None,
-        *,
-        time_instruction: bool | None = None,
-        system_prompt: str | None = None,
-        max_pixels: int | None = None,
-    ) -> AnswerResult:
-        """Answer `question` about `clip`: check the prompt fits, encode_clip, start, ask (`timing_s.load` is 0)."""
-        generation = generation or GenerationConfig()
-        self._require_llm()
-        _refuse_in_llm(method)
-        geo = self.geometry(clip, max_pixels)
-        self.check_context(self.prompt(clip, question, geo, system_prompt), ratio, generation)
-        reset_peak_memory(self.device)
-        features = self.encode_clip(clip, progress, decode_s=decode_s, max_pixels=max_pixels)
-        session = self.start(features, ratio=ratio, method=method, options=prune_options)
-        return session.ask(question, generation, time_instruction=time_instruction, system_prompt=system_prompt)
-
-    def compare(self, clip, question: str, methods: Mapping[str, Mapping], **kwargs) -> None:
-        """`ask --compare` runs on the LLaVA layouts only, so far: a ModelInputError."""
-        raise ModelInputError(f"comparing methods is available for the LLaVA layouts only, not {self.name} "
-                              f"({self.layout})", hint="compare pre-LLM methods with `forestprune stats --compare`")
-
-
-def _refuse_in_llm(method: str) -> None:
-    """In-LLM methods hook LLaVA's (Qwen2) decoder layers with its 1-D positions; Qwen-VL's M-RoPE is not handled."""
-    if is_in_llm(method):
-        raise ModelInputError(f"{method} prunes inside the LLM, which is available for the LLaVA layouts only, not "
-                              "Qwen-VL", hint="use a method that prunes before the LLM (forestprune, visionzip, ...)")
+    def _in_llm_session(self, features: ClipFeatures, method: str, ratio: float, options: dict,
+                        history: bool) -> QwenSession:
+        raise ModelInputError(f"{method} prunes inside the LLM, which the {self.layout} layout does not support")

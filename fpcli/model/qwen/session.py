@@ -1,6 +1,6 @@
 """`QwenSession`: one pruned Qwen-VL clip whose prompt prefix is prefilled once, asked any number of questions.
 
-A `ClipSession` (counters, cache rewind, stage accounting and the AnswerResult are its), with Qwen-VL's prompt: the
+A `PrunedSession` (counters, cache rewind, stage accounting and the AnswerResult are its), with Qwen-VL's prompt: the
 prefix is everything up to the video's last <|vision_end|> (system prompt, user turn opening, the kept visual tokens
 and Qwen3-VL's timestamps), prefilled with the kept columns' M-RoPE positions (and Qwen3-VL's DeepStack features of
 the kept tokens); the question and the assistant opening come after it at the positions `get_rope_index` gives the
@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from fpcli.model.clip_features import ClipFeatures
-from fpcli.model.errors import ModelError, ModelInputError
+from fpcli.model.errors import ModelInputError
 from fpcli.model.generate import GenerationConfig, decode, prefill
 from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.qwen.positions import assemble, full_positions, kept_columns
 from fpcli.model.qwen.prompt import QwenPrompt
 from fpcli.model.qwen.video_input import VideoGeometry
 from fpcli.model.result import AnswerResult, TokenCounts
-from fpcli.model.session import ClipSession, rewind
+from fpcli.model.session import PrunedSession, rewind
 from fpcli.model.timing import now, reset_peak_memory
 from fpcli.prune import PruneResult
 
@@ -43,22 +43,14 @@ def check_fits(length: int, max_new_tokens: int, context: int, detail: str = "")
         )
 
 
-class QwenSession(ClipSession):
+class QwenSession(PrunedSession):
     """Questions about one Qwen-VL clip pruned once (`QwenVideoLLM.start` makes it)."""
 
     def __init__(self, llm: QwenVideoLLM, features: ClipFeatures, pruned: PruneResult, prune_s: float,
                  geometry: VideoGeometry, seconds_per_group: float | None) -> None:
-        super().__init__(llm, features, pruned, prune_s, visual=features.features, newlines=0, history=False)
+        super().__init__(llm, features, pruned, prune_s, history=False)
         self.geometry = geometry
         self.seconds_per_group = seconds_per_group  # Qwen2.5-VL's second_per_grid_ts; None for Qwen3-VL
-
-    def prompt_ids(self, question: str, *, time_instruction: bool | None = None,
-                   system_prompt: str | None = None) -> tuple[Tensor, int]:
-        raise ModelError("Qwen-VL prompts interleave text and video tokens: use QwenVideoLLM.prompt")
-
-    def prompt_embeds(self, question: str, *, time_instruction: bool | None = None,
-                      system_prompt: str | None = None) -> Tensor:
-        raise ModelError("in-LLM pruning methods are not available for Qwen-VL models")
 
     def check_fits(self, question: str, *, time_instruction: bool | None = None,
                    system_prompt: str | None = None) -> None:

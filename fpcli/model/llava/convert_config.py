@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from fpcli.model.convert_keys import ConversionError
+from fpcli.model.llava.convert_keys import ConversionError
 
 # Vision towers by the name LLaVA-NeXT configs give them, as the original loads them (before it deletes the last
 # encoder layer and the pooling head). SigLIP so400m at 384 px is what LLaVA-Video and LLaVA-OneVision use.

@@ -18,13 +18,17 @@ to time; the authors tune them per dataset for 50% and 30% budgets).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-from torch.nn.functional import normalize
-
-from fpcli.model.inllm.hooks import LayerInput
+from fpcli.lazy import torch
+from fpcli.model.inllm.registry import UNBOUNDED, InLLMMethod, register_in_llm
+from fpcli.prune.options import OptionSpec
 from fpcli.prune.registry import keep_count
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from fpcli.model.inllm.hooks import LayerInput
 
 SEARCH_STEPS = 24  # bisection steps of the threshold shift: 3 / 2**24 is far below any similarity gap that matters
 
@@ -74,7 +78,7 @@ class Pyramid:
             self.col_span.insert(0, (self.col_span[0][0][c0], self.col_span[0][1][c1]))
         # Each cell's cosine similarity with its 4 children (a repeated index repeats a child's similarity, which
         # leaves "all children similar" unchanged): [T, h_l, w_l, 4] per level, computed once for every threshold.
-        self.units = [normalize(f.float(), dim=-1, eps=1e-8) for f in self.features]
+        self.units = [torch.nn.functional.normalize(f.float(), dim=-1, eps=1e-8) for f in self.features]
         self.child_sim = []
         for level, ((r0, r1), (c0, c1)) in enumerate(zip(self.rows, self.cols)):
             parent, finer = self.units[level], self.units[level + 1]
@@ -161,7 +165,8 @@ def merge_groups(nodes: Nodes, rep: Tensor) -> Nodes:
     counts = torch.bincount(rep, minlength=len(feats))
     alive = counts > 0
     merged = sums[alive] / counts[alive, None]
-    return Nodes(merged.to(nodes.features.dtype), nodes.tlbr[alive], normalize(merged, dim=-1, eps=1e-8))
+    unit = torch.nn.functional.normalize(merged, dim=-1, eps=1e-8)
+    return Nodes(merged.to(nodes.features.dtype), nodes.tlbr[alive], unit)
 
 
 def temporal_merge(nodes: Nodes, tau_t: float) -> Nodes:
@@ -222,3 +227,19 @@ class STTM:
 
     def observe(self, step: LayerInput) -> None:
         return None
+
+
+register_in_llm(InLLMMethod(
+    name="sttm",
+    summary="merges the visual hidden states by a spatial quadtree and across frames at one layer's input",
+    options=(
+        OptionSpec("layer", 2, int, (0, UNBOUNDED), "decoder layer at whose input the tokens are merged",
+                   high_open=True),
+        OptionSpec("tau_s", 0.85, float, (-1.0, 1.0), "spatial (quadtree) similarity threshold"),
+        OptionSpec("tau_t", 0.6, float, (-1.0, 1.0), "temporal (cross-frame node) similarity threshold"),
+        OptionSpec("root_level", 1, int, (0, UNBOUNDED), "pyramid level the quadtree starts from (0: 2x2)",
+                   high_open=True),
+    ),
+    layer_options=("layer",),
+    build=lambda ratio, plan, **options: STTM(ratio, grid=plan.grid, **options),
+))

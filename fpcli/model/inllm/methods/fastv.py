@@ -8,10 +8,16 @@ all text and newline tokens, with their original position ids. The authors' `fas
 
 from __future__ import annotations
 
-from torch import Tensor
+from typing import TYPE_CHECKING
 
-from fpcli.model.inllm.hooks import LayerInput
+from fpcli.model.inllm.registry import UNBOUNDED, InLLMMethod, register_in_llm
+from fpcli.prune.options import OptionSpec
 from fpcli.prune.registry import keep_count
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from fpcli.model.inllm.hooks import LayerInput
 
 
 def keep_top_visual(row: Tensor, visual: Tensor, k: int) -> Tensor:
@@ -41,3 +47,13 @@ class FastV:
     def observe(self, step: LayerInput) -> None:
         if step.index == self.K - 1:
             self.row = step.attention_row()
+
+
+register_in_llm(InLLMMethod(
+    name="fastv",
+    summary="drops the visual tokens the last prompt token attends to least in layer K-1, from layer K on",
+    options=(OptionSpec("K", 2, int, (1, UNBOUNDED), "layer from which only the kept visual tokens go on (FastV's K)",
+                        high_open=True),),
+    layer_options=("K",),
+    build=lambda ratio, plan, K: FastV(ratio, K=K),
+))

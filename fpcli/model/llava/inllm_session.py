@@ -19,31 +19,36 @@ from torch import Tensor
 
 from fpcli.model.clip_features import ClipFeatures
 from fpcli.model.generate import GenerationConfig, decode
-from fpcli.model.inllm.registry import prefill_pruned
+from fpcli.model.inllm.prefill import prefill_pruned
 from fpcli.model.inllm.span import VisualSpan
+from fpcli.model.llava.session import LlavaPrompt
 from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.result import AnswerResult, Timings, TokenCounts, visual_stages
-from fpcli.model.session import Session
+from fpcli.model.session import SessionBase
 from fpcli.model.timing import now, reset_peak_memory
 
 if TYPE_CHECKING:
-    from fpcli.model.llm import VideoLLM
+    from fpcli.model.llava.model import LlavaVideoLLM
 
 
-class InLLMSession(Session):
-    """Questions about one clip with an in-LLM method (`VideoLLM.start` makes it); `prefills` and `questions`
+class InLLMSession(LlavaPrompt, SessionBase):
+    """Questions about one clip with an in-LLM method (`LlavaVideoLLM.start` makes it); `prefills` and `questions`
     count the pruned prefills (one per question) and the answered questions."""
 
-    def __init__(self, llm: VideoLLM, features: ClipFeatures, method: str, ratio: float, options: dict,
-                 visual: Tensor, newlines: int, history: bool) -> None:
-        super().__init__(llm, features, method, ratio, visual, newlines, history)
-        self.options = dict(options)
-        self.prefills = 0
+    in_llm = True
 
-    def ask(self, question: str, generation: GenerationConfig, *, time_instruction: bool | None = None,
-            system_prompt: str | None = None) -> AnswerResult:
+    def __init__(self, llm: LlavaVideoLLM, features: ClipFeatures, method: str, ratio: float, options: dict,
+                 visual: Tensor, newlines: int, history: bool) -> None:
+        super().__init__(llm, features, method, ratio, history)
+        self.visual = visual  # [T*N + newlines, D] every visual token in the layout's order
+        self.newlines = newlines
+        self.options = dict(options)
+
+    def ask(self, question: str, generation: GenerationConfig | None = None, *,
+            time_instruction: bool | None = None, system_prompt: str | None = None) -> AnswerResult:
         """Answer `question`: its whole prompt through the pruned prefill, then decode (see the module docs)."""
         llm, features = self.llm, self.features
+        generation = generation or GenerationConfig()
         ids, at = self.prompt_ids(question, time_instruction=time_instruction, system_prompt=system_prompt)
         if self.questions:  # the first question's window is the caller's (answer() opens it before encoding)
             reset_peak_memory(llm.device)

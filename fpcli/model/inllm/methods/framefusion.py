@@ -14,11 +14,17 @@ and merging stops once it falls below N_threshold. At the next layer, the previo
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
-from fpcli.model.inllm.fastv import keep_top_visual
-from fpcli.model.inllm.hooks import LayerInput
+from fpcli.lazy import torch
+from fpcli.model.inllm.methods.fastv import keep_top_visual
+from fpcli.model.inllm.registry import InLLMMethod, register_in_llm
+from fpcli.prune.options import OptionSpec
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from fpcli.model.inllm.hooks import LayerInput
 
 
 def remaining_sparsity(shares: list[float], cost: float, layers: int) -> float:
@@ -118,3 +124,18 @@ class FrameFusion:
         share = remaining_sparsity(self.shares, self.cost, self.layers)
         # Python's round, as the authors; at least one token where too few layers are left to meet the cost
         return keep_top_visual(self.row, step.visual, max(1, round(visual * (1 - share))))
+
+
+register_in_llm(InLLMMethod(
+    name="framefusion",
+    summary="merges tokens similar to the previous frame's same patch at the first layers, then prunes by attention",
+    options=(
+        OptionSpec("S_threshold", 0.6, float, (-1.0, 1.0),
+                   "cosine similarity to the previous frame's same patch at which tokens merge"),
+        OptionSpec("N_threshold", 0.1, float, (0.0, 1.0),
+                   "merging stops at the first layer that merges less than this share"),
+    ),
+    layer_options=(),
+    build=lambda ratio, plan, **options: FrameFusion(ratio, layers=plan.layers, patches=plan.grid[0] * plan.grid[1],
+                                                     **options),
+))

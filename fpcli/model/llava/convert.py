@@ -26,7 +26,7 @@ from pathlib import Path
 
 from fpcli import __version__
 from fpcli.model.cache_dir import forestprune_cache_dir
-from fpcli.model.convert_config import (
+from fpcli.model.llava.convert_config import (
     build_config,
     load_tokenizer,
     original_video_settings,
@@ -36,7 +36,7 @@ from fpcli.model.convert_config import (
     write_generation_config,
     write_processor_files,
 )
-from fpcli.model.convert_keys import ConversionError, Move, TensorInfo, plan_tensors
+from fpcli.model.llava.convert_keys import ConversionError, Move, TensorInfo, plan_tensors
 from fpcli.model.hub import (
     Notify,
     Progress,

@@ -6,7 +6,7 @@ strategy "default", the two-layer projector, then per-frame 2D pooling on the pr
   onevision  bilinear resize to ceil(h/2) x ceil(w/2)  (27x27 -> 14x14), as `apply_pooling` does;
   video      2x2 average pooling, floor                 (27x27 -> 13x13), LLaVA-Video's `get_2dPool` "average".
 Frames go through the tower `chunk` at a time so that hundreds of frames never sit in the tower at once; only the
-pooled tokens of all frames are kept. Every encoding also returns the feature layer's extras (fpcli.model.vision_extras:
+pooled tokens of all frames are kept. Every encoding also returns the feature layer's extras (fpcli.model.llava.vision_extras:
 attention received and keys per patch, for visionzip), selected and pooled exactly like the features; they cost
 about 0.2% of the tower, so they are always computed and a cached encoding serves every method.
 """
@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fpcli.model.preprocess import Preprocessor, preprocess_frames
+from fpcli.model.llava.preprocess import Preprocessor, preprocess_frames
 from fpcli.model.timing import now
-from fpcli.model.vision_extras import capture_queries_keys, encoder_layers, feature_layer_index, layer_extras
+from fpcli.model.llava.vision_extras import capture_queries_keys, encoder_layers, feature_layer_index, layer_extras
 
 
 @dataclass
