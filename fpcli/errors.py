@@ -4,7 +4,8 @@ An expected failure says `what` went wrong, optionally the `path` it concerns an
 `str(err)` is one line, `<what> (<path>)`. `exit_code` is what the CLI exits with: 1 for a runtime failure
 (a bad video, a model that cannot load), 2 for bad input that a lower layer is the first to see
 (`InputError`: a prompt longer than the model's context, a benchmark folder without its files).
-The CLI maps errors by these types and attributes alone.
+The CLI maps errors by these types and attributes alone (`describe`), and records (batch results, eval
+predictions) carry `one_line(exc)`.
 """
 
 from __future__ import annotations
@@ -28,3 +29,39 @@ class InputError(ForestpruneError):
     """Bad input found below the CLI, before any expensive step: a usage error (exit 2)."""
 
     exit_code = 2
+
+
+class Fatal(Exception):
+    """Ends the command even inside a loop that goes on past a failed video or item; raised `from` the error it
+    stands for (the model cannot be resolved or loaded: no later video could run either), which is what is reported.
+    """
+
+
+BUG_HINT = "this is a bug; run again with --debug and report the traceback"
+
+
+def describe(exc: BaseException) -> tuple[str, str | None, int]:
+    """(message line, hint line or None, exit code) for an exception raised by a command, by its type:
+    every layer's expected failures are ForestpruneErrors that carry their own exit code and hint."""
+    message, hint, code = _describe(exc)
+    return " ".join(message.split()), hint, code  # one line, whatever the exception's text looked like
+
+
+def _describe(exc: BaseException) -> tuple[str, str | None, int]:
+    if isinstance(exc, Fatal) and exc.__cause__ is not None:
+        return _describe(exc.__cause__)
+    if isinstance(exc, ForestpruneError):
+        return str(exc), exc.hint, exc.exit_code
+    if isinstance(exc, MemoryError):
+        return "out of memory", "try fewer --frames or a higher --ratio", 1
+    if isinstance(exc, OSError):  # PermissionError, disk full, ...: the system's own words and the file
+        where = f" ({exc.filename})" if exc.filename is not None else ""
+        return f"{exc.strerror or exc}{where}", None, 1
+    if isinstance(exc, ValueError):
+        return str(exc), None, 1
+    return f"{type(exc).__name__}: {exc}", BUG_HINT, 1
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of `describe`, for records (batch results, eval predictions) rather than the terminal."""
+    return describe(exc)[0]

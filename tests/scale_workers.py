@@ -3,7 +3,7 @@
 import os
 import time
 
-from fpcli.cli.on_ray import EvalHandler
+from fpcli.run.on_ray import EvalHandler
 from fpcli.scale import WorkerFatal
 
 

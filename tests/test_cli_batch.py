@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from fpcli.cli import app
-from fpcli.cli.batch import ResultsLog, job_id, read_jobs
-from fpcli.cli.errors import CliError
+from fpcli.cli.results_log import ResultsLog
+from fpcli.run.jobs import job_id, read_jobs
+from fpcli.errors import InputError
 from test_cli_run import ANSWER_KEYS, assert_rounded, load_calls, write_clip  # noqa: F401 (a fixture)
 
 runner = CliRunner()
@@ -101,7 +102,7 @@ def test_default_id_ignores_order_and_formatting():
 def test_unusable_jobs_file_is_usage_error(tmp_path: Path, name: str, text: str, message: str):
     jobs = tmp_path / name
     jobs.write_text(text)
-    with pytest.raises(CliError, match=message) as info:
+    with pytest.raises(InputError, match=message) as info:
         read_jobs(jobs)
     assert info.value.exit_code == 2
     result = invoke("batch", jobs, "--model", "/nonexistent/model")
@@ -186,11 +187,11 @@ def test_batch_resumes_after_interrupted_run(clips: Path, tiny_onevision_dir: Pa
 
 def test_batch_ctrl_c_leaves_a_consistent_file(clips: Path, tiny_onevision_dir: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch):
-    from fpcli.cli import batch
+    from fpcli.run import jobs as batch_jobs
 
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("".join(f"- {{id: j{i}, video: {clips / 'a.mp4'}, question: 'Q{i}?'}}\n" for i in range(3)))
-    real = batch.answer_clip
+    real = batch_jobs.answer_clip
 
     def interrupt_second(*args, **kwargs):  # the three items are one clip's unit: Ctrl-C while answering the second
         for number, outcome in enumerate(real(*args, **kwargs)):
@@ -198,7 +199,7 @@ def test_batch_ctrl_c_leaves_a_consistent_file(clips: Path, tiny_onevision_dir: 
                 raise KeyboardInterrupt
             yield outcome
 
-    monkeypatch.setattr(batch, "answer_clip", interrupt_second)
+    monkeypatch.setattr(batch_jobs, "answer_clip", interrupt_second)
     result = invoke("batch", jobs, "--model", tiny_onevision_dir, *FAST)
     assert result.exit_code == 130
     assert "Interrupted: 2 item(s) not run; re-run the same command to resume." in result.stderr

@@ -107,12 +107,14 @@ def test_visual_column_shows_what_the_layers_ran_on():
     assert _visual_in_llm(tokens([(0, 130), (1, 51)], 512)) == "512→130@L0→51@L1"  # FrameFusion merges at layer 0
 
 
-def test_qwen_refuses_in_llm_methods_and_compare_before_encoding(clip: Path, tiny_qwen25_dir: Path):
+def test_qwen_refuses_in_llm_methods_before_loading_and_compares_the_others(clip: Path, tiny_qwen25_dir: Path):
     asked = invoke("ask", clip, QUESTION, "--model", tiny_qwen25_dir, "--frames", "2", "--method", "fastv")
-    assert asked.exit_code == 1  # one failed video
-    assert asked.stderr.splitlines()[-2:] == [
-        "Error: fastv prunes inside the LLM, which is available for the LLaVA layouts only, not Qwen-VL",
-        "Hint: use a method that prunes before the LLM (forestprune, visionzip, ...)"]
-    compared = invoke("ask", clip, QUESTION, "--model", tiny_qwen25_dir, "--frames", "2", "--compare", "uniform")
-    assert compared.exit_code == 1
-    assert "Error: comparing methods is available for the LLaVA layouts only" in compared.stderr
+    assert asked.exit_code == 2 and "Loaded" not in asked.stderr
+    assert asked.stderr.splitlines() == [
+        "Error: fastv prunes inside the LLM, which the qwen2.5-vl layout does not support (in-LLM methods run on "
+        "the onevision, video layouts)",
+        "Hint: see `forestprune methods` for what each method needs"]
+    compared = invoke("ask", clip, QUESTION, "--model", tiny_qwen25_dir, *FAST, "--compare", "none,uniform",
+                      "--json")
+    assert compared.exit_code == 0, compared.stderr
+    assert [r["method"] for r in json_lines(compared.stdout)] == ["forestprune", "none", "uniform"]

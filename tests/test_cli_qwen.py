@@ -78,11 +78,13 @@ def test_max_pixels_is_checked(clips: Path, tiny_qwen25_dir: Path, tiny_onevisio
     over = invoke("ask", clips / "long.mp4", QUESTION, "--model", tiny_qwen25_dir, "--max-pixels", "99999999")
     assert over.exit_code == 2 and "--max-pixels" in over.stderr
     small = invoke("ask", clips / "long.mp4", QUESTION, "--model", tiny_qwen25_dir, "--max-pixels", "15")
-    assert small.exit_code == 1  # found by the model, for this video: the command goes on to the next
+    assert small.exit_code == 2  # a usage error the model finds, for this video: the command goes on to the next
     assert "Error: max_pixels 15 is below one merged token (4x4 = 16 pixels)" in small.stderr
     llava = invoke("ask", clips / "long.mp4", QUESTION, "--model", tiny_onevision_dir, "--max-pixels", "4096")
-    assert llava.exit_code == 1
-    assert "max_pixels applies to Qwen-VL models" in llava.stderr and "Hint: leave out --max-pixels" in llava.stderr
+    assert llava.exit_code == 2 and "Loaded" not in llava.stderr  # refused before anything loads
+    assert llava.stderr.splitlines() == [
+        "Error: max_pixels applies to Qwen-VL models; the onevision layout resizes every frame to the vision "
+        "tower's square input", "Hint: leave out --max-pixels"]
 
 
 def test_stats_json_human_and_viz(clips: Path, tiny_qwen3_dir: Path, tmp_path: Path):

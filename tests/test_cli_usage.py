@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from fpcli import __version__
 from fpcli.cli import app
 from fpcli.cli.errors import CliError, describe
-from fpcli.cli.settings import RunSettings
+from fpcli.run.settings import RunSettings
 
 runner = CliRunner()
 NO_MODEL = ["--model", "/nonexistent/model"]
@@ -272,7 +272,7 @@ def test_describe_known_errors(tmp_path: Path):
 def test_default_model_follows_cuda(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     import torch
 
-    from fpcli.cli.runner import default_model
+    from fpcli.run.source import default_model
     from fpcli.cli.progress import Reporter
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -118,7 +118,7 @@ def test_killed_worker_loses_and_repeats_nothing(local_ray, data: Path, tiny_one
                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import scale_workers
 
-    from fpcli.cli import on_ray
+    from fpcli.run import on_ray
 
     monkeypatch.setattr(on_ray, "EvalHandler", scale_workers.KilledOnceEval)  # pickled by name: the workers have it
     (data.parent / "killed").unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from fpcli.eval import (
 )
 from fpcli.eval.items import make_item
 from fpcli.eval.plan import settings_of
-from fpcli.eval.rundir import MISSING_VIDEO, PREDICTIONS
+from fpcli.eval.rundir import MISSING_VIDEO, PREDICTIONS, failure_records
 
 METHODS, RATIOS = ["none", "forestprune", "gprune"], [0.7, 0.9]
 
@@ -46,7 +46,10 @@ def _run(items, run_dir: Path, protocol: str = "paper", shard: str | None = None
         plan = plan_run(items, METHODS, RATIOS, done=run.done)
         for group in plan.groups:
             if not group.video.is_file():
-                assert run.fail_group(group, "file not found", MISSING_VIDEO) == group.questions
+                records = list(failure_records(group.sessions, "file not found", MISSING_VIDEO))
+                for record in records:
+                    run.append(record)
+                assert len(records) == group.questions
                 continue
             run.count(videos_encoded=1)
             for session in group.sessions:

@@ -14,7 +14,7 @@ from fpcli.model.inllm.span import VisualSpan
 from fpcli.model.inllm.attention import last_token_attention
 from fpcli.model.inllm.hooks import decoder_layers
 from fpcli.model.inllm.methods.sttm import STTM, sttm_nodes
-from fpcli.model.llava.sequence import splice, visual_sequence
+from fpcli.model.llava.sequence import visual_sequence
 from fpcli.prune.registry import keep_count
 
 IN_LLM_METHODS = tuple(in_llm_methods())
@@ -52,7 +52,8 @@ def prompt_inputs(llm, features, grid, question="What is the man doing?"):
     all_tokens = torch.arange(features.shape[0] * features.shape[1])
     visual, _ = visual_sequence(features, all_tokens, grid, llm.vision.image_newline, llm.layout)
     with torch.inference_mode():
-        embeds = splice(llm.model.get_input_embeddings()(ids), start, visual)[None]
+        text = llm.model.get_input_embeddings()(ids)  # [L_text, D]; the visual sequence replaces the placeholder
+        embeds = torch.cat([text[:start], visual.to(text.dtype), text[start + 1 :]])[None]
     return embeds, VisualSpan(start, frames, grid, llm.layout)
 
 

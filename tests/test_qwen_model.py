@@ -351,7 +351,8 @@ def test_inspect_reports_groups_and_keeps_per_frame(tiny_qwen3_dir):
 
 def test_max_pixels_is_a_qwen_setting(tiny_onevision_dir):
     llava = load_model(tiny_onevision_dir, device="cpu", vision_only=True)
-    with pytest.raises(ModelInputError, match="max_pixels applies to Qwen-VL models; .* resizes every frame to 30x30"):
+    with pytest.raises(ModelInputError, match="^max_pixels applies to Qwen-VL models; the onevision layout resizes "
+                                              "every frame to the vision tower.s square input$"):
         llava.encode_clip(make_clip(2), max_pixels=1024)
 
 

@@ -71,7 +71,7 @@ def test_batch_on_ray_writes_the_single_process_results(local_ray, jobs: Path, t
 def test_interrupted_ray_run_resumes_without_ray(local_ray, jobs: Path, tiny_onevision_dir: Path,
                                                  single: dict[str, dict], tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch):
-    from fpcli.cli.batch import ResultsLog
+    from fpcli.cli.results_log import ResultsLog
 
     out = tmp_path / "resumed.jsonl"
     real_append = ResultsLog.append

@@ -1,4 +1,4 @@
-"""The `forestprune` command line: ask, stats, batch, convert (see fpcli.cli.app)."""
+"""The `forestprune` command line: ask, stats, batch, chat, eval, cache and convert (see fpcli.cli.app)."""
 
 from fpcli.cli.app import app, main
 

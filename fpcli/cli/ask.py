@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from fpcli.cli import errors
-from fpcli.cli.answering import answer_video, compare_video
+from fpcli.run.answering import answer_video, compare_video
 from fpcli.cli.options import (
     CacheMaxSize,
     DEFAULT_DEVICE,
@@ -44,8 +44,10 @@ from fpcli.cli.options import (
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.render import answer_summary, answers_table
-from fpcli.cli.runner import LazyModel, each_video, expand_videos, feature_cache
-from fpcli.cli.settings import ModelSettings, run_settings
+from fpcli.cli.runner import each_video, expand_videos, feature_cache
+from fpcli.cli.settings import run_settings
+from fpcli.run.settings import ModelSettings
+from fpcli.run.source import LazyModel
 
 
 def show_answer(out: Console, result: dict[str, Any]) -> None:
@@ -133,7 +135,9 @@ def ask(
     cache = feature_cache(no_cache, cache_max_size)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
-        llm = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter, cache=cache)
+        llm = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter, cache=cache,
+                        methods=settings.method_settings(), max_pixels=settings.max_pixels)
+        llm.check_methods()
 
         def answer(path: Path) -> dict[str, Any] | list[dict[str, Any]]:
             if settings.compare:

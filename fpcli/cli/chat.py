@@ -15,7 +15,6 @@ from typing import Annotated, Any
 import typer
 
 from fpcli.cli import errors
-from fpcli.cli.answering import generation
 from fpcli.cli.chat_loop import run_chat
 from fpcli.cli.options import (
     DEFAULT_DEVICE,
@@ -49,9 +48,12 @@ from fpcli.cli.options import (
     Temperature,
 )
 from fpcli.cli.progress import Reporter
-from fpcli.cli.runner import LazyModel, feature_cache, warn
-from fpcli.cli.settings import ModelSettings, run_settings
+from fpcli.cli.runner import feature_cache, warn
+from fpcli.cli.settings import run_settings
 from fpcli.errors import ForestpruneError
+from fpcli.run.answering import ask_in_chat, open_chat
+from fpcli.run.settings import ModelSettings
+from fpcli.run.source import LazyModel
 
 HISTORY_FILE = "chat_history"  # readline's input history, under the forestprune cache directory
 
@@ -105,27 +107,26 @@ def chat(
         raise errors.usage_error("no such file", video)
     debugging = errors.debug_enabled(ctx.meta)
     with Reporter(quiet) as reporter:
-        lazy = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter, cache=cache)
-        features = lazy.features(video, settings)
-        session = lazy.get().start(features, ratio=settings.prune_ratio, method=settings.method,
-                                   options=settings.prune_options(), history=history)
+        lazy = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter, cache=cache,
+                        methods=settings.method_settings(), max_pixels=settings.max_pixels)
+        lazy.check_methods()
+        session = open_chat(lazy, video, settings, history)
+        features = session.features
         source = ("from the feature cache" if features.cache == "hit" else
                   f"encoded in {features.decode_s + features.encode_s:.1f} s")
-        reporter.message(f"Ready: {video}, {features.frames} frames ({source}), {session.pruned.k} of "
-                         f"{features.features.shape[0] * features.features.shape[1]} visual tokens kept. "
-                         "Ask away; /exit or Ctrl-D ends.")
+        where = " inside the LLM" if session.in_llm else ""
+        reporter.message(f"Ready: {video}, {features.frames} frames ({source}), {session.visual_kept} of "
+                         f"{session.visual_before} visual tokens kept{where}. Ask away; /exit or Ctrl-D ends.")
     failed = 0
 
     def answer(question: str) -> None:
         nonlocal failed
         try:
-            session.check_fits(question)
-            result = session.ask(question, generation(settings))
+            result = ask_in_chat(lazy, session, question, settings)
         except ForestpruneError as exc:  # e.g. too long for the context: this question fails, the chat goes on
             failed += 1
             errors.report(exc, debugging)
             return
-        result.timing_s.load = lazy.load_s_once()
         record: dict[str, Any] = result.to_dict()
         if session.questions == 1:
             warn(record)  # the clip's warnings, said once

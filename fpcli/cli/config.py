@@ -13,12 +13,7 @@ from typing import Any, Optional
 import typer
 import yaml
 
-
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """`expected ',' or '}', but got '?' (line 2)` rather than PyYAML's multi-line report."""
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    mark = getattr(exc, "problem_mark", None)
-    return f"{problem} (line {mark.line + 1})" if mark is not None else problem
+from fpcli.run.jobs import yaml_problem
 
 
 def _key(flag: str) -> str:

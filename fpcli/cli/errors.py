@@ -16,7 +16,7 @@ import traceback
 
 import typer
 
-from fpcli.errors import ForestpruneError, InputError
+from fpcli.errors import ForestpruneError, InputError, describe
 
 try:  # typer >= 0.22 vendors click privately; older releases depend on the click package
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
@@ -39,44 +39,8 @@ class CliUsageError(CliError, InputError):
     """Bad usage the CLI detects after parsing (a missing file, an unusable jobs file): exit 2."""
 
 
-class Fatal(Exception):
-    """Ends the command even inside a loop that goes on past a failed video or item; raised `from` the error it
-    stands for (the model cannot be resolved or loaded: no later video could run either), which is what is reported.
-    """
-
-
 def usage_error(what: str, path: str | os.PathLike | None = None, hint: str | None = None) -> CliUsageError:
     return CliUsageError(what, path, hint)
-
-
-BUG_HINT = "this is a bug; run again with --debug and report the traceback"
-
-
-def describe(exc: BaseException) -> tuple[str, str | None, int]:
-    """(message line, hint line or None, exit code) for an exception raised by a command, by its type:
-    every layer's expected failures are ForestpruneErrors that carry their own exit code and hint."""
-    message, hint, code = _describe(exc)
-    return " ".join(message.split()), hint, code  # one line, whatever the exception's text looked like
-
-
-def _describe(exc: BaseException) -> tuple[str, str | None, int]:
-    if isinstance(exc, Fatal) and exc.__cause__ is not None:
-        return _describe(exc.__cause__)
-    if isinstance(exc, ForestpruneError):
-        return str(exc), exc.hint, exc.exit_code
-    if isinstance(exc, MemoryError):
-        return "out of memory", "try fewer --frames or a higher --ratio", EXIT_FAILURE
-    if isinstance(exc, OSError):  # PermissionError, disk full, ...: the system's own words and the file
-        where = f" ({exc.filename})" if exc.filename is not None else ""
-        return f"{exc.strerror or exc}{where}", None, EXIT_FAILURE
-    if isinstance(exc, ValueError):
-        return str(exc), None, EXIT_FAILURE
-    return f"{type(exc).__name__}: {exc}", BUG_HINT, EXIT_FAILURE
-
-
-def one_line(exc: BaseException) -> str:
-    """The message of `describe`, for records (batch results) rather than the terminal."""
-    return describe(exc)[0]
 
 
 def debug_enabled(meta: dict | None = None) -> bool:

@@ -48,14 +48,18 @@ from fpcli.cli.options import (
     CacheMaxSize,
     LayoutOpt,
     Model,
+    Opt,
     NoCache,
     ProtocolName,
     Quiet,
 )
-from fpcli.cli.on_ray import GpusPerWorker, RayAddress, RaySettings, Workers
+from fpcli.cli.on_ray import GpusPerWorker, RayAddress, Workers
 from fpcli.cli.progress import Reporter
-from fpcli.cli.runner import LazyModel, feature_cache, warn
-from fpcli.cli.settings import ModelSettings, plain
+from fpcli.cli.runner import feature_cache, warn
+from fpcli.cli.settings import parse_opts
+from fpcli.run.on_ray import RaySettings
+from fpcli.run.settings import MethodSetting, ModelSettings, plain
+from fpcli.run.source import LazyModel
 
 if TYPE_CHECKING:
     from fpcli.eval import EvalOutcome, RunDir, RunPlan, RunSummary, Table1
@@ -63,6 +67,14 @@ if TYPE_CHECKING:
 
 def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
     return None if value is None else tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _method_options(pairs: Optional[list[str]], methods: tuple[str, ...]) -> dict[str, Any]:
+    """--opt NAME=VALUE, typed and checked by the first of `methods` that takes NAME (exit 2 otherwise)."""
+    try:
+        return parse_opts(pairs, list(methods))
+    except ValueError as exc:
+        raise errors.usage_error(str(exc)) from exc
 
 
 def _ratios(value: Optional[str]) -> Optional[tuple[float, ...]]:
@@ -167,6 +179,7 @@ def eval_command(
     protocol: EvalProtocolOpt = ProtocolName(DEFAULT_PROTOCOL),
     methods: EvalMethods = None,
     ratios: EvalRatios = None,
+    opt: Opt = None,
     model: Model = None,
     layout: LayoutOpt = None,
     device: Device = DEFAULT_DEVICE,
@@ -200,6 +213,7 @@ def eval_command(
     Exit code 0 when every question was scored, 1 when some were not (missing or broken videos), 2 for bad usage.
     """
     from fpcli.eval import EvalRequest, get_protocol, merge_runs, prepare_eval, run_eval
+    from fpcli.eval.run import method_settings
 
     on_ray = RaySettings.of(ray, workers, gpus_per_worker)
     if merge:
@@ -217,15 +231,18 @@ def eval_command(
         bench=args[0], data=data, out=out, protocol=plain(protocol), frames=frames, max_new_tokens=max_new_tokens,
         limit=limit, shard=shard, **{k: v for k, v in chosen.items() if v is not None},
     )
+    request = dataclasses.replace(request, method_options=_method_options(opt, request.methods))
     prepared = prepare_eval(request)
     cache = feature_cache(no_cache, cache_max_size)
     with Reporter(quiet) as reporter:
         model_settings = ModelSettings.of(model, layout, device, dtype, attn)
-        llm = LazyModel(model_settings, reporter, gpu_default=get_protocol(request.protocol).model or GPU_DEFAULT)
+        llm = LazyModel(model_settings, reporter, gpu_default=get_protocol(request.protocol).model or GPU_DEFAULT,
+                        methods=[MethodSetting(*setting) for setting in method_settings(prepared)])
+        llm.check_methods()
         bar = _Bar(reporter)
         execute = None
         if on_ray is not None:
-            from fpcli.cli.on_ray import eval_executor
+            from fpcli.run.on_ray import eval_executor
 
             # the workers load what this process names (its default model), so run.json says what they ran
             execute = eval_executor(on_ray, dataclasses.replace(model_settings, model=llm.spec), reporter)

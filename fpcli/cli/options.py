@@ -24,17 +24,19 @@ from fpcli.model.methods import is_in_llm, method_names, options_of
 from fpcli.model.profiles import MAX_PIXELS_CAP, QWEN_MAX_FRAMES
 from fpcli.model.sampling import MAX_FRAMES, RATE_LAYOUTS
 from fpcli.prune.registry import check_ratio
+from fpcli.run.settings import (  # noqa: F401  the defaults the commands' declarations show
+    CPU_DEFAULT,
+    DEFAULT_DEVICE,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_METHOD,
+    DEFAULT_RATIO,
+    DEFAULT_SEED,
+    DEFAULT_TEMPERATURE,
+    GPU_DEFAULT,
+    MIN_NEW_TOKENS,
+    MIN_TEMPERATURE,
+)
 
-MIN_NEW_TOKENS = 1
-MIN_TEMPERATURE = 0.0
-DEFAULT_RATIO = 0.9
-DEFAULT_METHOD = "forestprune"
-DEFAULT_MAX_NEW_TOKENS = 128
-DEFAULT_TEMPERATURE = 0.0
-DEFAULT_SEED = 0
-DEFAULT_DEVICE = "auto"
-GPU_DEFAULT = "llava-video-7b"
-CPU_DEFAULT = "llava-ov-0.5b"
 VIZ_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 PRUNE_PANEL = "Pruning"
 MODEL_PANEL = "Model"

@@ -1,8 +1,8 @@
 """`forestprune stats VIDEO...`: what pruning does to a video, without generating an answer.
 
-The work is the model layer's: the clip's features (feature cache, or decode and encode once) and `VideoLLM.inspect`
-(prune with --method and every --compare method on those same features); this command calls them, adds the load
-time once, and renders the StatsResult.
+The work is fpcli.run's `inspect_video`: the clip's features (feature cache, or decode and encode once) and
+`VideoLLM.inspect` (prune with --method and every --compare method on those same features); this command calls it
+and renders the StatsResult (and the --viz picture).
 """
 
 from __future__ import annotations
@@ -43,12 +43,15 @@ from fpcli.cli.options import (
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.render import stats_summary
-from fpcli.cli.runner import LazyModel, decode, each_video, expand_videos, feature_cache
-from fpcli.cli.settings import ModelSettings, RunSettings, run_settings
+from fpcli.cli.runner import each_video, expand_videos, feature_cache
+from fpcli.cli.settings import run_settings
+from fpcli.model.methods import is_in_llm
+from fpcli.run.answering import inspect_video
+from fpcli.run.settings import ModelSettings, RunSettings
+from fpcli.run.source import LazyModel, decode
 
 if TYPE_CHECKING:
     from fpcli.video import VideoClip
-from fpcli.model.methods import is_in_llm
 
 
 def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: Reporter, viz: Optional[Path]
@@ -56,15 +59,7 @@ def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: 
     """The clip's features (cache, or decoding before the model loads), inspected; the result in its JSON form
     (and the --viz picture, whose frames a cache hit decodes for it: the picture shows pixels)."""
     decoded: list[VideoClip] = []
-    features = model.features(video, settings, decoded=decoded)
-    result = model.get().inspect(
-        features,
-        ratio=settings.prune_ratio,
-        method=settings.method,
-        options=settings.prune_options(),
-        compare={name: settings.prune_options(name) for name in settings.methods()[1:]},
-    )
-    result.timing_s.load = model.load_s_once()
+    result = inspect_video(model, video, settings, decoded)
     if viz is not None:
         from fpcli.cli.viz import write_viz
 
@@ -125,7 +120,9 @@ def stats(
     cache = feature_cache(no_cache, cache_max_size)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
-        llm = LazyModel(ModelSettings.of(model, layout, device, dtype), reporter, vision_only=True, cache=cache)
+        llm = LazyModel(ModelSettings.of(model, layout, device, dtype), reporter, vision_only=True, cache=cache,
+                        methods=settings.method_settings(), max_pixels=settings.max_pixels)
+        llm.check_methods()
 
         def measure(path: Path) -> dict[str, Any]:
             return video_stats(llm, path, settings, reporter, viz_path(viz, path, len(paths) > 1))

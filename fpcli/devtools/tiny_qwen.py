@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from fpcli.devtools.tiny_checkpoint import build_tokenizer
+from fpcli.devtools.tokenizer import build_tokenizer
 from fpcli.model.profiles import MODEL_TYPE_LAYOUTS
 
 ARCHS = ("qwen2_5_vl", "qwen3_vl")

@@ -12,9 +12,10 @@ each of its pending questions (kind `broken_video`, or `error`), a session that 
 a question that fails (a prompt longer than the context) fails alone. It does not check that the video exists
 (the run records missing videos without loading a model; see fpcli.eval.run).
 
-Each record's `timing_s` holds what that question paid: the video's decode and encode are on its first record,
-a session's pruning and prefix prefill on the session's first, so that a group's timings add up to what it cost
-(and the mean per question is the amortised cost).
+Each record's `timing_s` holds what that question paid: the video's decode and encode are on its first session's
+first record (fpcli.model.session_pool, as for ask and batch), a session's pruning and prefix prefill on the
+session's first, so that a group's timings add up to what it cost (and the mean per question is the amortised
+cost).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from fpcli.errors import one_line
 from fpcli.eval.items import EvalItem
 from fpcli.eval.parsing import Parsed, parse_response
 from fpcli.eval.plan import Session, VideoGroup
@@ -33,6 +35,7 @@ from fpcli.eval.rundir import BROKEN_VIDEO, failure_record, failure_records, pre
 if TYPE_CHECKING:
     from fpcli.model import AnswerResult, ClipFeatures, GenerationConfig, VideoLLM
     from fpcli.model.feature_cache import FeatureCache
+    from fpcli.model.session_pool import SessionPool
 
 Progress = Callable[[str, int, int], None]
 
@@ -57,14 +60,6 @@ class Counts:
         """What was counted after `earlier` (a copy taken before)."""
         return Counts(self.videos_encoded - earlier.videos_encoded, self.prefills - earlier.prefills,
                       self.questions - earlier.questions)
-
-
-def _message(exc: BaseException) -> str:
-    """One line for a record: a ForestpruneError's text (it names its file), else the exception's type too."""
-    from fpcli.errors import ForestpruneError
-
-    text = str(exc) if isinstance(exc, ForestpruneError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())
 
 
 def generation_of(bench_protocol: BenchProtocol, max_new_tokens: int | None = None) -> GenerationConfig:
@@ -97,6 +92,7 @@ def run_video(
     interruption.
     """
     from fpcli.model.cached_encode import features_for
+    from fpcli.model.session_pool import SessionPool
     from fpcli.video import VideoError
 
     counts = counts if counts is not None else Counts()
@@ -105,32 +101,27 @@ def run_video(
         sampling = bench_protocol.sampling(llm.layout, *bound, frames=frames, default_frames=llm.default_frames)
         features = features_for(group.video, sampling, cache, lambda: llm, progress=progress)
     except VideoError as exc:
-        yield from failure_records(group.sessions, _message(exc), BROKEN_VIDEO)
+        yield from failure_records(group.sessions, one_line(exc), BROKEN_VIDEO)
         return
     except Exception as exc:  # the vision tower failed (out of memory, ...): this video's questions fail
-        yield from failure_records(group.sessions, _message(exc), "error")
+        yield from failure_records(group.sessions, one_line(exc), "error")
         return
     counts.videos_encoded += features.cache != "hit"  # a feature cache hit runs no vision tower
     generation = generation_of(bench_protocol, max_new_tokens)
-    first = True
+    pool = SessionPool(llm, features)
     for session in group.sessions:
-        for record in _ask_session(llm, features, session, bench_protocol, generation, seed, counts):
-            if first and record["status"] == "ok":  # the video's decode, encode or cache load are paid once
-                first = False
-            elif record["status"] == "ok":
-                record["timing_s"] = {**record["timing_s"], "decode": 0.0, "encode": 0.0, "cache_load": 0.0}
-            yield record
+        yield from _ask_session(llm, pool, features, session, bench_protocol, generation, seed, counts)
 
 
-def _ask_session(llm: VideoLLM, features: ClipFeatures, session: Session,
+def _ask_session(llm: VideoLLM, pool: SessionPool, features: ClipFeatures, session: Session,
                  bench_protocol: BenchProtocol, generation: GenerationConfig, seed: int, counts: Counts
                  ) -> Iterator[dict[str, Any]]:
     """The records of one (method, ratio) on one encoded video: prune once, then every question on its prefix."""
     try:
         options = bench_protocol.prune_options.get(session.method, {})
-        asked = llm.start(features, ratio=session.ratio, method=session.method, options=options)
+        asked = pool.session(session.method, session.ratio, options)
     except Exception as exc:
-        yield from failure_records((session,), _message(exc), "error")
+        yield from failure_records((session,), one_line(exc), "error")
         return
     fit = {"time_instruction": bench_protocol.time_instruction, "system_prompt": bench_protocol.system_prompt}
     for item in session.items:
@@ -141,7 +132,7 @@ def _ask_session(llm: VideoLLM, features: ClipFeatures, session: Session,
             result = asked.ask(prompt, generation, **fit)
         except Exception as exc:
             counts.prefills += asked.prefills - prefills
-            yield failure_record(item, session.method, session.ratio, _message(exc))
+            yield failure_record(item, session.method, session.ratio, one_line(exc))
             continue
         counts.prefills += asked.prefills - prefills
         counts.questions += 1

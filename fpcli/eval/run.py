@@ -19,7 +19,7 @@ either resumes the other's.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -74,6 +74,7 @@ class EvalRequest:
     max_new_tokens: int | None = None
     limit: int | None = None
     shard: str | None = None
+    method_options: dict[str, Any] = field(default_factory=dict)  # --opt: each to every method that takes it
 
 
 @dataclass(frozen=True)
@@ -116,12 +117,18 @@ def _positive(name: str, value: int | None) -> None:
 
 
 def prepare_eval(request: EvalRequest) -> PreparedRun:
-    """Check everything about `request` that needs no model, and read the benchmark (EvalInputError, exit 2)."""
-    from fpcli.model.methods import validate_method
+    """Check everything about `request` that needs no model, and read the benchmark (EvalInputError, exit 2). The
+    request's method options join the protocol's (and win over them) for every method that takes them."""
+    from fpcli.model.methods import options_of, validate_method
 
     get_bench(request.bench)
     protocol = get_protocol(request.protocol)
     bench_protocol = protocol.for_bench(request.bench)
+    if request.method_options:
+        chosen = {method: {**bench_protocol.prune_options.get(method, {}),
+                           **{k: v for k, v in request.method_options.items() if k in options_of(method)}}
+                  for method in request.methods}
+        bench_protocol = replace(bench_protocol, prune_options={m: o for m, o in chosen.items() if o})
     _positive("frames", request.frames)
     _positive("max_new_tokens", request.max_new_tokens)
     for method, ratio in settings_of(list(request.methods), list(request.ratios)):
@@ -137,6 +144,12 @@ def prepare_eval(request: EvalRequest) -> PreparedRun:
         raise EvalInputError(f"no questions to evaluate in shard {shard}" if shard else "no questions to evaluate",
                              request.data)
     return PreparedRun(request, protocol, bench_protocol, items, shard)
+
+
+def method_settings(prepared: PreparedRun) -> list[tuple[str, float, dict]]:
+    """(method, ratio, options) of every setting the run answers with: what a model checks before any encoding."""
+    pairs = settings_of(list(prepared.request.methods), list(prepared.request.ratios))
+    return [(method, ratio, dict(prepared.bench_protocol.prune_options.get(method, {}))) for method, ratio in pairs]
 
 
 def run_info(prepared: PreparedRun, model: ModelSource) -> RunInfo:

@@ -17,7 +17,7 @@ from typing import Any
 from fpcli.eval.errors import EvalError, EvalInputError
 from fpcli.eval.items import EvalItem
 from fpcli.eval.parsing import Parsed
-from fpcli.eval.plan import PredictionKey, Session, VideoGroup, prediction_key
+from fpcli.eval.plan import PredictionKey, Session, prediction_key
 from fpcli.eval.protocols import get_protocol
 from fpcli.eval.scoring import GroupScore, score_groups
 from fpcli.eval.table1 import Table1, build_table1
@@ -60,11 +60,12 @@ def prediction_record(
 
 
 def failure_record(item: EvalItem, method: str, ratio: float, error: str, kind: str = "error") -> dict[str, Any]:
-    """The predictions.jsonl line of a question that could not be answered (retried on resume)."""
+    """The predictions.jsonl line of a question that could not be answered (retried on resume); `correct` is null:
+    it was not scored, so a sum over `correct` counts only answered questions."""
     return {
         "id": item.id, "bench": item.bench, "category": item.category, "video": str(item.video),
         "method": method, "ratio": prediction_key(item.bench, item.id, method, ratio)[3], "status": FAILED,
-        "kind": kind, "error": error, "answer": item.answer, "correct": False,
+        "kind": kind, "error": error, "answer": item.answer, "correct": None,
     }
 
 
@@ -131,15 +132,6 @@ class RunDir:
 
     def append(self, record: dict[str, Any]) -> None:
         self.log.append(record)
-
-    def fail_group(self, group: VideoGroup, error: str, kind: str = "error") -> int:
-        """Record every pending question of `group` as failed (a missing or undecodable video);
-        returns how many records were written."""
-        written = 0
-        for record in failure_records(group.sessions, error, kind):
-            self.append(record)
-            written += 1
-        return written
 
     def count(self, *, videos_encoded: int = 0, prefills: int = 0, questions: int = 0) -> None:
         """Add to the run's cost counters and save them."""

@@ -33,6 +33,7 @@ LAYOUT_EXTRAS = {"onevision": ("vision_attention", "vision_keys"), "video": ("vi
                  "qwen2.5-vl": (), "qwen3-vl": ()}
 # The layouts whose decoder the in-LLM methods (fpcli.model.inllm) can hook.
 IN_LLM_LAYOUTS = LLAVA_LAYOUTS
+MAX_PIXELS_HINT = "leave out --max-pixels"
 DTYPE_NAMES = ("bfloat16", "float16", "float32")  # what --dtype takes besides "auto"
 ATTENTION_NAMES = ("sdpa", "eager", "flash_attention_2")  # attn_implementation values, the default first
 # Qwen-VL samples at 2 fps (fpcli.model.sampling); its number here is the frame cap of that rate.
@@ -44,6 +45,14 @@ MAX_PIXELS_CAP = 16384 * 28 * 28
 LAYOUT_FILE = "forestprune.json"
 # Files a checkpoint needs at inference time; the rest of a hub repo (README, .bin duplicates, ...) is skipped.
 _DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "tokenizer*"]
+
+
+def check_max_pixels(layout: str, max_pixels: int | None) -> None:
+    """ValueError when `max_pixels` (a per-frame pixel budget) is given for a layout whose frames are not sized by
+    one (the LLaVA layouts resize every frame to the vision tower's square input)."""
+    if max_pixels is not None and layout not in QWEN_LAYOUTS:
+        raise ValueError(f"max_pixels applies to Qwen-VL models; the {layout} layout resizes every frame to the "
+                         "vision tower's square input")
 
 
 @dataclass(frozen=True)

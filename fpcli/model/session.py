@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 class Session(Protocol):
     """Questions about one encoded clip with one pruning setting."""
 
+    features: ClipFeatures
     method: str
     ratio: float
     questions: int  # questions answered

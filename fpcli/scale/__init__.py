@@ -12,13 +12,14 @@ driver. Ray is optional (`pip install "forestprune[ray]"`) and imported only whe
 - engine.py:  run_units on a pool of actors, re-queueing what a dead worker had not reported
 - run.py:     run_on_ray, all of the above in one call
 
-`eval` plugs in the same way as `batch` (fpcli/cli/on_ray.py): give the command `cls=RayCommand` and the options
-RayAddress, Workers, GpusPerWorker (RaySettings.from_params reads them), and call run_on_ray with the benchmark's
-questions as items, `key` = the question's video, `ident` = its id, a factory = functools.partial(EvalHandler,
-settings...) whose handler loads the model in the worker and is `__call__(video, questions)`: the eval runner's
-per-video function, a generator yielding one scored record per question in order (decode and encode the video once,
-then ask each question on the prefix cache), and on_result = the run directory's fsynced writer. A question's
-ordinary exception fails only that question; a model that cannot load raises WorkerFatal (ends the run).
+`batch` and `eval` plug in through fpcli.run.on_ray: the command has `cls=RayCommand` and the options RayAddress,
+Workers, GpusPerWorker (fpcli.cli.on_ray; `RaySettings.of` reads them), and fpcli.run.on_ray calls run_on_ray with
+the items (batch's jobs, or eval's pending predictions), `key` = the item's clip or video, `ident` = its id, a
+factory = functools.partial(BatchHandler or EvalHandler, settings...) whose handler loads the model in the worker
+and is `__call__(unit, items)`: a generator yielding one record per item in order (decode and encode the clip once,
+then ask each question in its setting's session), and on_result = the results file's or run directory's fsynced
+writer. An item's ordinary exception fails only that item; a model that cannot load raises WorkerFatal (ends the
+run).
 """
 
 from fpcli.scale.cluster import INSTALL, Cluster, WorkerPlan, connect, plan_workers, require_ray

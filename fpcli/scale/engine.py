@@ -61,10 +61,6 @@ class Progress:
     def per_s(self) -> float:
         return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
-    @property
-    def eta_s(self) -> Optional[float]:
-        return (self.total - self.done) / self.per_s if self.per_s > 0 else None
-
 
 @dataclass
 class RunReport:

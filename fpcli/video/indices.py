@@ -75,12 +75,3 @@ def rate_picks(seconds: np.ndarray, duration: float, fps: float) -> np.ndarray:
 def capped_rule(rule: str) -> str:
     """The uniform rule a capped rate sampling falls back to ("segment" counting as "floor")."""
     return "round" if rule == "round" else "floor"
-
-
-def rate_indices(seconds: np.ndarray, duration: float, fps: float, max_frames: int, rule: str = "round") -> np.ndarray:
-    """`rate_picks`, except that more than `max_frames` samples fall back to `max_frames` uniform
-    ones over the whole video (by `rule`, see `capped_rule`)."""
-    picked = rate_picks(seconds, duration, fps)
-    if picked.shape[0] > max_frames:
-        return uniform_indices(int(seconds.shape[0]), max_frames, capped_rule(rule))
-    return picked

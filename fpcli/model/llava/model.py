@@ -25,7 +25,7 @@ from fpcli.model.llava.preprocess import Preprocessor
 from fpcli.model.llava.sequence import conversation, render_prompt, user_text, visual_sequence
 from fpcli.model.llava.session import ClipSession
 from fpcli.model.oom import out_of_memory_is_model_error
-from fpcli.model.profiles import Progress
+from fpcli.model.profiles import MAX_PIXELS_HINT, Progress, check_max_pixels
 from fpcli.prune import PruneResult
 from fpcli.prune.registry import keep_count
 
@@ -128,10 +128,10 @@ class LlavaVideoLLM(VideoLLM):
 
     def _refuse_max_pixels(self, max_pixels: int | None) -> None:
         """max_pixels is Qwen-VL's: anything but None is a ModelInputError here."""
-        if max_pixels is not None:
-            size = f"{self.preprocessor.width}x{self.preprocessor.height}"
-            raise ModelInputError(f"max_pixels applies to Qwen-VL models; {self.name} ({self.layout} layout) resizes "
-                                  f"every frame to {size}", hint="leave out --max-pixels")
+        try:
+            check_max_pixels(self.layout, max_pixels)
+        except ValueError as exc:
+            raise ModelInputError(str(exc), hint=MAX_PIXELS_HINT) from None
 
     def encode_clip(self, clip, progress: Progress | None = None, *, decode_s: float = 0.0,
                     max_pixels: int | None = None) -> ClipFeatures:

@@ -120,8 +120,3 @@ def visual_sequence(
     out[token_pos] = kept
     out[newline_pos] = newline
     return out, rows
-
-
-def splice(text_embeds: Tensor, video_pos: int, visual: Tensor) -> Tensor:
-    """Replace the single video placeholder at `video_pos` of [L, D] by the visual sequence [V, D]."""
-    return torch.cat([text_embeds[:video_pos], visual.to(text_embeds.dtype), text_embeds[video_pos + 1 :]])

@@ -1,23 +1,25 @@
-"""Answers about one clip, the work unit of `ask` (one question a video) and `batch` (the items that share a video
-and its sampling): the clip's features once (the feature cache, or decoding and the vision tower), then one
-session per pruning setting, whose pruning and prefix prefill every question with that setting shares. With
-`ask --compare`, the model's `compare` (every method on one decoding and encoding).
+"""Answers about one clip, the work unit of `ask` (one question a video), `batch` (the items that share a video and
+its sampling) and their Ray workers: the clip's features once (the feature cache, or decoding and the vision
+tower), then one session per pruning setting (fpcli.model.session_pool), whose pruning and prefix prefill every
+question with that setting shares. With `ask --compare`, the model's `compare` (every method on one decoding and
+encoding). Results come back in their JSON form, with the model's load time on the run's first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
-from fpcli.cli.errors import Fatal
-from fpcli.cli.progress import Reporter
-from fpcli.cli.runner import LazyModel, decode
-from fpcli.cli.settings import RunSettings
+from fpcli.errors import Fatal
+from fpcli.model.session_pool import SessionPool
+from fpcli.run.settings import RunSettings
+from fpcli.run.source import LazyModel, Reporter, decode
 
 if TYPE_CHECKING:
-    from fpcli.model import GenerationConfig
+    from fpcli.model import AnswerResult, GenerationConfig, Session, StatsResult
     from fpcli.model.cached_encode import Check
+    from fpcli.video import VideoClip
 
 Outcome = Union[dict[str, Any], Exception]  # a question's result in its JSON form, or what it failed with
 
@@ -41,9 +43,9 @@ def fits(question: str, settings: RunSettings) -> Check:
     """The check that the prompt of `question` fits the context, run before the clip is encoded."""
 
     def check(llm, frames: int, clip) -> None:
-        if hasattr(llm, "check_fits"):  # the LLaVA layouts; a Qwen-VL session checks its prompt when it asks
-            llm.check_fits(frames, question, settings.prune_ratio, settings.method, clip=clip,
-                           options=settings.prune_options())
+        llm.check_fits(frames, question, settings.prune_ratio, settings.method, clip=clip,
+                       options=settings.prune_options(), max_new_tokens=settings.max_new_tokens,
+                       max_pixels=settings.max_pixels)
 
     return check
 
@@ -66,18 +68,13 @@ def answer_clip(model: LazyModel, video: Path, questions: Sequence[Question]) ->
         for _ in questions:
             yield exc
         return
-    sessions: dict[tuple, Any] = {}
+    pool = SessionPool(model.get(), features)
     for item in questions:
         settings = item.settings
         try:
-            llm = model.get()
-            options = settings.prune_options()
-            key = (settings.method, settings.prune_ratio, repr(sorted(options.items())))
-            if key not in sessions:
-                clip = features.reused() if sessions else features  # the clip's cost on the first session only
-                sessions[key] = llm.start(clip, ratio=settings.prune_ratio, method=settings.method, options=options)
-            sessions[key].check_fits(item.question)
-            result = sessions[key].ask(item.question, generation(settings))
+            session = pool.session(settings.method, settings.prune_ratio, settings.prune_options())
+            session.check_fits(item.question)
+            result = session.ask(item.question, generation(settings))
         except Fatal:
             raise
         except Exception as exc:
@@ -112,3 +109,37 @@ def compare_video(model: LazyModel, video: Path, question: str, settings: RunSet
     )
     comparison.results[0].timing_s.load = model.load_s_once()
     return [result.to_dict() for result in comparison.results]
+
+
+def inspect_video(model: LazyModel, video: Path, settings: RunSettings,
+                  decoded: Optional[list[VideoClip]] = None) -> StatsResult:
+    """What `stats` shows of one video: the clip's features (the cache, or decoding before the model loads) pruned
+    by --method and every --compare method (`VideoLLM.inspect`), the load time on the run's first. `decoded` gets
+    the clip when one was decoded."""
+    features = model.features(video, settings, decoded=decoded)
+    result = model.get().inspect(
+        features,
+        ratio=settings.prune_ratio,
+        method=settings.method,
+        options=settings.prune_options(),
+        compare={name: settings.prune_options(name) for name in settings.methods()[1:]},
+    )
+    result.timing_s.load = model.load_s_once()
+    return result
+
+
+def open_chat(model: LazyModel, video: Path, settings: RunSettings, history: bool) -> Session:
+    """The session `chat` asks its questions in: the clip's features once, pruned once (or by an in-LLM method in
+    each question's prefill)."""
+    features = model.features(video, settings)
+    return model.get().start(features, ratio=settings.prune_ratio, method=settings.method,
+                             options=settings.prune_options(), history=history)
+
+
+def ask_in_chat(model: LazyModel, session: Session, question: str, settings: RunSettings) -> AnswerResult:
+    """One question of `chat`: checked against the context (ModelInputError: this question fails, the chat goes
+    on), answered, the model's load time on the chat's first answer."""
+    session.check_fits(question)
+    result = session.ask(question, generation(settings))
+    result.timing_s.load = model.load_s_once()
+    return result
