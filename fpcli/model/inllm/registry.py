@@ -11,9 +11,9 @@ from torch import Tensor
 
 from fpcli.model.inllm.fastv import FastV
 from fpcli.model.inllm.framefusion import FrameFusion
-from fpcli.model.inllm.hooks import decoder_layers, run_pruned_prefill
+from fpcli.model.inllm.hooks import Span, decoder_layers, run_pruned_prefill
 from fpcli.model.inllm.options import validate
-from fpcli.model.inllm.span import InLLMPrefill, VisualSpan
+from fpcli.model.inllm.span import InLLMPrefill
 from fpcli.model.inllm.sttm import STTM
 
 
@@ -27,12 +27,13 @@ def check_for_model(model, method: str, values: dict) -> None:
 
 
 def prefill_pruned(
-    model, inputs_embeds: Tensor, visual: VisualSpan, ratio: float, method: str, options: dict | None = None
+    model, inputs_embeds: Tensor, visual: Span, ratio: float, method: str, options: dict | None = None, **run
 ) -> InLLMPrefill:
     """Prefill inputs_embeds [1, L, D] (unpruned visual block described by `visual`) with an in-LLM method.
 
     Returns the last position's logits, a KV cache holding only the surviving tokens, the position id the first
-    decoded token takes (L), and the sequence / visual lengths entering every decoder layer.
+    decoded token takes (L), and the sequence / visual lengths entering every decoder layer. `run`: Qwen-VL's
+    next_position, deepstack and position_ids (see hooks.run_pruned_prefill).
     """
     values = validate(ratio, method, **(options or {}))
     check_for_model(model, method, values)
@@ -44,4 +45,4 @@ def prefill_pruned(
         reducer = FrameFusion(ratio, layers=len(decoder_layers(model)), patches=patches, **values)
     else:
         reducer = STTM(ratio, grid=visual.grid, **values)
-    return run_pruned_prefill(model, inputs_embeds, visual, reducer, method, values)
+    return run_pruned_prefill(model, inputs_embeds, visual, reducer, method, values, **run)

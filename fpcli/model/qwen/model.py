@@ -2,8 +2,9 @@
 
 answer() = geometry + prompt (cheap, checked against the context before any encoding) -> encode_clip (vision tower
 in chunks of temporal groups: a ClipFeatures of merged tokens [T', h*w, D], Qwen3-VL's DeepStack features in
-extras["deepstack"] [T', h*w, layers, D]) -> start (`fpcli.prune` on them unchanged: a QwenSession) -> ask (the kept
-columns of the unpruned prompt at the positions `get_rope_index` gives it; see fpcli.model.qwen.session).
+extras["deepstack"] [T', h*w, layers, D]) -> start (`fpcli.prune` on them unchanged: a QwenSession; an in-LLM method:
+a QwenInLLMSession, fpcli.model.qwen.inllm_session) -> ask (the kept columns of the unpruned prompt at the positions
+`get_rope_index` gives it; see fpcli.model.qwen.session).
 The same API as `VideoLLM` (encode_clip / start / ask / answer / inspect) so callers need not know the architecture;
 `max_pixels` (per frame) overrides the processor's pixel budget.
 """
@@ -27,6 +28,8 @@ from fpcli.model.profiles import Progress
 from fpcli.model.qwen.arch import QwenArch
 from fpcli.model.qwen.encode import encode_groups
 from fpcli.model.qwen.generate import QwenLM
+from fpcli.model.qwen.inllm import check_in_llm, in_llm_detail
+from fpcli.model.qwen.inllm_session import QwenInLLMSession
 from fpcli.model.qwen.prompt import QwenPrompt, build_prompt
 from fpcli.model.qwen.session import QwenSession, check_fits
 from fpcli.model.qwen.video_input import VideoGeometry, VideoSpec, geometry, group_timestamps, seconds_per_group
@@ -132,13 +135,16 @@ class QwenVideoLLM(Inspects):
             warnings=list(getattr(clip, "warnings", [])),
         )
 
-    def check_context(self, prompt: QwenPrompt, ratio: float, generation: GenerationConfig | None = None) -> int:
-        """Prompt tokens after pruning; ModelInputError when they and the answer (if `generation` is given) do not
-        fit the context."""
+    def check_context(self, prompt: QwenPrompt, ratio: float, generation: GenerationConfig | None = None,
+                      method: str | None = None) -> int:
+        """Prompt tokens after pruning (an in-LLM `method`: all of them, every video token enters the LLM);
+        ModelInputError when they and the answer (if `generation` is given) do not fit the context."""
         video = int(prompt.video_mask.sum())
-        length = prompt.text_tokens + keep_count(ratio, video)
+        length, detail = prompt.text_tokens + keep_count(ratio, video), f" at ratio {ratio}, {video} visual before"
+        if method is not None and is_in_llm(method):
+            length, detail = len(prompt.input_ids), in_llm_detail(method)
         room = 0 if generation is None else generation.max_new_tokens
-        check_fits(length, room, self.context_length, f" at ratio {ratio}, {video} visual before")
+        check_fits(length, room, self.context_length, detail)
         return length
 
     def check_fits(self, frames: int, question: str, ratio: float, method: str, *, clip=None,
@@ -147,13 +153,14 @@ class QwenVideoLLM(Inspects):
         """VideoLLM.check_fits for callers of either kind (eval): ModelInputError when the prompt of `question`
         about `clip` (a VideoClip, before encoding, or its ClipFeatures) pruned at `ratio` is longer than the
         context (the answer's room is ask's check, which knows its length). `clip` is needed: the visual token count
-        follows its frame size."""
+        follows its frame size. An in-LLM method's options are checked against the LLM's layers."""
         self._require_llm()
-        _refuse_in_llm(method)
+        if is_in_llm(method):
+            check_in_llm(self.model, ratio, method, options)
         if clip is None:
             raise ValueError("a Qwen-VL prompt's length follows the clip's frame size: give clip")
         geo = self.geometry_of(clip) if isinstance(clip, ClipFeatures) else self.geometry(clip)
-        self.check_context(self.prompt(clip, question, geo, system_prompt), ratio)
+        self.check_context(self.prompt(clip, question, geo, system_prompt), ratio, method=method)
 
     def eos_token_ids(self) -> set[int]:
         eos = getattr(self.model.generation_config, "eos_token_id", None)
@@ -163,21 +170,25 @@ class QwenVideoLLM(Inspects):
         return ids
 
     def start(self, features: ClipFeatures, *, ratio: float, method: str, options: dict | None = None,
-              history: bool = False) -> QwenSession:  # fmt: skip
-        """Prune `features` once (timed) and open a session of questions (the prefix prefills on the first)."""
+              history: bool = False) -> QwenSession | QwenInLLMSession:  # fmt: skip
+        """Prune `features` once (timed) and open a session of questions (the prefix prefills on the first); an
+        in-LLM method (fastv, framefusion, sttm) prunes inside each question's prefill instead
+        (fpcli.model.qwen.inllm_session). Options are checked here, before any work."""
         self._require_llm()
-        _refuse_in_llm(method)
         if history:
             raise ModelInputError("history=True (earlier turns in the prompt) is not available for Qwen-VL models")
         geo = self.geometry_of(features)
+        seconds = None if self.arch.timestamps_in_text else seconds_per_group(
+            geo.frames, features.duration, self.spec.temporal_patch_size)  # fmt: skip
+        if is_in_llm(method):
+            values = check_in_llm(self.model, ratio, method, options)
+            return QwenInLLMSession(self, features, method, ratio, values, geo, seconds)
         with out_of_memory_is_model_error("pruning", geo.frames):
             tokens = features.features.to(self.device)  # [T', N, D]
             extras = {name: value.to(self.device) for name, value in features.extras.items()}  # deepstack
             start = now(self.device)
             pruned = prune(tokens, geo.grid, ratio, method, extras=extras, **(options or {}))
             prune_s = now(self.device) - start
-        seconds = None if self.arch.timestamps_in_text else seconds_per_group(
-            geo.frames, features.duration, self.spec.temporal_patch_size)  # fmt: skip
         return QwenSession(self, features, pruned, prune_s, geo, seconds)
 
     def answer(
@@ -198,9 +209,10 @@ class QwenVideoLLM(Inspects):
         """Answer `question` about `clip`: check the prompt fits, encode_clip, start, ask (`timing_s.load` is 0)."""
         generation = generation or GenerationConfig()
         self._require_llm()
-        _refuse_in_llm(method)
+        if is_in_llm(method):
+            check_in_llm(self.model, ratio, method, prune_options)
         geo = self.geometry(clip, max_pixels)
-        self.check_context(self.prompt(clip, question, geo, system_prompt), ratio, generation)
+        self.check_context(self.prompt(clip, question, geo, system_prompt), ratio, generation, method)
         reset_peak_memory(self.device)
         features = self.encode_clip(clip, progress, decode_s=decode_s, max_pixels=max_pixels)
         session = self.start(features, ratio=ratio, method=method, options=prune_options)
@@ -211,9 +223,3 @@ class QwenVideoLLM(Inspects):
         raise ModelInputError(f"comparing methods is available for the LLaVA layouts only, not {self.name} "
                               f"({self.layout})", hint="compare pre-LLM methods with `forestprune stats --compare`")
 
-
-def _refuse_in_llm(method: str) -> None:
-    """In-LLM methods hook LLaVA's (Qwen2) decoder layers with its 1-D positions; Qwen-VL's M-RoPE is not handled."""
-    if is_in_llm(method):
-        raise ModelInputError(f"{method} prunes inside the LLM, which is available for the LLaVA layouts only, not "
-                              "Qwen-VL", hint="use a method that prunes before the LLM (forestprune, visionzip, ...)")
