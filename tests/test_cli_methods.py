@@ -4,6 +4,7 @@ ask and batch, stats refusing in-LLM methods."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -107,12 +108,11 @@ def test_visual_column_shows_what_the_layers_ran_on():
     assert _visual_in_llm(tokens([(0, 130), (1, 51)], 512)) == "512→130@L0→51@L1"  # FrameFusion merges at layer 0
 
 
-def test_qwen_refuses_in_llm_methods_and_compare_before_encoding(clip: Path, tiny_qwen25_dir: Path):
+def test_qwen_checks_in_llm_layers_and_refuses_compare_before_encoding(clip: Path, tiny_qwen25_dir: Path):
     asked = invoke("ask", clip, QUESTION, "--model", tiny_qwen25_dir, "--frames", "2", "--method", "fastv")
     assert asked.exit_code == 1  # one failed video
-    assert asked.stderr.splitlines()[-2:] == [
-        "Error: fastv prunes inside the LLM, which is available for the LLaVA layouts only, not Qwen-VL",
-        "Hint: use a method that prunes before the LLM (forestprune, visionzip, ...)"]
+    assert asked.stderr.splitlines()[-1] == "Error: option 'K' of fastv must be below the model's 2 decoder layers, got 2"
+    assert not any(Path(os.environ["FORESTPRUNE_CACHE"]).rglob("*.safetensors"))  # nothing encoded (nor cached)
     compared = invoke("ask", clip, QUESTION, "--model", tiny_qwen25_dir, "--frames", "2", "--compare", "uniform")
     assert compared.exit_code == 1
     assert "Error: comparing methods is available for the LLaVA layouts only" in compared.stderr
