@@ -20,6 +20,7 @@ from fpcli.model.errors import ModelInputError
 from fpcli.model.generate import decode
 from fpcli.model.inllm import IN_LLM_METHODS
 from fpcli.model.inllm.attention import last_token_attention
+from fpcli.model.inllm.framefusion import FrameFusion
 from fpcli.model.inllm.sttm import STTM, sttm_nodes
 from fpcli.model.qwen.inllm import VideoColumns, qwen_prefill_pruned
 from fpcli.model.qwen.positions import assemble, full_positions
@@ -250,6 +251,39 @@ def test_generation_after_pruning_equals_a_manual_run_of_the_pruned_sequence(llm
     assert [layer.keys.shape[2] for layer in pruned.cache.layers] == [len(kept) + len(out.ids) - 1] * LAYERS
 
 
+def test_framefusion_generation_equals_a_manual_run_fed_its_merges(llm, monkeypatch):
+    """FrameFusion's decisions (merges at layer 0, pruning at layer 1, here group 1 a copy of group 0 so that its
+    tokens merge) replayed on the layer-by-layer run: the merged survivors keep their 3-D positions and their own
+    DeepStack rows, and decoding equals it."""
+    clip = make_clip(6)
+    clip.frames[2:4] = clip.frames[0:2]  # temporal group 1 repeats group 0
+    features, prompt, positions, _, batch = prepared(llm, clip)
+    decisions = {}
+    reduce = FrameFusion.reduce
+
+    def recorded(self, step):
+        decisions[step.index] = reduce(self, step)
+        return decisions[step.index]
+
+    monkeypatch.setattr(FrameFusion, "reduce", recorded)
+    pruned = qwen_prefill_pruned(llm, features, prompt, positions, 0.5, "framefusion",
+                                 {"S_threshold": 0.999, "N_threshold": 0.5})  # fmt: skip
+    # layer 0 runs on 120 of 180 (group 1 merged into group 0; 1/3 < 0.5 so merging stops), so the mean visual
+    # fraction over the 4 layers is 0.5 with 80 in layers 1-3: (120 + 3 * 80) / (4 * 180)
+    assert pruned.visual_lengths == [120, 80, 80, 80]
+    out = decode(llm.lm, pruned.last_logits, pruned.cache, GREEDY, set(), next_position=pruned.next_position)
+
+    def replay(index, layer, hidden, visual, cos, sin):
+        return decisions.get(index)
+
+    visual = flat_visual(prompt)
+    logits, kept = manual_run(llm, batch, visual, replay)
+    assert torch.equal(kept, pruned.kept_positions)
+    torch.testing.assert_close(logits[-1], pruned.last_logits[0], atol=1e-5, rtol=1e-5)
+    logits, _ = manual_run(llm, batch, visual, replay, out.ids[:-1], pruned.next_position, kept)
+    assert logits[len(kept) - 1 :].argmax(-1).tolist() == out.ids
+
+
 @settings(max_examples=12)
 @given(percent=st.integers(0, 99), frames=st.integers(1, 7), width=st.sampled_from([16, 24, 40]),
        arch=st.sampled_from(ARCHS))  # fmt: skip
@@ -278,6 +312,15 @@ def test_framefusion_follows_its_cost_model_not_the_budget(llm, inputs):
     pruned = qwen_prefill_pruned(llm, features, prompt, positions, 0.5, "framefusion", {"S_threshold": 1.0})
     assert pruned.visual_lengths == [120, 40, 40, 40]  # (4 * 0.5 - 1) / 3 = 1/3 of 120
     assert no_hooks(llm)
+
+
+@pytest.mark.parametrize("method", IN_LLM_METHODS)
+def test_eager_attention_with_its_mask_tensor_gives_the_same_pruned_prefill(llm, eager, inputs, method):
+    _, features, prompt, positions, _, _ = inputs
+    sdpa = qwen_prefill_pruned(llm, features, prompt, positions, 0.75, method, {"K": 1} if method == "fastv" else {})
+    mask = qwen_prefill_pruned(eager, features, prompt, positions, 0.75, method, {"K": 1} if method == "fastv" else {})
+    assert torch.equal(sdpa.kept_positions, mask.kept_positions) and sdpa.layer_lengths == mask.layer_lengths
+    torch.testing.assert_close(sdpa.last_logits, mask.last_logits, atol=1e-5, rtol=1e-5)
 
 
 def test_hooks_are_removed_when_a_method_fails(llm, inputs, monkeypatch):
