@@ -222,4 +222,3 @@ class QwenVideoLLM(Inspects):
         """`ask --compare` runs on the LLaVA layouts only, so far: a ModelInputError."""
         raise ModelInputError(f"comparing methods is available for the LLaVA layouts only, not {self.name} "
                               f"({self.layout})", hint="compare pre-LLM methods with `forestprune stats --compare`")
-
