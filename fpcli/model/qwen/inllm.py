@@ -17,6 +17,7 @@ fpcli.model.inllm's hooks act on the decoder layers as they do for LLaVA, with w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -28,6 +29,9 @@ from fpcli.model.inllm.span import InLLMPrefill
 from fpcli.model.methods import validate_method
 from fpcli.model.qwen.positions import assemble
 from fpcli.model.qwen.prompt import QwenPrompt
+
+if TYPE_CHECKING:
+    from fpcli.model.qwen.model import QwenVideoLLM
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,8 @@ def check_in_llm(model, ratio: float, method: str, options: dict | None) -> dict
     return values
 
 
-def qwen_prefill_pruned(llm, features: ClipFeatures, prompt: QwenPrompt, positions: Tensor, ratio: float,
-                        method: str, options: dict | None = None) -> InLLMPrefill:
+def qwen_prefill_pruned(llm: QwenVideoLLM, features: ClipFeatures, prompt: QwenPrompt, positions: Tensor,
+                        ratio: float, method: str, options: dict | None = None) -> InLLMPrefill:
     """Prefill the unpruned `prompt` about `features` ([T', h*w, D], Qwen3-VL's extras["deepstack"]
     [T', h*w, layers, D]) at `positions` [3, L] (full_positions) with an in-LLM method (see the module docs)."""
     tokens = features.features.to(llm.device)  # [T', N, D]
