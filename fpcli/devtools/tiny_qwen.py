@@ -121,10 +121,12 @@ def build_qwen_checkpoint(directory: str | Path, layout: str, seed: int = 0, sha
     return build_tiny_qwen(directory, archs[layout], seed, real_shape=shape != "tiny")
 
 
-def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int = 0, real_shape: bool = False) -> Path:
+def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int = 0, real_shape: bool = False,
+                    text_layers: int = 2) -> Path:
     """Write a tiny random Qwen2.5-VL (`qwen2_5_vl`) or Qwen3-VL (`qwen3_vl`) checkpoint into `directory`.
 
-    `real_shape` (Qwen2.5-VL only): Qwen2.5-VL-3B's sizes instead, for benchmarks (3.75B parameters, 7.5 GB)."""
+    `real_shape` (Qwen2.5-VL only): Qwen2.5-VL-3B's sizes instead, for benchmarks (3.75B parameters, 7.5 GB).
+    `text_layers`: decoder layers of the tiny LLM (in-LLM methods act at layer 2 by default, so they need 3 or more)."""
     if arch not in ARCHS or (real_shape and arch != "qwen2_5_vl"):
         raise ValueError(f"arch must be one of {ARCHS} (real_shape: qwen2_5_vl), got {arch!r}")
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
@@ -144,7 +146,8 @@ def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int =
         else (Qwen3VLConfig, Qwen3VLForConditionalGeneration)
     )
     config = config_class(
-        text_config={**_text_config(arch, vocab_size, ids), **(QWEN25_3B_TEXT if real_shape else {})},
+        text_config={**_text_config(arch, vocab_size, ids), "num_hidden_layers": text_layers,
+                     **(QWEN25_3B_TEXT if real_shape else {})},
         vision_config={**_vision_config(arch), **(QWEN25_3B_VISION if real_shape else {})},
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],

@@ -128,7 +128,7 @@ def _ask_session(llm: VideoLLM, pool: SessionPool, features: ClipFeatures, sessi
         prompt = build_prompt(item, bench_protocol, llm.layout)
         prefills = asked.prefills
         try:
-            llm.check_fits(features.frames, prompt, session.ratio, session.method, clip=features, **fit)
+            asked.check_fits(prompt, **fit)
             result = asked.ask(prompt, generation, **fit)
         except Exception as exc:
             counts.prefills += asked.prefills - prefills

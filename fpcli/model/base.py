@@ -86,12 +86,12 @@ class VideoLLM(ABC):
         """(height, width) of the frames the tower saw, or None when it squashed them to its square input."""
 
     @abstractmethod
-    def _check_prompt(self, frames: int, question: str, ratio: float, in_llm: bool, clip, *,
+    def _check_prompt(self, frames: int, question: str, ratio: float, method: str, clip, *,
                       time_instruction: bool | None, system_prompt: str | None, max_new_tokens: int,
                       max_pixels: int | None) -> None:
-        """ModelInputError when the prompt of `question` over `frames` frames (every visual token when `in_llm`,
-        else those kept at `ratio`) and `max_new_tokens` of answer do not fit the context, or when `max_pixels`
-        does not apply to this family."""
+        """ModelInputError when the prompt of `question` over `frames` frames (every visual token for an in-LLM
+        `method`, else those kept at `ratio`) and `max_new_tokens` of answer do not fit the context, or when
+        `max_pixels` does not apply to this family."""
 
     @abstractmethod
     def _pruned_session(self, features: ClipFeatures, pruned: PruneResult, prune_s: float,
@@ -186,7 +186,7 @@ class VideoLLM(ABC):
         when either fails."""
         self._require_llm()
         self.check_method(method, ratio, options)
-        self._check_prompt(frames, question, ratio, is_in_llm(method), clip, time_instruction=time_instruction,
+        self._check_prompt(frames, question, ratio, method, clip, time_instruction=time_instruction,
                            system_prompt=system_prompt, max_new_tokens=max_new_tokens, max_pixels=max_pixels)
 
     def start(self, features: ClipFeatures, *, ratio: float, method: str, options: dict | None = None,

@@ -9,7 +9,7 @@ the layout alone (known before anything loads) whether a family can run a method
 from __future__ import annotations
 
 from fpcli.model.inllm import registry as in_llm
-from fpcli.model.profiles import IN_LLM_LAYOUTS, LAYOUT_EXTRAS
+from fpcli.model.profiles import LAYOUT_EXTRAS
 from fpcli.prune import available_methods
 from fpcli.prune import options_of as _prune_options
 from fpcli.prune import validate as _prune_validate
@@ -54,13 +54,10 @@ def check_layers(method: str, values: dict, layers: int) -> None:
 
 
 def check_for_layout(method: str, layout: str) -> None:
-    """ValueError when the family of `layout` cannot run `method`: an in-LLM method on a decoder the hooks do not
-    handle, or a method needing a vision-tower extra (fpcli.prune.extras) that the layout's encoder does not make."""
+    """ValueError when the family of `layout` cannot run `method`: a method needing a vision-tower extra
+    (fpcli.prune.extras) that the layout's encoder does not make. (The in-LLM hooks run on every family.)"""
     _check_known(method)
     if is_in_llm(method):
-        if layout not in IN_LLM_LAYOUTS:
-            raise ValueError(f"{method} prunes inside the LLM, which the {layout} layout does not support (in-LLM "
-                             f"methods run on the {', '.join(IN_LLM_LAYOUTS)} layouts)")
         return
     missing = [name for name in extras_of(method) if name in VISION_EXTRAS and name not in LAYOUT_EXTRAS[layout]]
     if missing:

@@ -31,8 +31,6 @@ LAYOUTS = LLAVA_LAYOUTS + QWEN_LAYOUTS
 # a method that needs one a layout lacks is refused before anything loads.
 LAYOUT_EXTRAS = {"onevision": ("vision_attention", "vision_keys"), "video": ("vision_attention", "vision_keys"),
                  "qwen2.5-vl": (), "qwen3-vl": ()}
-# The layouts whose decoder the in-LLM methods (fpcli.model.inllm) can hook.
-IN_LLM_LAYOUTS = LLAVA_LAYOUTS
 MAX_PIXELS_HINT = "leave out --max-pixels"
 DTYPE_NAMES = ("bfloat16", "float16", "float32")  # what --dtype takes besides "auto"
 ATTENTION_NAMES = ("sdpa", "eager", "flash_attention_2")  # attn_implementation values, the default first

@@ -21,14 +21,18 @@ def _rotate_half(x: Tensor) -> Tensor:
 def last_token_attention(layer, hidden: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Mean over heads of the last query's softmax attention over all L keys: [L] float32.
 
-    layer: a Llama/Qwen2-style decoder layer (input_layernorm, self_attn.{q,k}_proj, head_dim, scaling);
-    hidden: its input [1, L, D]; cos, sin: the tokens' rotary embeddings [1, L, head_dim].
+    layer: a Llama/Qwen2-style decoder layer (input_layernorm, self_attn.{q,k}_proj, head_dim, scaling; Qwen3's
+    self_attn.{q,k}_norm where present); hidden: its input [1, L, D]; cos, sin: the tokens' rotary embeddings
+    [1, L, head_dim] as the layer receives them (Qwen-VL: M-RoPE's, already interleaved from the 3-D positions).
     """
     attn = layer.self_attn
     head_dim = attn.head_dim
     normed = layer.input_layernorm(hidden)  # [1, L, D]
     query = attn.q_proj(normed[:, -1:]).view(-1, head_dim)  # [H, hd], the last token only
-    keys = attn.k_proj(normed).view(hidden.shape[1], -1, head_dim).transpose(0, 1)  # [G, L, hd]
+    keys = attn.k_proj(normed).view(hidden.shape[1], -1, head_dim)  # [L, G, hd]
+    if hasattr(attn, "q_norm"):  # Qwen3(-VL): each head's query and key RMS-normalised before RoPE
+        query, keys = attn.q_norm(query), attn.k_norm(keys)
+    keys = keys.transpose(0, 1)  # [G, L, hd]
     query = query * cos[0, -1] + _rotate_half(query) * sin[0, -1]
     keys = keys * cos[0] + _rotate_half(keys) * sin[0]
     groups = keys.shape[0]

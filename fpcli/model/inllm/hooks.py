@@ -6,12 +6,15 @@ original position ids, rotary embeddings and attention-mask rows/columns, so the
 hooks are registered for one forward call and removed in a `finally`; nothing of the model is patched, so a later
 unpruned run is bit-for-bit the unpruned model. After the pass every layer's KV cache is cropped to the final
 survivors (earlier layers cached more), so decoding continues on the short cache with explicit position ids.
+Qwen3-VL's DeepStack features, which the model adds to the visual positions of the first layers' outputs, are
+added here instead (forward hooks on those layers), to the surviving visual tokens only: the model's own addition
+indexes the full sequence, which is no longer there once a method dropped tokens.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -19,7 +22,7 @@ from torch import Tensor
 from fpcli.model.flops import prefill_flops_per_layer
 from fpcli.model.generate import cache_name
 from fpcli.model.inllm.attention import last_token_attention
-from fpcli.model.inllm.span import InLLMPrefill, VisualSpan
+from fpcli.model.inllm.span import InLLMPrefill
 from fpcli.model.timing import now
 
 
@@ -37,6 +40,18 @@ class LayerInput:
     def attention_row(self) -> Tensor:
         """This layer's last-token attention over the survivors, mean over heads: [L'] float32."""
         return last_token_attention(self.layer, self.hidden, self.cos, self.sin)
+
+
+class Span(Protocol):
+    """Where the visual tokens sit in the prompt (VisualSpan for LLaVA, fpcli.model.qwen.inllm's for Qwen-VL)."""
+
+    grid: tuple[int, int]  # (H, W) tokens a frame
+
+    @property
+    def tokens(self) -> int: ...
+
+    def visual_index(self, seq_len: int, device: torch.device | str = "cpu") -> Tensor:
+        """[seq_len] flat visual index t*H*W + y*W + x of each position, -1 for text and newlines."""
 
 
 class Reducer(Protocol):
@@ -112,6 +127,19 @@ class _Pass:
             return (hidden, *args[1:]), kwargs
         return args, dict(kwargs, hidden_states=hidden)
 
+    def deepstack_hook(self, features: Tensor):
+        """A forward hook adding features [V, D] (by flat visual index) to the layer's output at the surviving
+        visual tokens, as transformers' `_deepstack_process` adds them at every visual position."""
+
+        def hook(module, args: tuple, output: Tensor) -> Tensor:
+            visual = self.visual[self.alive]  # [L'] the survivors this layer ran on
+            rows = (visual >= 0).nonzero()[:, 0]  # [V']
+            output = output.clone()
+            output[0, rows] = output[0, rows] + features[visual[rows]].to(output.dtype)
+            return output
+
+        return hook
+
     def crop(self, cache) -> None:
         """Keep only the final survivors in every layer's cache (layers before a reduction cached more)."""
         final = self.alive
@@ -124,16 +152,24 @@ class _Pass:
 
 @torch.inference_mode()
 def run_pruned_prefill(
-    model, inputs_embeds: Tensor, span: VisualSpan, reducer: Reducer, method: str, options: dict
+    model, inputs_embeds: Tensor, span: Span, reducer: Reducer, method: str, options: dict, *,
+    next_position: int | None = None, deepstack: Sequence[Tensor] = (), **forward,
 ) -> InLLMPrefill:
-    """Prefill inputs_embeds [1, L, D] with `reducer` acting at the decoder layers' inputs; see the module docs."""
+    """Prefill inputs_embeds [1, L, D] with `reducer` acting at the decoder layers' inputs; see the module docs.
+
+    next_position: the first decoded token's position id (default L; Qwen-VL: the unpruned prompt's largest + 1);
+    deepstack: per layer i, features [V, D] added to layer i's output at the surviving visual tokens (Qwen3-VL);
+    forward: more arguments of the model's forward (Qwen-VL's 3-D position_ids [3, 1, L]).
+    """
     if inputs_embeds.dim() != 3 or inputs_embeds.shape[0] != 1:
         raise ValueError(f"inputs_embeds must have shape [1, L, D], got {list(inputs_embeds.shape)}")
     seq_len = inputs_embeds.shape[1]
     state = _Pass(reducer, span.visual_index(seq_len, inputs_embeds.device), seq_len)
-    handles = [layer.register_forward_pre_hook(state.hook, with_kwargs=True) for layer in decoder_layers(model)]
+    layers = decoder_layers(model)
+    handles = [layer.register_forward_pre_hook(state.hook, with_kwargs=True) for layer in layers]
+    handles += [layer.register_forward_hook(state.deepstack_hook(feats)) for layer, feats in zip(layers, deepstack)]
     try:
-        out = model(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1)
+        out = model(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **forward)
     finally:
         for handle in handles:
             handle.remove()
@@ -145,7 +181,7 @@ def run_pruned_prefill(
     return InLLMPrefill(
         last_logits=out.logits[:, -1],
         cache=cache,
-        next_position=seq_len,
+        next_position=seq_len if next_position is None else next_position,
         kept_positions=state.alive,
         visual_before=span.tokens,
         layer_lengths=lengths,

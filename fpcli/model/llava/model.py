@@ -24,6 +24,7 @@ from fpcli.model.llava.inllm_session import InLLMSession
 from fpcli.model.llava.preprocess import Preprocessor
 from fpcli.model.llava.sequence import conversation, render_prompt, user_text, visual_sequence
 from fpcli.model.llava.session import ClipSession
+from fpcli.model.methods import is_in_llm
 from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.profiles import MAX_PIXELS_HINT, Progress, check_max_pixels
 from fpcli.prune import PruneResult
@@ -102,7 +103,7 @@ class LlavaVideoLLM(VideoLLM):
             raise ModelError(f"the prompt must contain the video token {token} exactly once (check the question)")
         return ids, int(positions[0])
 
-    def _check_prompt(self, frames: int, question: str, ratio: float, in_llm: bool, clip, *,
+    def _check_prompt(self, frames: int, question: str, ratio: float, method: str, clip, *,
                       time_instruction: bool | None, system_prompt: str | None, max_new_tokens: int,
                       max_pixels: int | None) -> None:
         """The prompt of `question` over `frames` frames pruned at `ratio` (every visual token for an in-LLM
@@ -116,7 +117,7 @@ class LlavaVideoLLM(VideoLLM):
         grid = pooled_grid(self.vision.patches_per_side, self.layout)
         total = frames * grid[0] * grid[1]
         # Pre-LLM methods keep K; in-LLM methods prefill every visual token before they drop some.
-        visual = total if in_llm or not 0 <= ratio < 1 else keep_count(ratio, total)
+        visual = total if is_in_llm(method) or not 0 <= ratio < 1 else keep_count(ratio, total)
         text, newlines = len(ids) - 1, self.newline_count(frames, grid)
         needed = text + visual + newlines
         if needed > self.context_length:

@@ -7,5 +7,5 @@
 Modules: arch (what differs between the two), video_input (resize, normalise, patch order), encode (vision tower
 in chunks of temporal groups), prompt (chat template, video tokens, Qwen3-VL timestamps), positions
 (get_rope_index, kept columns, DeepStack), generate (the language model as fpcli.model.generate calls it),
-session, model, loading.
+session, inllm and inllm_session (fastv, framefusion, sttm inside the LLM), model, loading.
 """

@@ -3,7 +3,8 @@
 What the family adds: geometry + prompt (cheap, checked against the context before any encoding); encode_clip (the
 vision tower in chunks of temporal groups: a ClipFeatures of merged tokens [T', h*w, D], Qwen3-VL's DeepStack
 features in extras["deepstack"] [T', h*w, layers, D]); a session pruned before the LLM is a QwenSession (the kept
-columns of the unpruned prompt at the positions `get_rope_index` gives it; see fpcli.model.qwen.session).
+columns of the unpruned prompt at the positions `get_rope_index` gives it; see fpcli.model.qwen.session), one
+with an in-LLM method a QwenInLLMSession (fpcli.model.qwen.inllm_session).
 `max_pixels` (per frame) overrides the processor's pixel budget.
 """
 
@@ -16,11 +17,14 @@ import torch
 from fpcli.model.base import VideoLLM
 from fpcli.model.clip_features import ClipFeatures
 from fpcli.model.errors import ModelInputError
+from fpcli.model.methods import is_in_llm
 from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.profiles import Progress
 from fpcli.model.qwen.arch import QwenArch
 from fpcli.model.qwen.encode import encode_groups
 from fpcli.model.qwen.generate import QwenLM
+from fpcli.model.qwen.inllm import in_llm_detail
+from fpcli.model.qwen.inllm_session import QwenInLLMSession
 from fpcli.model.qwen.prompt import QwenPrompt, build_prompt
 from fpcli.model.qwen.session import QwenSession, check_fits
 from fpcli.model.qwen.video_input import VideoGeometry, VideoSpec, geometry, group_timestamps, seconds_per_group
@@ -91,7 +95,7 @@ class QwenVideoLLM(VideoLLM):
         extras = {} if deep is None else {"deepstack": deep}
         return self.clip_features(clip, features, geo.grid, extras, decode_s=decode_s, encode_s=encode_s)
 
-    def _check_prompt(self, frames: int, question: str, ratio: float, in_llm: bool, clip, *,
+    def _check_prompt(self, frames: int, question: str, ratio: float, method: str, clip, *,
                       time_instruction: bool | None, system_prompt: str | None, max_new_tokens: int,
                       max_pixels: int | None) -> None:
         """The prompt of `question` about `clip` (a VideoClip, before encoding, or its ClipFeatures) pruned at
@@ -104,18 +108,31 @@ class QwenVideoLLM(VideoLLM):
         geo = self.geometry_of(clip) if isinstance(clip, ClipFeatures) else self.geometry(clip, max_pixels)
         prompt = self.prompt(clip, question, geo, system_prompt)
         video = int(prompt.video_mask.sum())
-        visual = video if in_llm else keep_count(ratio, video)
-        check_fits(prompt.text_tokens + visual, max_new_tokens, self.context_length,
+        if is_in_llm(method):  # every video token enters the LLM
+            check_fits(len(prompt.input_ids), max_new_tokens, self.context_length, in_llm_detail(method))
+            return
+        check_fits(prompt.text_tokens + keep_count(ratio, video), max_new_tokens, self.context_length,
                    f" at ratio {ratio}, {video} visual before")
+
+    def _seconds_per_group(self, features: ClipFeatures) -> float | None:
+        """Qwen2.5-VL's second_per_grid_ts for the M-RoPE time positions; None for Qwen3-VL (timestamps in text)."""
+        if self.arch.timestamps_in_text:
+            return None
+        return seconds_per_group(features.frames, features.duration, self.spec.temporal_patch_size)
 
     def _pruned_session(self, features: ClipFeatures, pruned: PruneResult, prune_s: float,
                         history: bool) -> QwenSession:
-        if history:
-            raise ModelInputError("history=True (earlier turns in the prompt) is not available for Qwen-VL models")
-        seconds = None if self.arch.timestamps_in_text else seconds_per_group(
-            features.frames, features.duration, self.spec.temporal_patch_size)  # fmt: skip
-        return QwenSession(self, features, pruned, prune_s, self.geometry_of(features), seconds)
+        _refuse_history(history)
+        return QwenSession(self, features, pruned, prune_s, self.geometry_of(features),
+                           self._seconds_per_group(features))
 
     def _in_llm_session(self, features: ClipFeatures, method: str, ratio: float, options: dict,
-                        history: bool) -> QwenSession:
-        raise ModelInputError(f"{method} prunes inside the LLM, which the {self.layout} layout does not support")
+                        history: bool) -> QwenInLLMSession:
+        _refuse_history(history)
+        return QwenInLLMSession(self, features, method, ratio, options, self.geometry_of(features),
+                                self._seconds_per_group(features))
+
+
+def _refuse_history(history: bool) -> None:
+    if history:
+        raise ModelInputError("history=True (earlier turns in the prompt) is not available for Qwen-VL models")
