@@ -40,6 +40,7 @@ from fpcli.cli.options import (
     TauP,
     TauS,
     Viz,
+    VizTrees,
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.render import stats_summary
@@ -51,8 +52,8 @@ if TYPE_CHECKING:
 from fpcli.model.methods import is_in_llm
 
 
-def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: Reporter, viz: Optional[Path]
-                ) -> dict[str, Any]:
+def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: Reporter, viz: Optional[Path],
+                viz_trees: Optional[int] = None) -> dict[str, Any]:
     """The clip's features (cache, or decoding before the model loads), inspected; the result in its JSON form
     (and the --viz picture, whose frames a cache hit decodes for it: the picture shows pixels)."""
     decoded: list[VideoClip] = []
@@ -66,22 +67,12 @@ def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: 
     )
     result.timing_s.load = model.load_s_once()
     if viz is not None:
-        from fpcli.cli.viz import write_viz
+        from fpcli.cli.viz import write_stats
 
         clip = decoded[0] if decoded else decode(video, settings, model, reporter)[0]
-        title = (f"{Path(clip.path).name} | {result.method}, ratio {result.ratio:g} | "
-                 f"{result.main.visual_after}/{result.visual_before} tokens kept")
-        write_viz(viz, clip.frames, result.keep.cpu().numpy(), result.grid, clip.timestamps, title,
-                  frame_size=result.frame_size)
+        write_stats(viz, clip, result, model.get().temporal_patch_size, viz_trees)
         reporter.message(f"Wrote {viz}")
     return result.to_dict()
-
-
-def viz_path(viz: Optional[Path], video: Path, several: bool) -> Optional[Path]:
-    """--viz out.png as given for one video; out-<video stem>.png for each of several."""
-    if viz is None or not several:
-        return viz
-    return viz.with_name(f"{viz.stem}-{video.stem}{viz.suffix}")
 
 
 def stats(
@@ -104,6 +95,7 @@ def stats(
     opt: Opt = None,
     seed: Seed = DEFAULT_SEED,
     viz: Viz = None,
+    viz_trees: VizTrees = None,
     frames_table: FramesTable = False,
     no_cache: NoCache = False,
     cache_max_size: CacheMaxSize = None,
@@ -122,13 +114,22 @@ def stats(
     if inside:
         raise errors.usage_error(f"{inside[0]} prunes inside the LLM, which stats does not run",
                                  hint=f"compare it with `forestprune ask VIDEO QUESTION --compare {inside[0]}`")
+    if viz is not None or viz_trees is not None:
+        from fpcli.cli.viz import check
+
+        check(viz, viz_trees, settings.methods())
     cache = feature_cache(no_cache, cache_max_size)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
         llm = LazyModel(ModelSettings.of(model, layout, device, dtype), reporter, vision_only=True, cache=cache)
 
         def measure(path: Path) -> dict[str, Any]:
-            return video_stats(llm, path, settings, reporter, viz_path(viz, path, len(paths) > 1))
+            picture = None
+            if viz is not None:
+                from fpcli.cli.viz import viz_path
+
+                picture = viz_path(viz, path, len(paths) > 1)
+            return video_stats(llm, path, settings, reporter, picture, viz_trees)
 
         each_video(paths, measure, lambda out, result: out.print(stats_summary(result, out.width, frames_table)),
                    json_output, errors.debug_enabled(ctx.meta), reporter)
