@@ -98,9 +98,11 @@ def select_visionzip(
     used = valid.reshape(-1).nonzero()[:, 0]  # [sum c_t] slots that hold a contextual token
     flat_targets = (targets + torch.arange(t, device=features.device)[:, None] * n).reshape(-1)  # [T*C]
     merged = merged.reshape(-1, merged.shape[-1]).index_select(0, used)  # [sum c_t, D]
-    # For pictures: each merged token's target, by its slot ([T, N] -> flat [T*N]); the targets and dominant: -1.
-    slot_of = (owner + torch.arange(t, device=features.device)[:, None] * targets.shape[1]).clamp(min=0)  # [T, N]
-    joined = owner >= 0
+    # For pictures: each merged token's target, by its slot ([T, N] -> flat [T*N]); -1 for the targets, the dominant
+    # tokens and a frame's tokens when it has no contextual slot (dropped).
+    owner = owner.clamp(min=0)
+    joined = ~is_dominant & valid.gather(1, owner)  # [T, N]
+    slot_of = owner + torch.arange(t, device=features.device)[:, None] * targets.shape[1]  # [T, N] in [T*C]
     joined.view(-1)[flat_targets[used]] = False
     merged_into = torch.where(joined, flat_targets[slot_of], -1).reshape(-1)  # [T*N]
     return Selection(keep=torch.cat([keep, flat_targets[used]]), features=torch.cat([kept, merged]),

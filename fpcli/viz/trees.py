@@ -5,7 +5,7 @@ nodes linked that way form a tree, and roots are merged while there are more tha
 A tree here is everything under one root after merging. The N deepest trees are drawn in one colour each: every
 node as a marker on its patch, a line from each node to its parent (or, where the parent's cell is not drawn, its
 nearest drawn ancestor). Roots are squares, the other kept nodes (the trunk) filled discs, and the nodes pruning
-dropped (the deep leaves) hollow rings. The legend gives each tree's depth and the frames it spans.
+dropped (the deep leaves) hollow rings (dark inside). The legend gives each tree's depth and the frames it spans.
 
 The cells drawn are one row of at most MAX_COLUMNS, spread over the cells the drawn trees span.
 """
@@ -40,7 +40,7 @@ TREE_COLOURS = (  # one per tree drawn (MAX_TREES); distinct on dimmed video
 FRAME_BRIGHTNESS = 0.45  # the frames are dimmed under the markers
 ROOT_HALF = 5  # half the side of a root's square
 NODE_RADIUS = 4  # trunk discs and leaf rings
-OUTLINE = (16, 16, 16)
+OUTLINE = (16, 16, 16)  # around squares and discs; inside rings (hollow: the links end at their edge)
 
 
 @dataclass(frozen=True)
@@ -143,8 +143,8 @@ def draw_trees(clip: ClipPicture, nodes: TreeNodes, keep: np.ndarray, count: int
                 draw.ellipse((x - NODE_RADIUS, y - NODE_RADIUS, x + NODE_RADIUS, y + NODE_RADIUS), fill=colour,
                              outline=OUTLINE)
             else:
-                draw.ellipse((x - NODE_RADIUS, y - NODE_RADIUS, x + NODE_RADIUS, y + NODE_RADIUS), outline=colour,
-                             width=2)
+                draw.ellipse((x - NODE_RADIUS, y - NODE_RADIUS, x + NODE_RADIUS, y + NODE_RADIUS), fill=OUTLINE,
+                             outline=colour, width=2)
     for index, tree in enumerate(trees):
         x = 4 + (index % 2) * CANVAS_WIDTH // 2
         y = legend_top + (index // 2) * LINE_HEIGHT
