@@ -207,8 +207,8 @@ Viz = Annotated[
 VizTrees = Annotated[
     Optional[int],
     typer.Option("--viz-trees", min=1, max=MAX_TREES, rich_help_panel=OUTPUT_PANEL, show_default=False,
-                 metavar="N", help="With --viz: also draw forestprune's N deepest trees on the frames they span "
-                 "(the paper's Figure 5a)."),
+                 metavar="N", help=f"With --viz: also draw forestprune's N deepest trees (1 to {MAX_TREES}) on the "
+                 "frames they span (the paper's Figure 5a)."),
 ]
 FramesTable = Annotated[bool, typer.Option("--frames-table", rich_help_panel=OUTPUT_PANEL,
                                            help="Show every frame's row (time, kept, bar) instead of the compact strip.")]
