@@ -73,7 +73,8 @@ def test_strip_draws_each_cell_at_its_place_with_labels():
     merged[[0, 3]] = 1
     strip = Strip("visionzip", np.array([1, 6]), merged_into=merged)
     image = np.asarray(draw_strip(clip, strip, peak=0.5))
-    # two cells: thumbnails CANVAS_WIDTH / 4 = 320 wide, patches of 160; the first row starts under the header
+    # two cells: one every CANVAS_WIDTH / 4 = 320 pixels, 316 wide (4 between), patches of 158; the first row
+    # starts under the header
     top, side = LINE_HEIGHT, CANVAS_WIDTH // 4
     assert image.shape[1] == CANVAS_WIDTH
     assert (image[top + 80, 160 + 80] == clip.frames[0, 0, 0]).all()  # cell 0, token 1 kept
@@ -148,12 +149,12 @@ def test_roots_and_deepest_trees():
 def test_trees_are_drawn_in_their_colours_with_distinct_markers():
     clip = solid_clip(3)
     image = np.asarray(draw_trees(clip, FOREST, KEEP, 2))
-    side = CANVAS_WIDTH // 4  # 3 cells drawn: 320-pixel thumbnails, patches of 160, centres at 80 and 240
+    side = CANVAS_WIDTH // 4  # 3 cells drawn, one every 320 pixels: 316-pixel thumbnails, patch centres 79 and 237
     top = LINE_HEIGHT
 
     def centre(cell: int, token: int) -> tuple[int, int]:
         row, col = divmod(token, 2)
-        return top + 80 + 160 * row, cell * side + 80 + 160 * col
+        return top + 79 + 158 * row, cell * side + 79 + 158 * col
 
     a, b = TREE_COLOURS[0], TREE_COLOURS[1]
     assert tuple(image[centre(0, 0)]) == a  # root of A: a filled square
@@ -164,7 +165,7 @@ def test_trees_are_drawn_in_their_colours_with_distinct_markers():
     assert tuple(image[centre(0, 1)]) == b  # root of B
     y, x = centre(1, 1)  # B's pruned leaf
     assert tuple(image[y, x - NODE_RADIUS]) == b and tuple(image[y, x]) == OUTLINE
-    assert tuple(image[top + 80, 150]) == a  # on the link from A's root (x 80) to its child (x 400)
+    assert tuple(image[top + 79, 150]) == a  # on the link from A's root (x 79) to its child (x 399)
     y, x = centre(2, 2)  # tree C is not drawn: the dimmed frame
     assert (image[y, x] == (clip.frames[2, 0, 0] * FRAME_BRIGHTNESS).astype(np.uint8)).all()
     cell_of = FOREST.token // 4

@@ -26,6 +26,7 @@ CANVAS_WIDTH = 1280  # width of every picture in pixels: strips of one picture l
 MAX_COLUMNS = 8  # cells per row of a strip
 MAX_CELLS = 16  # cells drawn per strip (two rows); a longer clip shows MAX_CELLS of them, evenly spread
 MIN_COLUMNS = 4  # a clip of fewer cells still gets thumbnails CANVAS_WIDTH / MIN_COLUMNS wide at most
+THUMB_GAP = 4  # pixels between thumbnails: two frames of one scene must not read as one picture
 FONT_SIZE = 13
 LINE_HEIGHT = 18  # one line of text
 BACKGROUND = (24, 24, 24)
@@ -100,15 +101,17 @@ def shown_cells(cells: int, limit: int = MAX_CELLS) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Sheet:
-    """Where the thumbnails of a strip go: `columns` to a row, each thumb_w x thumb_h with a label line under it."""
+    """Where the thumbnails of a strip go: `columns` to a row, each thumb_w x thumb_h with a label line under it,
+    one every `pitch` pixels."""
 
     columns: int
+    pitch: int
     thumb_w: int
     thumb_h: int
 
     def origin(self, slot: int, top: int) -> tuple[int, int]:
         """Top-left corner of the `slot`-th thumbnail drawn, the first row's top at `top`."""
-        return (slot % self.columns) * self.thumb_w, top + (slot // self.columns) * (self.thumb_h + LINE_HEIGHT)
+        return (slot % self.columns) * self.pitch, top + (slot // self.columns) * (self.thumb_h + LINE_HEIGHT)
 
     def height(self, count: int) -> int:
         """Pixels that `count` thumbnails and their labels take."""
@@ -118,8 +121,9 @@ class Sheet:
 def sheet(count: int, aspect: float, columns: int = MAX_COLUMNS) -> Sheet:
     """The layout of `count` thumbnails of width/height `aspect` across CANVAS_WIDTH."""
     columns = max(1, min(count, columns))
-    thumb_w = CANVAS_WIDTH // max(columns, MIN_COLUMNS)
-    return Sheet(columns, thumb_w, max(1, round(thumb_w / aspect)))
+    pitch = CANVAS_WIDTH // max(columns, MIN_COLUMNS)
+    thumb_w = pitch - THUMB_GAP
+    return Sheet(columns, pitch, thumb_w, max(1, round(thumb_w / aspect)))
 
 
 def thumbnail(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
