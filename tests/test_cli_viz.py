@@ -63,3 +63,18 @@ def test_ask_qwen_picture_has_one_strip(tiny_qwen3_dir: Path, tmp_path: Path):
     with Image.open(picture) as image:
         assert image.format == "PNG" and image.width == CANVAS_WIDTH
         assert np.asarray(image.convert("RGB")).std() > 0
+
+
+def test_ask_viz_on_a_cache_hit_decodes_for_the_picture_and_answers_as_without(tiny_onevision_dir: Path,
+                                                                                 tmp_path: Path):
+    args = ("ask", CLIP, "What happens?", "--model", tiny_onevision_dir, "--frames", "4", "--max-new-tokens", "3",
+            "--json")
+    plain = invoke(*args)  # stores the clip's features
+    picture = tmp_path / "hit.webp"
+    drawn = invoke(*args, "--viz", picture)
+    assert plain.exit_code == 0 and drawn.exit_code == 0, drawn.stderr
+    first, second = json.loads(plain.stdout), json.loads(drawn.stdout)
+    assert (first["cache"], second["cache"]) == ("miss", "hit")
+    assert second["answer"] == first["answer"] and second["per_frame_kept"] == first["per_frame_kept"]
+    with Image.open(picture) as image:
+        assert image.format == "WEBP" and image.width == CANVAS_WIDTH
