@@ -102,8 +102,9 @@ def draw_strip(clip: ClipPicture, strip: Strip, peak: float, shown: np.ndarray |
     draw = ImageDraw.Draw(canvas)
     per_cell = strip.kept_per_cell(clip)  # [cells]
     kept_total = int(per_cell.sum())
-    draw.text((4, 2), f"{strip.method} · {kept_total}/{clip.tokens} tokens kept ({100 * kept_total / clip.tokens:.1f}%)"
-                      f" · {strip.stage}", fill=TEXT_COLOUR, font=font())
+    share = 100 * kept_total / clip.tokens
+    draw.text((4, 2), f"{strip.method} · {kept_total}/{clip.tokens} tokens kept ({share:.1f}%) · {strip.stage}",
+              fill=TEXT_COLOUR, font=font())
 
     kept = np.zeros(clip.tokens, dtype=bool)
     kept[np.asarray(strip.keep)] = True
