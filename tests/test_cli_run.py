@@ -305,17 +305,6 @@ def test_stats_human_output_and_viz(videos: Path, tiny_onevision_dir: Path, tmp_
     assert pixels.shape[1] >= 4 * 48
 
 
-def test_viz_dims_exactly_the_dropped_patches():
-    from fpcli.cli.viz import DIM, _dimmed_thumb, keep_masks
-
-    frame = np.full((20, 40, 3), 200, dtype=np.uint8)
-    masks = keep_masks(np.array([1, 6]), frames=2, grid=(2, 2))  # frame 0: (0,1); frame 1: (1,0)
-    assert masks.tolist() == [[[False, True], [False, False]], [[False, False], [True, False]]]
-    thumb = _dimmed_thumb(frame, masks[0], (40, 20))
-    assert (thumb[:10, 20:] == 200).all()  # kept: top-right quarter untouched
-    assert (thumb[:10, :20] == int(200 * DIM)).all() and (thumb[10:] == int(200 * DIM)).all()
-
-
 def test_python_m_fpcli_json_stdout_is_only_json(videos: Path, tiny_onevision_dir: Path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "fpcli", "ask", str(videos / "a.mp4"), QUESTION,
@@ -495,14 +484,3 @@ def test_long_videos_render_compactly():
     assert len(depth_rows) == 10 and str(depth_rows[0]).startswith("  depth 0-2")  # 30 depths, 3 to a row
 
 
-def test_viz_labels_stay_readable_when_crowded(tmp_path: Path):
-    from fpcli.cli.viz import clock, label_step, thumb_label, write_viz
-
-    assert (clock(75.4), clock(3725.0)) == ("01:15", "62:05")
-    assert thumb_label(75.4, 3, 196, 120) == "01:15 3/196"
-    assert thumb_label(75.4, 3, 196, 48) == "01:15"  # no room for the count
-    assert label_step(48) == 1 and label_step(20) == 2
-    frames = np.zeros((128, 24, 32, 3), dtype=np.uint8)
-    path = write_viz(tmp_path / "many.png", frames, np.arange(0, 128 * 4, 3), (2, 2), np.arange(128) * 10.0, "t")
-    with Image.open(path) as image:
-        assert image.width >= 128 // 32 * 48

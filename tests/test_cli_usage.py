@@ -177,9 +177,9 @@ def test_config_unknown_key(video: Path, tmp_path: Path):
     ("text", "shown"),
     [
         ("ratio: 1.5\n", "1.5"),
-        # One config file can serve every command: `viz` (stats only) is ignored by ask, not rejected, and
-        # max_new_tokens is ask's --max-new-tokens; the first real problem is the ratio.
-        ("viz: out.png\nmax_new_tokens: 8\nratio: 2\n", "2.0"),
+        # One config file can serve every command: `frames_table` (stats only) is ignored by ask, not rejected,
+        # and max_new_tokens is ask's --max-new-tokens; the first real problem is the ratio.
+        ("frames_table: true\nmax_new_tokens: 8\nratio: 2\n", "2.0"),
     ],
     ids=["bad-value", "keys-of-other-commands"],
 )
@@ -408,10 +408,43 @@ def test_viz_extension_is_checked_up_front(video: Path, tmp_path: Path, name: st
     result = run("stats", video, *NO_MODEL, "--viz", tmp_path / name)
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
-        f"Error: Invalid value for '--viz': {tmp_path / name} must end in .png, .jpg, .jpeg, .webp (the picture's "
-        "format)",
+        f"Error: Invalid value for '--viz': {tmp_path / name} must end in .png, .jpg, .jpeg, .webp (a picture) or "
+        ".html (the report page)",
         "Hint: see 'forestprune stats --help'",
     ]
+
+
+@pytest.mark.parametrize("command", ["stats", "ask"])
+def test_viz_folder_must_be_writable(video: Path, tmp_path: Path, command: str):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    question = ["What?"] if command == "ask" else []
+    result = run(command, video, *question, *NO_MODEL, "--viz", blocker / "sub" / "out.html")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == (f"Error: Invalid value for '--viz': cannot write {blocker}/sub/out.html: "
+                                             f"{blocker} is not a writable folder")
+    missing = run(command, video, *question, *NO_MODEL, "--viz", tmp_path / "new" / "deeper" / "out.png")
+    assert missing.exit_code == 1 and "is not a profile" in missing.stderr  # folders to make: past the checks
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--viz-trees", "2"], "Error: --viz-trees draws on the --viz picture"),
+        (["--viz", "out.png", "--viz-trees", "2", "--method", "gprune", "--compare", "visionzip"],
+         "Error: --viz-trees draws forestprune's trees, and no method run builds a forest (gprune, visionzip)"),
+        (["--viz", "out.png", "--viz-trees", "11"],
+         "Error: Invalid value for '--viz-trees': Input should be less than or equal to 10"),
+    ],
+    ids=["without-viz", "no-forest", "too-many"],
+)
+@pytest.mark.parametrize("command", ["stats", "ask"])
+def test_viz_trees_is_checked_up_front(video: Path, tmp_path: Path, command: str, args: list[str], message: str):
+    question = ["What?"] if command == "ask" else []
+    args = [str(tmp_path / arg) if arg == "out.png" else arg for arg in args]
+    result = run(command, video, *question, *NO_MODEL, *args)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == message
 
 
 def test_errors_are_mapped_by_type(tmp_path: Path):

@@ -11,7 +11,7 @@ import fpcli
 ROOT = Path(fpcli.__file__).parent
 # Layer of each package, top first; a file may import its own layer and those below (a larger number).
 LAYERS = {"fpcli.cli": 0, "fpcli.devtools": 0, "fpcli.lmms": 1, "fpcli.run": 1, "fpcli.scale": 2, "fpcli.eval": 2,
-          "fpcli.model": 3, "fpcli.prune": 4, "fpcli.video": 4}
+          "fpcli.model": 3, "fpcli.prune": 4, "fpcli.video": 4, "fpcli.viz": 4}
 
 
 def module_files() -> dict[str, Path]:

@@ -14,8 +14,9 @@ from fpcli.prune.builtin import DOMINANT_SHARE
 from fpcli.prune.visionzip import frame_budgets
 
 
-def reference_visionzip(features, attention, keys, k, share):
-    """VisionZip as its SigLIP ports describe it, one frame and one token at a time: {flat index: feature}."""
+def reference_visionzip(features, attention, keys, k, share, joined=None):
+    """VisionZip as its SigLIP ports describe it, one frame and one token at a time: {flat index: feature}.
+    `joined`, a dict, receives {flat index of a merged token: flat index of the target it joined}."""
     t, n, _ = features.shape
     kept = {}
     start = 0
@@ -42,6 +43,8 @@ def reference_visionzip(features, attention, keys, k, share):
             groups[targets[similarities.index(max(similarities))]].append(i)
         for target, members in groups.items():
             kept[frame * n + target] = features[frame, members].mean(dim=0)
+            if joined is not None:
+                joined.update({frame * n + i: frame * n + target for i in members if i != target})
     return kept
 
 
@@ -119,9 +122,13 @@ def test_matches_the_reference_keeps_k_and_merges_means(inputs):
     k = keep_count(ratio, t * n)
     assert r.k == k and r.keep.shape == (k,) and len(set(r.keep.tolist())) == k
     assert r.per_frame.tolist() == frame_budgets(k, t)
-    expected = reference_visionzip(features, attention, keys, k, share)
+    joined = {}
+    expected = reference_visionzip(features, attention, keys, k, share, joined)
     assert r.keep.tolist() == sorted(expected)
     torch.testing.assert_close(r.features, torch.stack([expected[i] for i in sorted(expected)]))
+    # merged_into: each merged token's target, -1 for the kept ones (None: no frame had a contextual token)
+    merged_into = [-1] * (t * n) if r.merged_into is None else r.merged_into.tolist()
+    assert merged_into == [joined.get(i, -1) for i in range(t * n)]
 
 
 @pytest.mark.parametrize("share", [-0.1, 1.5, float("nan"), "0.5", True, None])
@@ -195,6 +202,35 @@ def test_merged_features_of_the_wrong_shape_break_the_contract(scratch_registry)
     with pytest.raises(RuntimeError, match=r"^method 'test-bad-merge' must return features torch.float32 \[2, 3\] "
                                            r"on cpu, got torch.float32 \[2, 1\] on cpu$"):
         prune(torch.randn(1, 4, 3), (2, 2), 0.5, "test-bad-merge")
+
+
+def test_merged_into_of_a_method_is_checked(scratch_registry):
+    @register_method("test-merged-into")
+    def merged(features, grid, k, *, target):
+        joined = torch.full((features.shape[0] * features.shape[1],), -1)
+        joined[0] = target  # token 0 dropped; tokens 1 and 2 kept
+        return Selection(keep=torch.tensor([1, 2]), merged_into=joined)
+
+    x = torch.randn(1, 4, 3)
+    assert prune(x, (2, 2), 0.5, "test-merged-into", target=2).merged_into.tolist() == [2, -1, -1, -1]
+    assert prune(x, (2, 2), 0.5, "uniform").merged_into is None  # nothing merged
+    for target in (3, 4, -2):  # not kept, out of range, below -1
+        with pytest.raises(RuntimeError, match=r"^method 'test-merged-into' returned merged_into entries that are "
+                                               r"not -1 or a kept index$"):
+            prune(x, (2, 2), 0.5, "test-merged-into", target=target)
+
+
+def test_a_kept_token_merged_into_another_breaks_the_contract(scratch_registry):
+    @register_method("test-kept-merged")
+    def kept_merged(features, grid, k):
+        return Selection(keep=torch.tensor([1, 2]), merged_into=torch.tensor([-1, 2, -1, -1]))
+
+    with pytest.raises(RuntimeError, match="merged_into entries that are not -1 or a kept index"):
+        prune(torch.randn(1, 4, 3), (2, 2), 0.5, "test-kept-merged")
+    with pytest.raises(RuntimeError, match=r"must return merged_into as a LongTensor \[4\], got torch.int64 \[3\]"):
+        register_method("test-short-merged")(
+            lambda features, grid, k: Selection(keep=torch.tensor([1, 2]), merged_into=torch.full((3,), -1)))
+        prune(torch.randn(1, 4, 3), (2, 2), 0.5, "test-short-merged")
 
 
 def test_all_work_follows_the_input_device():

@@ -41,6 +41,8 @@ from fpcli.cli.options import (
     TauP,
     TauS,
     Temperature,
+    Viz,
+    VizTrees,
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.render import answer_summary, answers_table
@@ -110,6 +112,8 @@ def ask(
     max_new_tokens: MaxNewTokens = DEFAULT_MAX_NEW_TOKENS,
     temperature: Temperature = DEFAULT_TEMPERATURE,
     seed: Seed = DEFAULT_SEED,
+    viz: Viz = None,
+    viz_trees: VizTrees = None,
     no_cache: NoCache = False,
     cache_max_size: CacheMaxSize = None,
     config: Config = None,
@@ -125,6 +129,9 @@ def ask(
 
     Asking again about a video (same frames, model, dtype) reads its features from the feature cache: no decoding.
 
+    With --viz FILE: a picture of what each method kept (a strip per method over the sampled frames); FILE.html
+    writes a self-contained page with the methods' table above it.
+
     With --json: one JSON object per video on stdout (JSON lines for several videos; with --compare one per
     method), nothing else.
     """
@@ -132,6 +139,10 @@ def ask(
     settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
                             tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
                             compare=compare)
+    if viz is not None or viz_trees is not None:
+        from fpcli.cli.viz import check
+
+        check(viz, viz_trees, settings.compared() if settings.compare else [settings.method])
     cache = feature_cache(no_cache, cache_max_size)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
@@ -140,6 +151,11 @@ def ask(
         llm.check_methods()
 
         def answer(path: Path) -> dict[str, Any] | list[dict[str, Any]]:
+            if viz is not None:
+                from fpcli.cli.viz import answer_with_viz, viz_path
+
+                picture = viz_path(viz, path, len(paths) > 1)
+                return answer_with_viz(llm, path, question, settings, reporter, picture, viz_trees)
             if settings.compare:
                 return compare_video(llm, path, question, settings, reporter)
             return answer_video(llm, path, question, settings)

@@ -8,6 +8,7 @@ no torch, so `--help` stays fast); the sampling and generation bounds are the co
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -36,8 +37,8 @@ from fpcli.run.settings import (  # noqa: F401  the defaults the commands' decla
     MIN_NEW_TOKENS,
     MIN_TEMPERATURE,
 )
+from fpcli.viz import MAX_TREES, REPORT_SUFFIX, SUFFIXES as VIZ_SUFFIXES
 
-VIZ_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 PRUNE_PANEL = "Pruning"
 MODEL_PANEL = "Model"
 GENERATION_PANEL = "Generation"
@@ -72,8 +73,17 @@ def _check_device(value: str) -> str:
 
 
 def _check_viz(value: Optional[Path]) -> Optional[Path]:
-    if value is not None and value.suffix.lower() not in VIZ_SUFFIXES:
-        raise typer.BadParameter(f"{value} must end in {', '.join(VIZ_SUFFIXES)} (the picture's format)")
+    """A picture or report suffix, in a folder that exists (or can be made) and is writable."""
+    if value is None:
+        return None
+    if value.suffix.lower() not in VIZ_SUFFIXES:
+        pictures = ", ".join(suffix for suffix in VIZ_SUFFIXES if suffix != REPORT_SUFFIX)
+        raise typer.BadParameter(f"{value} must end in {pictures} (a picture) or {REPORT_SUFFIX} (the report page)")
+    folder = value.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folders missing on the way are made when the file is written
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"cannot write {value}: {folder} is not a writable folder")
     return value
 
 
@@ -191,8 +201,16 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel=OUTPUT_PAN
 Viz = Annotated[
     Optional[Path],
     typer.Option("--viz", dir_okay=False, callback=_check_viz, rich_help_panel=OUTPUT_PANEL, show_default=False,
-                 help="Write a picture (.png, .jpg, .webp): the frames with pruned patches dimmed, and the "
-                 "retention per frame."),
+                 help="Write a picture (.png, .jpg, .jpeg, .webp) of what each method (--method, --compare) keeps: "
+                 "a strip per method over the sampled frames, kept patches bright, dropped ones dimmed, merged ones "
+                 "outlined, and the retention per frame; FILE.html: a self-contained page with the methods' table "
+                 "above the pictures."),
+]
+VizTrees = Annotated[
+    Optional[int],
+    typer.Option("--viz-trees", min=1, max=MAX_TREES, rich_help_panel=OUTPUT_PANEL, show_default=False,
+                 metavar="N", help=f"With --viz: also draw forestprune's N deepest trees (1 to {MAX_TREES}) on the "
+                 "frames they span (the paper's Figure 5a)."),
 ]
 FramesTable = Annotated[bool, typer.Option("--frames-table", rich_help_panel=OUTPUT_PANEL,
                                            help="Show every frame's row (time, kept, bar) instead of the compact strip.")]

@@ -40,6 +40,7 @@ from fpcli.cli.options import (
     TauP,
     TauS,
     Viz,
+    VizTrees,
 )
 from fpcli.cli.progress import Reporter
 from fpcli.cli.render import stats_summary
@@ -54,29 +55,19 @@ if TYPE_CHECKING:
     from fpcli.video import VideoClip
 
 
-def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: Reporter, viz: Optional[Path]
-                ) -> dict[str, Any]:
+def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: Reporter, viz: Optional[Path],
+                viz_trees: Optional[int] = None) -> dict[str, Any]:
     """The clip's features (cache, or decoding before the model loads), inspected; the result in its JSON form
     (and the --viz picture, whose frames a cache hit decodes for it: the picture shows pixels)."""
     decoded: list[VideoClip] = []
     result = inspect_video(model, video, settings, decoded)
     if viz is not None:
-        from fpcli.cli.viz import write_viz
+        from fpcli.cli.viz import write_stats
 
         clip = decoded[0] if decoded else decode(video, settings, model, reporter)[0]
-        title = (f"{Path(clip.path).name} | {result.method}, ratio {result.ratio:g} | "
-                 f"{result.main.visual_after}/{result.visual_before} tokens kept")
-        write_viz(viz, clip.frames, result.keep.cpu().numpy(), result.grid, clip.timestamps, title,
-                  frame_size=result.frame_size)
+        write_stats(viz, clip, result, model.get().temporal_patch_size, viz_trees)
         reporter.message(f"Wrote {viz}")
     return result.to_dict()
-
-
-def viz_path(viz: Optional[Path], video: Path, several: bool) -> Optional[Path]:
-    """--viz out.png as given for one video; out-<video stem>.png for each of several."""
-    if viz is None or not several:
-        return viz
-    return viz.with_name(f"{viz.stem}-{video.stem}{viz.suffix}")
 
 
 def stats(
@@ -99,6 +90,7 @@ def stats(
     opt: Opt = None,
     seed: Seed = DEFAULT_SEED,
     viz: Viz = None,
+    viz_trees: VizTrees = None,
     frames_table: FramesTable = False,
     no_cache: NoCache = False,
     cache_max_size: CacheMaxSize = None,
@@ -117,6 +109,10 @@ def stats(
     if inside:
         raise errors.usage_error(f"{inside[0]} prunes inside the LLM, which stats does not run",
                                  hint=f"compare it with `forestprune ask VIDEO QUESTION --compare {inside[0]}`")
+    if viz is not None or viz_trees is not None:
+        from fpcli.cli.viz import check
+
+        check(viz, viz_trees, settings.methods())
     cache = feature_cache(no_cache, cache_max_size)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:
@@ -125,7 +121,12 @@ def stats(
         llm.check_methods()
 
         def measure(path: Path) -> dict[str, Any]:
-            return video_stats(llm, path, settings, reporter, viz_path(viz, path, len(paths) > 1))
+            picture = None
+            if viz is not None:
+                from fpcli.cli.viz import viz_path
+
+                picture = viz_path(viz, path, len(paths) > 1)
+            return video_stats(llm, path, settings, reporter, picture, viz_trees)
 
         each_video(paths, measure, lambda out, result: out.print(stats_summary(result, out.width, frames_table)),
                    json_output, errors.debug_enabled(ctx.meta), reporter)

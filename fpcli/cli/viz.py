@@ -1,130 +1,135 @@
-"""`stats --viz out.png`: the sampled frames with pruned patches dimmed, and the retention per frame.
+"""`--viz FILE` of `ask` and `stats`: what each method keeps of the same sampled frames, drawn by fpcli.viz.
 
-The model resizes each whole frame without cropping (LLaVA to a square, Qwen-VL to multiples of its merged patch,
-keeping the aspect), so token (row, col) of the H x W grid covers the same fraction of the original frame: the mask
-is simply stretched over the thumbnail, which has the aspect of the frames the tower saw when the model keeps it
-(`frame_size`), else the video's.
+A strip per method (--method, then the --compare ones), with `--viz-trees N` forestprune's N deepest trees, written
+as one image or, for FILE.html, as a self-contained page with the methods' table above the pictures. The data is
+what the run already holds: `stats` each method's PruneResult (MethodRun.pruned, the forest included), `ask` each
+answer's (AnswerResult.pruned: for an in-LLM method the tokens its deepest layers ran on). The picture shows pixels,
+so a feature-cache hit decodes the frames for it. The options are checked before anything runs (`check`).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
 
-CANVAS_WIDTH = 1280  # target width of the picture in pixels
-MIN_THUMB = 48
-DIM = 0.25  # brightness of dropped patches
-CHART_HEIGHT = 120
-LABEL_HEIGHT = 14
-BACKGROUND = (24, 24, 24)
-BAR_COLOUR = (90, 200, 120)
-TEXT_COLOUR = (230, 230, 230)
-CHAR_WIDTH = 6  # PIL's default bitmap font
-AXIS_LABELS = 8  # time labels under the chart, at most
+from fpcli.cli import errors
+from fpcli.cli.progress import Reporter
+from fpcli.run.answering import answers_with_frames
+from fpcli.run.settings import RunSettings
+from fpcli.run.source import LazyModel
+from fpcli.viz import output
+from fpcli.viz.cells import ClipPicture
+from fpcli.viz.report import Figure, Table
+from fpcli.viz.strips import Strip, draw_strips, stage
+from fpcli.viz.trees import TreeNodes, draw_trees
 
+if TYPE_CHECKING:
+    from fpcli.model.inspect import StatsResult
+    from fpcli.model.result import AnswerResult
+    from fpcli.prune import PruneResult
+    from fpcli.video import VideoClip
 
-def clock(seconds: float) -> str:
-    """mm:ss (minutes keep counting past an hour): what a label under a thumbnail has room for."""
-    minutes, rest = divmod(int(round(seconds)), 60)
-    return f"{minutes:02d}:{rest:02d}"
-
-
-def thumb_label(seconds: float, kept: int, tokens: int, thumb_w: int) -> str:
-    """'mm:ss kept/tokens' where it fits under a thumbnail, else 'mm:ss'."""
-    full = f"{clock(seconds)} {kept}/{tokens}"
-    return full if len(full) * CHAR_WIDTH + 4 <= thumb_w else clock(seconds)
+FOREST_METHOD = "forestprune"  # the method whose result holds the forest --viz-trees draws
 
 
-def label_step(thumb_w: int) -> int:
-    """Label every n-th thumbnail, so labels never overlap when thumbnails are narrower than 'mm:ss'."""
-    return max(1, math.ceil((5 * CHAR_WIDTH + 6) / thumb_w))
+def check(viz: Optional[Path], trees: Optional[int], methods: Sequence[str]) -> None:
+    """Usage errors (exit 2) before any work: --viz-trees without --viz, or with no method that builds a forest."""
+    if trees is None:
+        return
+    if viz is None:
+        raise errors.usage_error("--viz-trees draws on the --viz picture", hint="add --viz FILE")
+    if FOREST_METHOD not in methods:
+        raise errors.usage_error(f"--viz-trees draws {FOREST_METHOD}'s trees, and no method run builds a forest "
+                                 f"({', '.join(methods)})", hint=f"add {FOREST_METHOD} to --method or --compare")
 
 
-def keep_masks(keep: np.ndarray, frames: int, grid: tuple[int, int]) -> np.ndarray:
-    """Flat kept indices (frame*N + row*W + col) -> bool masks [T, H, W]."""
-    height, width = grid
-    mask = np.zeros(frames * height * width, dtype=bool)
-    mask[keep] = True
-    return mask.reshape(frames, height, width)
+def viz_path(viz: Optional[Path], video: Path, several: bool) -> Optional[Path]:
+    """--viz out.png as given for one video; out-<video stem>.png for each of several."""
+    if viz is None or not several:
+        return viz
+    return viz.with_name(f"{viz.stem}-{video.stem}{viz.suffix}")
 
 
-def _layout(frames: int, aspect: float) -> tuple[int, int, int]:
-    """(columns, thumbnail width, thumbnail height) for a roughly CANVAS_WIDTH-wide sheet."""
-    columns = min(frames, max(4, math.ceil(math.sqrt(frames * 16 / 9 / aspect))))
-    thumb_w = max(MIN_THUMB, CANVAS_WIDTH // columns)
-    return columns, thumb_w, max(1, round(thumb_w / aspect))
+def picture_of(clip: VideoClip, grid: tuple[int, int], group: int, frame_size: Optional[tuple[int, int]]
+               ) -> ClipPicture:
+    return ClipPicture(Path(clip.path).name, np.asarray(clip.frames), np.asarray(clip.timestamps, dtype=float),
+                       (int(grid[0]), int(grid[1])), group, frame_size)
 
 
-def _dimmed_thumb(frame: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a frame [h, w, 3] to size (w, h) and dim the pixels whose token was dropped."""
-    thumb = np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))  # [th, tw, 3]
-    rows = np.arange(size[1]) * mask.shape[0] // size[1]  # [th] grid row of each pixel row
-    cols = np.arange(size[0]) * mask.shape[1] // size[0]  # [tw]
-    kept = mask[rows[:, None], cols[None, :]]  # [th, tw]
-    return np.where(kept[..., None], thumb, (thumb * DIM).astype(np.uint8))
+def strip_of(pruned: PruneResult, from_layer: int = 0) -> Strip:
+    merged = None if pruned.merged_into is None else pruned.merged_into.cpu().numpy()
+    return Strip(pruned.method, pruned.keep.cpu().numpy(), stage(from_layer), merged)
 
 
-def write_viz(
-    path: Path,
-    frames: np.ndarray,
-    keep: np.ndarray,
-    grid: tuple[int, int],
-    timestamps: np.ndarray,
-    title: str,
-    frame_size: tuple[int, int] | None = None,
-) -> Path:
-    """Write the PNG. frames: uint8 [T, h, w, 3]; keep: flat kept token indices (frame*N + row*W + col);
-    timestamps [T] seconds; frame_size: (h, w) of the resized frames the tower saw, or None."""
-    count, frame_h, frame_w, _ = frames.shape
-    if frame_size is not None:
-        frame_h, frame_w = frame_size
-    masks = keep_masks(keep, count, grid)  # [T, H, W]
-    columns, thumb_w, thumb_h = _layout(count, frame_w / frame_h)
-    rows = math.ceil(count / columns)
-    cell_h = thumb_h + LABEL_HEIGHT
-    sheet_w = columns * thumb_w
-    canvas = Image.new("RGB", (sheet_w, LABEL_HEIGHT + rows * cell_h + CHART_HEIGHT + 2 * LABEL_HEIGHT), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    draw.text((4, 1), title, fill=TEXT_COLOUR)
-    per_frame = masks.reshape(count, -1).sum(axis=1)  # [T]
-    tokens = grid[0] * grid[1]
-    step = label_step(thumb_w)
-    for index in range(count):
-        x = (index % columns) * thumb_w
-        y = LABEL_HEIGHT + (index // columns) * cell_h
-        canvas.paste(Image.fromarray(_dimmed_thumb(frames[index], masks[index], (thumb_w, thumb_h))), (x, y))
-        if (index % columns) % step == 0:
-            label = thumb_label(float(timestamps[index]), int(per_frame[index]), tokens, thumb_w * step)
-            draw.text((x + 2, y + thumb_h + 1), label, fill=TEXT_COLOUR)
-    _draw_chart(draw, per_frame / tokens, top=LABEL_HEIGHT + rows * cell_h, width=sheet_w)
-    _draw_axis(draw, timestamps, top=LABEL_HEIGHT + rows * cell_h + LABEL_HEIGHT + CHART_HEIGHT, width=sheet_w)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
-    return path
+def figures(picture: ClipPicture, strips: list[Strip], runs: Sequence[PruneResult], trees: Optional[int]
+            ) -> list[Figure]:
+    """A figure per strip, then the trees of the first run that holds a forest (check() made sure one does)."""
+    out = [Figure(f"{strip.method}: {len(strip.keep)}/{picture.tokens} tokens kept, {strip.stage}", image)
+           for strip, image in zip(strips, draw_strips(picture, strips))]
+    if trees is not None:
+        run = next(run for run in runs if run.forest is not None)
+        image = draw_trees(picture, TreeNodes.of(run.forest), run.keep.cpu().numpy(), trees)
+        out.append(Figure(f"{run.method}: the {trees} deepest trees", image))
+    return out
 
 
-def _draw_chart(draw: ImageDraw.ImageDraw, fractions: np.ndarray, top: int, width: int) -> None:
-    """A bar per frame, height = fraction of its tokens kept, scaled so the fullest frame fills the chart
-    (at 90% pruning every bar would otherwise be a sliver)."""
-    peak = float(fractions.max())
-    draw.text((4, top + 1), f"tokens kept per frame (tallest bar = {100 * peak:.0f}% of the frame)", fill=TEXT_COLOUR)
-    base = top + LABEL_HEIGHT + CHART_HEIGHT - 2
-    slot = width / len(fractions)
-    for index, fraction in enumerate(fractions):
-        left = round(index * slot)
-        right = max(left, round((index + 1) * slot) - (1 if slot >= 3 else 0) - 1)
-        height = round(float(fraction) / (peak or 1.0) * (CHART_HEIGHT - 4))
-        if height:
-            draw.rectangle((left, base - height + 1, right, base), fill=BAR_COLOUR)
+def title(picture: ClipPicture, model: str, ratio: float) -> str:
+    groups = f" in {picture.cells} groups" if picture.group > 1 else ""
+    return f"{picture.name} · {model} · ratio {ratio:g} · {len(picture.frames)} frames{groups}, grid " \
+           f"{picture.grid[0]}x{picture.grid[1]}"
 
 
-def _draw_axis(draw: ImageDraw.ImageDraw, timestamps: np.ndarray, top: int, width: int) -> None:
-    """mm:ss under the chart at up to AXIS_LABELS evenly spaced frames (each at its bar's position)."""
-    count = len(timestamps)
-    slot = width / count
-    for index in np.unique(np.linspace(0, count - 1, min(count, AXIS_LABELS)).round().astype(int)):
-        left = min(round(index * slot), width - 5 * CHAR_WIDTH - 2)
-        draw.text((left, top + 1), clock(float(timestamps[index])), fill=TEXT_COLOUR)
+def write_stats(path: Path, clip: VideoClip, result: StatsResult, group: int, trees: Optional[int]) -> Path:
+    """`stats --viz`: a strip per method run on the shared features."""
+    runs = [result.main, *result.compare]
+    picture = picture_of(clip, result.grid, group, result.frame_size)
+    pruned = [run.pruned for run in runs]
+    table = Table(
+        ("method", "visual tokens", "prune s", "trees (roots after merging)"),
+        [(run.method, f"{run.visual_after}/{result.visual_before}", f"{run.prune_s:.4f}",
+          "" if run.forest is None else f"{run.forest['trees']} ({run.forest['roots_after']})") for run in runs],
+        numeric=(False, True, True, True),
+    )
+    return output.write(path, title(picture, result.model, result.ratio),
+                        figures(picture, [strip_of(run) for run in pruned], pruned, trees), table)
+
+
+def answer_row(record: dict[str, Any], stage_text: str) -> tuple[str, ...]:
+    """A method's row of the report table, from its answer's JSON form (rounded as --json rounds it)."""
+    tokens, timing = record["tokens"], record["timing_s"]
+    return (record["method"], stage_text, f"{tokens['visual_after']}/{tokens['visual_before']}",
+            f"{timing['encode']:.3f}", f"{timing['prune']:.4f}", f"{timing['prefill']:.3f}",
+            f"{timing['generate']:.3f}", f"{record['prefill_tflops']['after']:.4g}", f"{record['peak_memory_mb']:.1f}",
+            record["answer"])
+
+
+def write_answers(path: Path, clip: VideoClip, results: Sequence[AnswerResult], group: int,
+                  frame_size: Optional[tuple[int, int]], trees: Optional[int]) -> Path:
+    """`ask --viz`: a strip per answer's method, at the layer from which its tokens were all that was left."""
+    first = results[0]
+    picture = picture_of(clip, first.grid, group, frame_size)
+    layers = [result.tokens.visual_in_llm[-1]["from_layer"] if result.tokens.visual_in_llm else 0
+              for result in results]
+    strips = [strip_of(result.pruned, layer) for result, layer in zip(results, layers)]
+    table = Table(
+        ("method", "stage", "visual tokens", "encode s", "prune s", "prefill s", "generate s", "prefill TFLOPs",
+         "peak MB", "answer"),
+        [answer_row(result.to_dict(), strip.stage) for result, strip in zip(results, strips)],
+        numeric=(False, False, True, True, True, True, True, True, True, False),
+    )
+    return output.write(path, title(picture, first.model, first.ratio),
+                        figures(picture, strips, [result.pruned for result in results], trees), table,
+                        notes=[f"Question: {first.question}"])
+
+
+def answer_with_viz(model: LazyModel, video: Path, question: str, settings: RunSettings, reporter: Reporter,
+                    path: Path, trees: Optional[int]) -> dict[str, Any] | list[dict[str, Any]]:
+    """`ask --viz`: the answer (with --compare each method's) in its JSON form, and the picture of what each method
+    kept."""
+    answers = answers_with_frames(model, video, question, settings, reporter)
+    write_answers(path, answers.clip, answers.results, answers.temporal_patch_size, answers.frame_size, trees)
+    reporter.message(f"Wrote {path}")
+    records = [result.to_dict() for result in answers.results]
+    return records if settings.compare else records[0]

@@ -29,6 +29,7 @@ class Comparison:
     video: str
     question: str
     results: list[AnswerResult]
+    frame_size: tuple[int, int] | None = None  # what the tower saw (VideoLLM.frame_size), for pictures
 
     def to_dict(self) -> dict:
         return {"video": self.video, "question": self.question, "methods": [r.to_dict() for r in self.results]}
@@ -63,4 +64,4 @@ def compare_methods(
         with out_of_memory_is_model_error(f"answering with {name} about", features.frames):
             session = llm.start(features, ratio=ratio_for(name, ratio), method=name, options=dict(options))
             results.append(session.ask(question, generation or GenerationConfig(), **fit))
-    return Comparison(video=str(clip.path), question=question, results=results)
+    return Comparison(video=str(clip.path), question=question, results=results, frame_size=llm.frame_size(features))

@@ -46,6 +46,8 @@ class MethodRun:
     per_frame_kept: list[int]
     prune_s: float
     forest: Optional[dict[str, Any]]  # ForestSummary.to_dict() for forestprune, else None
+    # What was kept (and merged, and the forest) on the features' grid, for pictures; not part of the JSON form
+    pruned: Optional[PruneResult] = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "tokens": {"visual_after": self.visual_after},
@@ -115,7 +117,7 @@ def _run(features: Tensor, grid: tuple[int, int], ratio: float, method: str, opt
     result = prune(features, grid, ratio, method, extras=extras, **options)
     seconds = now(features.device) - start
     forest = result.forest.summary().to_dict() if result.forest is not None else None
-    return result, MethodRun(result.method, result.k, result.per_frame.tolist(), seconds, forest)
+    return result, MethodRun(result.method, result.k, result.per_frame.tolist(), seconds, forest, result)
 
 
 def frame_keep(keep: Tensor, frames: int, temporal_patch_size: int, per_frame: int) -> Tensor:

@@ -8,7 +8,10 @@ JSON form that reports the same measurements (`forestprune stats`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from fpcli.prune import PruneResult
 
 
 def round_seconds(seconds: float) -> float:
@@ -102,6 +105,9 @@ class AnswerResult:
     warnings: list[str] = field(default_factory=list)  # what the video layer noticed (cut short, frames capped)
     cache: str = "off"  # where the clip's features came from: "hit" (feature cache), "miss" (computed, stored), "off"
     temporal_groups: int | None = None  # Qwen-VL: T' = ceil(frames / 2) pairs of frames (per_frame_kept is per group)
+    # The visual tokens the deepest layer ran on (flat indices on the features' grid; merges and the forest where the
+    # method made them), for pictures; not part of the JSON form
+    pruned: PruneResult | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         """The JSON form: exactly the documented keys, plain Python types (`temporal_groups` only when set)."""

@@ -160,4 +160,4 @@ class PrunedSession(SessionBase):
         timing = Timings(prune=self._unreported_s["prune"], prefill=self._unreported_s["prefill"] + prefill_s)
         self._unreported_s = {"prune": 0.0, "prefill": 0.0}
         return self._finish(question, out, counts, timing, self.pruned.per_frame.tolist(),
-                            self.llm.prefill_tflops(counts.prompt), **extra)
+                            self.llm.prefill_tflops(counts.prompt), pruned=self.pruned, **extra)

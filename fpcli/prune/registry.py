@@ -59,11 +59,13 @@ __all__ = [
 @dataclass
 class Selection:
     """What a method returns: k unique flat token indices (any order) and, optionally, its forest and the
-    merged features of those positions (row i belongs to keep[i]; None: the input features are kept as they are)."""
+    merged features of those positions (row i belongs to keep[i]; None: the input features are kept as they are)
+    and, from a merging method, the kept token each dropped token was merged into."""
 
     keep: Tensor  # LongTensor [k]
     forest: Forest | None = None
     features: Tensor | None = None  # [k, D], the input's dtype and device
+    merged_into: Tensor | None = None  # LongTensor [T*N]: kept flat index a dropped token joined; -1 none or kept
 
 
 @dataclass
@@ -77,6 +79,7 @@ class PruneResult:
     k: int
     forest: Forest | None = None
     features: Tensor | None = None  # [K, D] merged features in the order of `keep`; None: features[keep] as is
+    merged_into: Tensor | None = None  # LongTensor [T*N], as Selection.merged_into; None: nothing merged
 
 
 SelectFn = Callable[..., Selection]
@@ -272,6 +275,26 @@ def _check_selection(selection: object, method: str, k: int, total: int, device:
     return keep
 
 
+def _check_merged_into(selection: Selection, method: str, keep: Tensor, total: int) -> Tensor | None:
+    """A method's `merged_into` [T*N]: -1, or a kept index for a token that is not kept itself; else RuntimeError."""
+    import torch
+    from torch import Tensor
+
+    merged = selection.merged_into
+    if merged is None:
+        return None
+    if not isinstance(merged, Tensor) or merged.dtype != torch.long or merged.shape != (total,):
+        got = f"{merged.dtype} {list(merged.shape)}" if isinstance(merged, Tensor) else type(merged).__name__
+        raise RuntimeError(f"method {method!r} must return merged_into as a LongTensor [{total}], got {got}")
+    kept = torch.zeros(total, dtype=torch.bool, device=keep.device)  # [T*N]
+    kept[keep] = True
+    joined = merged >= 0  # [T*N]
+    in_range = bool(((merged >= -1) & (merged < total)).all())
+    if not in_range or not bool((kept[merged.clamp(min=0)] | ~joined).all()) or bool((joined & kept).any()):
+        raise RuntimeError(f"method {method!r} returned merged_into entries that are not -1 or a kept index")
+    return merged
+
+
 def prune(
     features: Tensor,
     grid: tuple[int, int],
@@ -306,7 +329,9 @@ def prune(
     selection = fn(features, grid, k, **inputs, **options)
     keep = _check_selection(selection, method, k, t * n, features.device)
     merged = sorted_merged_features(selection, method, features)
+    merged_into = _check_merged_into(selection, method, keep, t * n)
     per_frame = torch.bincount(keep // n, minlength=t)  # [T]
     return PruneResult(
-        keep=keep, per_frame=per_frame, method=method, ratio=ratio, k=k, forest=selection.forest, features=merged
+        keep=keep, per_frame=per_frame, method=method, ratio=ratio, k=k, forest=selection.forest, features=merged,
+        merged_into=merged_into,
     )

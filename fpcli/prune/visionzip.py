@@ -6,7 +6,8 @@ in the vision tower's feature layer (mean over heads and queries; SigLIP has no 
 c = b - dominant tokens are *contextual*: the frame's remaining tokens, in grid order, give c targets at the fixed
 stride max(1, M // c) (M = remaining tokens); every other remaining token joins the target whose key (feature
 layer keys, mean over heads, cosine) is most similar, and each contextual token is the mean of its target and the
-tokens that joined it. A contextual token sits at its target's grid position, so the layout code places it.
+tokens that joined it. A contextual token sits at its target's grid position, so the layout code places it; the
+Selection's `merged_into` says which target each other token joined (for pictures).
 
 Differences from the released code (docs/methods.md): the authors' code adds the target to the mean of its
 members (target + mean) rather than averaging them; here the merged token is the mean of all of them, as the
@@ -37,8 +38,9 @@ def dominant_count(budget: int, dominant_share: float) -> int:
 
 def _contextual(
     features: Tensor, keys: Tensor, is_dominant: Tensor, contextual: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Contextual tokens of every frame: (positions [T, C], valid [T, C], merged features [T, C, D]).
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Contextual tokens of every frame: (positions [T, C], valid [T, C], merged features [T, C, D], and the slot
+    each token joined [T, N], -1 for the dominant ones).
 
     features [T, N, D]; keys [T, N, Dk]; is_dominant [T, N] bool; contextual: c_t per frame [T]; C = max c_t
     (slots j >= c_t of a frame are padding, valid False). Merging is one [T, C, N] @ [T, N, D] product with a 0/1
@@ -63,7 +65,7 @@ def _contextual(
     assignment = (owner[:, None, :] == slot[None, :, None]) & valid[..., None]  # [T, C, N]
     sums = assignment.to(features.dtype) @ features  # [T, C, D]
     members = assignment.sum(dim=2).clamp(min=1)  # [T, C], the target itself included
-    return targets, valid, (sums.float() / members[..., None]).to(features.dtype)
+    return targets, valid, (sums.float() / members[..., None]).to(features.dtype), owner
 
 
 @register_method("visionzip")
@@ -92,8 +94,16 @@ def select_visionzip(
     kept = features.reshape(t * n, -1).index_select(0, keep)  # [sum d_t, D], unchanged
     if int(contextual.max()) == 0:
         return Selection(keep=keep, features=kept)
-    targets, valid, merged = _contextual(features, vision_keys, is_dominant, contextual)
+    targets, valid, merged, owner = _contextual(features, vision_keys, is_dominant, contextual)
     used = valid.reshape(-1).nonzero()[:, 0]  # [sum c_t] slots that hold a contextual token
     flat_targets = (targets + torch.arange(t, device=features.device)[:, None] * n).reshape(-1)  # [T*C]
     merged = merged.reshape(-1, merged.shape[-1]).index_select(0, used)  # [sum c_t, D]
-    return Selection(keep=torch.cat([keep, flat_targets[used]]), features=torch.cat([kept, merged]))
+    # For pictures: each merged token's target, by its slot ([T, N] -> flat [T*N]); -1 for the targets, the dominant
+    # tokens and a frame's tokens when it has no contextual slot (dropped).
+    owner = owner.clamp(min=0)
+    joined = ~is_dominant & valid.gather(1, owner)  # [T, N]
+    slot_of = owner + torch.arange(t, device=features.device)[:, None] * targets.shape[1]  # [T, N] in [T*C]
+    joined.view(-1)[flat_targets[used]] = False
+    merged_into = torch.where(joined, flat_targets[slot_of], -1).reshape(-1)  # [T*N]
+    return Selection(keep=torch.cat([keep, flat_targets[used]]), features=torch.cat([kept, merged]),
+                     merged_into=merged_into)

@@ -7,7 +7,7 @@ encoding). Results come back in their JSON form, with the model's load time on t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
@@ -143,3 +143,37 @@ def ask_in_chat(model: LazyModel, session: Session, question: str, settings: Run
     result = session.ask(question, generation(settings))
     result.timing_s.load = model.load_s_once()
     return result
+
+
+@dataclass
+class PicturedAnswers:
+    """The answers of `ask --viz` as results (each with what its method kept), and the frames they are about."""
+
+    clip: VideoClip
+    results: list[AnswerResult]
+    temporal_patch_size: int  # frames per grid of features
+    frame_size: Optional[tuple[int, int]] = field(default=None)  # what the tower saw; None: squashed to a square
+
+
+def answers_with_frames(model: LazyModel, video: Path, question: str, settings: RunSettings,
+                        reporter: Reporter) -> PicturedAnswers:
+    """`ask --viz`: the answer (with --compare each method's, on one decoding and encoding) as results, and the
+    sampled frames they are about (a feature-cache hit decodes them: a picture shows pixels)."""
+    if settings.compare:
+        clip, decode_s = decode(video, settings, model, reporter)
+        comparison = model.get().compare(
+            clip, question, {name: settings.prune_options(name) for name in settings.compared()},
+            ratio=settings.prune_ratio, generation=generation(settings), decode_s=decode_s,
+            progress=reporter.callback, max_pixels=settings.max_pixels)
+        results, frame_size = comparison.results, comparison.frame_size
+    else:
+        decoded: list[VideoClip] = []
+        features = model.features(video, settings, decoded=decoded, check=fits(question, settings))
+        session = SessionPool(model.get(), features).session(settings.method, settings.prune_ratio,
+                                                             settings.prune_options())
+        session.check_fits(question)
+        results = [session.ask(question, generation(settings))]
+        clip = decoded[0] if decoded else decode(video, settings, model, reporter)[0]
+        frame_size = model.get().frame_size(features)
+    results[0].timing_s.load = model.load_s_once()
+    return PicturedAnswers(clip, results, model.get().temporal_patch_size, frame_size)

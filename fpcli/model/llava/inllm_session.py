@@ -26,6 +26,7 @@ from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.result import AnswerResult, Timings, TokenCounts, visual_stages
 from fpcli.model.session import SessionBase
 from fpcli.model.timing import now, reset_peak_memory
+from fpcli.prune import PruneResult
 
 if TYPE_CHECKING:
     from fpcli.model.llava.model import LlavaVideoLLM
@@ -63,7 +64,8 @@ class InLLMSession(LlavaPrompt, SessionBase):
                          next_position=pruned.next_position)
         self.prefills += 1
         kept = span.visual_index(embeds.shape[1], pruned.kept_positions.device)[pruned.kept_positions]  # [L']
-        per_frame_kept = torch.bincount(kept[kept >= 0] // per_frame, minlength=frames)  # [T]
+        kept = kept[kept >= 0]  # [K] flat visual indices the last layer runs on, ascending
+        per_frame_kept = torch.bincount(kept // per_frame, minlength=frames)  # [T]
         counts = TokenCounts(
             visual_before=span.tokens,
             visual_after=pruned.kept_visual,
@@ -74,4 +76,7 @@ class InLLMSession(LlavaPrompt, SessionBase):
             visual_in_llm=visual_stages(pruned.visual_lengths),
         )
         timing = Timings(prune=pruned.prune_s, prefill=prefill_s - pruned.prune_s)
-        return self._finish(question, out, counts, timing, per_frame_kept.tolist(), pruned.prefill_tflops)
+        survivors = PruneResult(keep=kept, per_frame=per_frame_kept, method=self.method, ratio=self.ratio,
+                                k=int(kept.numel()))
+        return self._finish(question, out, counts, timing, per_frame_kept.tolist(), pruned.prefill_tflops,
+                            pruned=survivors)

@@ -26,6 +26,7 @@ from fpcli.model.qwen.video_input import VideoGeometry
 from fpcli.model.result import AnswerResult, Timings, TokenCounts, visual_stages
 from fpcli.model.session import SessionBase
 from fpcli.model.timing import now, reset_peak_memory
+from fpcli.prune import PruneResult
 
 if TYPE_CHECKING:
     from fpcli.model.qwen.model import QwenVideoLLM
@@ -84,5 +85,7 @@ class QwenInLLMSession(SessionBase):
             visual_in_llm=visual_stages(pruned.visual_lengths),
         )
         timing = Timings(prune=pruned.prune_s, prefill=prefill_s - pruned.prune_s)
+        survivors = PruneResult(keep=kept_visual, per_frame=per_group, method=self.method, ratio=self.ratio,
+                                k=int(kept_visual.numel()))  # what the deepest layers ran on, for pictures
         return self._finish(question, out, counts, timing, per_group.tolist(), pruned.prefill_tflops,
-                            temporal_groups=geo.groups)  # fmt: skip
+                            temporal_groups=geo.groups, pruned=survivors)  # fmt: skip
