@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_cli_run import QUESTION, invoke, write_clip
 
+from fpcli.model import GenerationConfig, load_model
 from fpcli.model.qwen import session as qwen_session
 from fpcli.prune import options_of, prune, validate
 from fpcli.prune.fastvid import salience, segments
@@ -168,3 +169,17 @@ def test_ask_on_onevision_and_qwen25(tmp_path: Path, tiny_onevision_dir: Path, t
     record = json.loads(qwen.stdout)
     assert record["tokens"]["visual_after"] == 16 == sum(record["per_frame_kept"])  # 3 groups x 6x9 = 162 at 0.9
     assert [None if m is None else tuple(m.shape) for m in merged] == [(16, 32)]
+
+
+def test_qwen3_session_answers_like_fresh_calls(tiny_qwen3_dir: Path):
+    # Merged tokens and Qwen3-VL's DeepStack features (the anchor's): a session's prefix equals a fresh prompt's.
+    from test_qwen_model import make_clip
+
+    llm = load_model(tiny_qwen3_dir, device="cpu")
+    clip, generation = make_clip(6), GenerationConfig(max_new_tokens=4)
+    session = llm.start(llm.encode_clip(clip), ratio=0.8, method="fastvid")
+    for question in (QUESTION, "Describe the scene."):
+        asked = session.ask(question, generation)
+        fresh = llm.answer(clip, question, ratio=0.8, method="fastvid", generation=generation)
+        assert asked.generated_ids == fresh.generated_ids and asked.to_dict()["tokens"] == fresh.to_dict()["tokens"]
+    assert session.prefills == 1
