@@ -32,20 +32,31 @@ BANDWIDTHS = (0.125, 0.25, 0.5, 1.0, 2.0)  # a = 2**-3 .. 2**1, the authors' alp
 CHANNEL_SHARE = 0.5  # the lowest-variance half of the channels is scored
 
 
-def _kernel(x: Tensor, center: Tensor) -> Tensor:
-    """sum_a exp(-||x - center||^2 / 2a): x [T, N, C], center broadcastable to it -> [T, N]."""
-    distance = (x - center).square().sum(dim=-1)  # [T, N]
+def _kernel(distance: Tensor) -> Tensor:
+    """sum_a exp(-distance / 2a) of squared distances [T, N] -> [T, N]."""
     return sum(torch.exp(-distance / (2 * a)) for a in BANDWIDTHS)
 
 
 def vidcom2_scores(features: Tensor) -> tuple[Tensor, Tensor]:
-    """(frame uniqueness [T], token score [T, N]; lower = more distinct) of float32 features [T, N, D]."""
+    """(frame uniqueness [T], token score [T, N]; lower = more distinct) of float32 features [T, N, D].
+
+    The normalised tokens u = x / ||x|| (over the chosen channels) are never formed: ||u - c||^2 = ||u||^2 -
+    2 (x . c) / ||x|| + ||c||^2, and the centres are weighted sums of x, so every step is a reduction or a product
+    over the selected channels (one copy of them)."""
     t, n, d = features.shape
-    variance = features.reshape(t * n, d).var(dim=0, unbiased=False)  # [D]
+    flat = features.reshape(t * n, d)
+    variance = torch.linalg.vector_norm(flat, dim=0).square() / (t * n) - flat.mean(dim=0).square()  # [D]
     channels = variance.sort(stable=True).indices[: max(1, int(d * CHANNEL_SHARE))]  # [C], the calmest half
-    x = F.normalize(features.index_select(-1, channels), dim=-1)  # [T, N, C]
-    to_video = _kernel(x, x.mean(dim=(0, 1)))  # [T, N] similarity to the video's mean token
-    to_frame = _kernel(x, x.mean(dim=1, keepdim=True))  # [T, N] similarity to the frame's mean token
+    x = features.index_select(-1, channels)  # [T, N, C]
+    norm = torch.linalg.vector_norm(x, dim=-1)  # [T, N]
+    weight = 1 / norm.clamp(min=1e-12)  # [T, N], F.normalize's eps: a zero token stays zero
+    unit_square = (norm * weight).square()  # [T, N], 1 (0 for a zero token)
+    frame_center = (weight[:, None, :] @ x) / n  # [T, 1, C], mean of the frame's unit tokens
+    video_center = frame_center.mean(dim=0)  # [1, C]
+    to_video = unit_square - 2 * weight * (x @ video_center.T).squeeze(-1) + video_center.square().sum()  # [T, N]
+    to_frame = (unit_square - 2 * weight * (x @ frame_center.transpose(1, 2)).squeeze(-1)
+                + frame_center.square().sum(dim=-1))  # [T, N]
+    to_video, to_frame = _kernel(to_video.clamp(min=0)), _kernel(to_frame.clamp(min=0))  # similarities [T, N]
     return -to_video.mean(dim=1), to_video + to_frame
 
 
