@@ -45,7 +45,8 @@ FRAMES = torch.tensor([
 #   (0.5,0) of frame 0 and (1,0), (1.2,0), (1.4,0) of frame 1: mean (1.22, 0), 5 members, weight max(0.6, 1/6) = 0.6:
 #   0.6 (1, 0) + 0.4 (1.22, 0) = (1.088, 0). To (0, 1): (0,2), (1,1.1), (0,0.5), (0,1), (0,1.3): mean (0.2, 1.18):
 #   0.6 (0, 1) + 0.4 (0.2, 1.18) = (0.08, 1.072).
-# - Segment {2}: all 5 non-salient tokens join (0.1, 1): mean (0.5, 0.68): 0.6 (0.1, 1) + 0.4 (0.5, 0.68) = (0.26, 0.872).
+# - Segment {2}: all 5 non-salient tokens join (0.1, 1): mean (0.5, 0.68):
+#   0.6 (0.1, 1) + 0.4 (0.5, 0.68) = (0.26, 0.872).
 HAND_OPTIONS = {"min_segments": 2, "tau": 0.9, "context_share": 0.5, "anchor_stride": 2, "beta": 0.6}
 
 

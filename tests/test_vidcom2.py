@@ -28,7 +28,8 @@ def crafted() -> torch.Tensor:
 # - select_low_var_channels keeps the 2 calmest channels: 1 (variance 31/64) and 2 (23/64), not 0 or 3.
 # - The unit vectors are already normalised. Video centre g = sum / 8 = ((3,1) + (0,0)) / 8 = (3/8, 1/8); frame centres
 #   c0 = (3/4, 1/4), c1 = (0, 0).
-# - Squared distances to g: (1,0) 26/64, (0,1) 58/64, (-1,0) 122/64, (0,-1) 90/64; to c0: (1,0) 1/8, (0,1) 9/8; to c1: 1.
+# - Squared distances to g: (1,0) 26/64, (0,1) 58/64, (-1,0) 122/64, (0,-1) 90/64; to c0: (1,0) 1/8, (0,1) 9/8;
+#   to c1: 1.
 # - K(d) = sum over a in 1/8..2 of exp(-d / 2a): K(26/64) = 3.026, K(58/64) = 2.027, K(122/64) = 1.178,
 #   K(90/64) = 1.507, K(1/8) = 4.177, K(9/8) = 1.766, K(1) = 1.907.
 # - Uniqueness u = -mean K(x, g): frame 0 -(3 * 3.026 + 2.027) / 4 = -2.777, frame 1 -(3.026 + 2.027 + 1.178 + 1.507)
@@ -76,7 +77,7 @@ def test_temperature_moves_the_budget():
     x = crafted()
     uniqueness, _ = vidcom2_scores(x)
     assert frame_counts(uniqueness, 0.5, 4, 1e6).tolist() == [2, 2]
-    assert prune(x, (2, 2), 0.5, "vidcom2", temperature=1e6).per_frame.tolist() == [2, 2]
+    assert prune(x, (2, 2), 0.5, "vidcom2", frame_temperature=1e6).per_frame.tolist() == [2, 2]
 
 
 @st.composite
@@ -119,10 +120,10 @@ def test_all_work_follows_the_input_device():
 
 def test_option_declared_and_checked():
     [spec] = options_of("vidcom2").values()
-    assert (spec.name, spec.default, spec.type, spec.interval) == ("temperature", 0.01, float, "(0, inf)")
-    assert validate(0.9, "vidcom2") == {"temperature": 0.01}
-    with pytest.raises(ValueError, match=r"^temperature must be a number in \(0, inf\), got 0$"):
-        prune(crafted(), (2, 2), 0.5, "vidcom2", temperature=0)
+    assert (spec.name, spec.default, spec.type, spec.interval) == ("frame_temperature", 0.01, float, "(0, inf)")
+    assert validate(0.9, "vidcom2") == {"frame_temperature": 0.01}
+    with pytest.raises(ValueError, match=r"^frame_temperature must be a number in \(0, inf\), got 0$"):
+        prune(crafted(), (2, 2), 0.5, "vidcom2", frame_temperature=0)
     assert math.isinf(spec.range[1])
 
 
@@ -142,7 +143,7 @@ def test_ask_on_onevision_and_qwen25(tmp_path: Path, tiny_onevision_dir: Path, t
     assert sum(record["per_frame_kept"]) == 19
     encode(tmp_path / "long.mp4", "libx264", 64, 48, 150)
     qwen = invoke("ask", tmp_path / "long.mp4", QUESTION, "--model", tiny_qwen25_dir, "--frames", "5",
-                  "--max-new-tokens", "2", "--method", "vidcom2", "--opt", "temperature=0.5", "--json")
+                  "--max-new-tokens", "2", "--method", "vidcom2", "--opt", "frame_temperature=0.5", "--json")
     assert qwen.exit_code == 0, qwen.stderr
     record = json.loads(qwen.stdout)
     assert record["tokens"]["visual_after"] == 16 == sum(record["per_frame_kept"])  # 3 groups x 6x9 = 162 at 0.9

@@ -28,9 +28,10 @@ NODE_RATIO = OptionSpec("node_ratio", 0.5, float, (0.0, 1.0), "fraction of each 
 SEED = OptionSpec("seed", 0, int, (0, 2**63), "seed of the draw", high_open=True)
 DOMINANT_SHARE = OptionSpec("dominant_share", 54 / 64, float, (0.0, 1.0),  # VisionZip's 64 tokens: 54 + 10
                             "share of each frame's budget kept as its most-attended tokens; the rest are merged")
-TEMPERATURE = OptionSpec("temperature", 0.01, float, (0.0, float("inf")),  # VidCom2's compute_scales(temp=0.01)
-                         "softmax temperature of frame uniqueness; lower moves more budget to unique frames",
-                         low_open=True, high_open=True)
+# not "temperature": a batch item's temperature is the sampling temperature
+FRAME_TEMPERATURE = OptionSpec("frame_temperature", 0.01, float, (0.0, float("inf")),  # compute_scales(temp=0.01)
+                               "softmax temperature of VidCom2's frame uniqueness; lower moves more budget to unique "
+                               "frames", low_open=True, high_open=True)
 # FastVID's defaults: LunarShen/FastVID fastvid_llavaonevision/scripts/eval.sh (LLaVA-OneVision and LLaVA-Video)
 MIN_SEGMENTS = OptionSpec("min_segments", 8, int, (1, 2**63), "DySeg's c: cut at least at the c - 1 least similar "
                           "frame transitions", high_open=True)
@@ -52,6 +53,6 @@ BUILTIN: dict[str, Builtin] = {
     "dycoke": Builtin("fpcli.prune.dycoke"),
     "forestprune": Builtin("fpcli.prune.forest", (TAU_S, TAU_P, NODE_RATIO)),
     "visionzip": Builtin("fpcli.prune.visionzip", (DOMINANT_SHARE,)),
-    "vidcom2": Builtin("fpcli.prune.vidcom2", (TEMPERATURE,)),
+    "vidcom2": Builtin("fpcli.prune.vidcom2", (FRAME_TEMPERATURE,)),
     "fastvid": Builtin("fpcli.prune.fastvid", (MIN_SEGMENTS, SEGMENT_TAU, CONTEXT_SHARE, ANCHOR_STRIDE, ANCHOR_WEIGHT)),
 }

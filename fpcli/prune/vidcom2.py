@@ -7,8 +7,8 @@ token c_t, a token's similarity is a sum of Gaussian kernels over five bandwidth
     K(x, c) = sum_{a in 1/8, 1/4, 1/2, 1, 2} exp(-||x - c||^2 / (2a))
 
 1. **Frame budget.** A frame whose tokens are least like the video's mean is the most unique: u_t = -mean_i
-   K(x_ti, g). Its share is p = softmax(u / temperature), and its retention base * (1 + p_t - mean(p)), at most 1,
-   so the budget moves from common frames to unique ones while the shares still average to `base`. Frame t keeps
+   K(x_ti, g). Its share is p = softmax(u / frame_temperature), and its retention base * (1 + p_t - mean(p)), at
+   most 1, so the budget moves from common frames to unique ones while the shares still average to `base`. Frame t keeps
    max(1, round(retention_t * N)) tokens (round half to even, torch.round, as the authors' code).
 2. **Tokens in a frame.** The tokens with the lowest K(x, g) + K(x, c_t), the most distinct from both the video
    and their own frame, are kept.
@@ -68,13 +68,13 @@ def frame_counts(uniqueness: Tensor, base: float, n: int, temperature: float) ->
 
 
 @register_method("vidcom2")
-def select_vidcom2(features: Tensor, grid: tuple[int, int], k: int, *, temperature: float) -> Selection:
+def select_vidcom2(features: Tensor, grid: tuple[int, int], k: int, *, frame_temperature: float) -> Selection:
     """Keep k tokens: per-frame budgets from frame uniqueness, the most distinct tokens within each frame.
 
-    temperature (default and range in fpcli.prune.builtin) is checked by the registry before this runs."""
+    frame_temperature (default and range in fpcli.prune.builtin) is checked by the registry before this runs."""
     t, n, _ = features.shape
     uniqueness, score = vidcom2_scores(features.float())
-    counts = frame_counts(uniqueness, k / (t * n), n, temperature)  # [T]
+    counts = frame_counts(uniqueness, k / (t * n), n, frame_temperature)  # [T]
     order = score.sort(dim=1, stable=True).indices  # [T, N], most distinct first, ties to the lower index
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(n, device=features.device).expand(t, -1))
     chosen = (rank < counts[:, None]).reshape(-1)  # [T*N], the authors' per-frame selection
