@@ -88,10 +88,11 @@ def _top(score: Tensor, count: Tensor) -> Tensor:
 def _budgets(k: int, t: int, n: int, segment: Tensor, context_share: float, anchor_stride: int,
              device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """(salient [T], anchors [T], surplus per segment [S]) token counts; they add up to k."""
-    share = Fraction(repr(float(context_share)))
-    budget = frame_budgets(k, t)
-    salient = torch.tensor([b - math.floor(share * b) for b in budget], device=device)  # [T]
-    context = torch.tensor(budget, device=device) - salient  # [T]
+    share = Fraction(repr(float(context_share)))  # exact for the decimal the user typed
+    budgets = frame_budgets(k, t)
+    floors = {b: math.floor(share * b) for b in set(budgets)}  # at most two budgets
+    context = torch.tensor([floors[b] for b in budgets], device=device)  # [T]
+    salient = torch.tensor(budgets, device=device) - context  # [T]
     frame = torch.arange(t, device=device)
     count = int(segment[-1]) + 1
     last = torch.zeros(count, dtype=torch.long, device=device).scatter_reduce(0, segment, frame, "amax")  # [S]
