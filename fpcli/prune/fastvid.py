@@ -38,6 +38,7 @@ from fpcli.prune.registry import Selection, register_method
 from fpcli.prune.visionzip import frame_budgets
 
 NEIGHBOURS = 4  # DPC-kNN's k: density from the 4 nearest tokens (the authors' topk(k=4), itself included)
+FRAME_CHUNK = 16  # frames whose [N, N] distances are held at once (Qwen-VL frames can have 1000+ tokens)
 
 
 def segments(frame_features: Tensor, min_segments: int, tau: float) -> Tensor:
@@ -56,8 +57,13 @@ def salience(x: Tensor) -> Tensor:
 
 
 def density_scores(x: Tensor, candidate: Tensor) -> Tensor:
-    """DPC-kNN score rho * delta of each candidate token within its frame: x [T, N, D], candidate [T, N] bool ->
-    [T, N] float32, -inf for the others."""
+    """DPC-kNN score rho * delta of each candidate token within its frame: x [T, N, D] float32, candidate [T, N]
+    bool -> [T, N], -inf for the others. Frames are independent and go FRAME_CHUNK at a time (bounds the [chunk, N, N]
+    distance matrices)."""
+    return torch.cat([_density(*chunk) for chunk in zip(x.split(FRAME_CHUNK), candidate.split(FRAME_CHUNK))])
+
+
+def _density(x: Tensor, candidate: Tensor) -> Tensor:
     n = x.shape[1]
     pair = candidate[:, :, None] & candidate[:, None, :]  # [T, N, N] both candidates
     square = x.square().sum(dim=-1)  # [T, N]
