@@ -15,7 +15,7 @@ from test_cli_run import QUESTION, invoke, write_clip
 from fpcli.model import GenerationConfig, load_model
 from fpcli.model.qwen import session as qwen_session
 from fpcli.prune import options_of, prune, validate
-from fpcli.prune.fastvid import salience, segments
+from fpcli.prune.fastvid import density_scores, salience, segments
 from fpcli.prune.registry import keep_count
 from fpcli.prune.visionzip import frame_budgets
 
@@ -111,6 +111,15 @@ def test_exactly_k_salient_tokens_unchanged_and_deterministic(video):
         assert torch.equal(r.features[rows], x.reshape(t * n, -1)[flat])
     again = prune(x.clone(), grid, ratio, "fastvid", **options)
     assert torch.equal(r.keep, again.keep) and torch.equal(r.features, again.features)
+
+
+def test_densities_are_per_frame_across_chunks():
+    generator = torch.Generator().manual_seed(10)
+    x, candidate = torch.randn(37, 12, 3, generator=generator), torch.rand(37, 12, generator=generator) > 0.3
+    together = density_scores(x, candidate)  # 3 chunks of frames
+    alone = torch.cat([density_scores(x[i : i + 1], candidate[i : i + 1]) for i in range(37)])
+    torch.testing.assert_close(together, alone)
+    assert torch.equal(together.isinf(), ~candidate)
 
 
 def test_keeping_everything_of_single_frame_segments_changes_nothing():
