@@ -59,7 +59,7 @@ def test_encode_clip(llm):
 
 @pytest.mark.parametrize(("method", "ratio", "options"), [
     ("none", 0.0, {}), ("uniform", 0.0, {}), ("forestprune", 0.9, {}), ("random", 0.5, {"seed": 3}),
-    ("visionzip", 0.75, {"dominant_share": 0.5}),
+    ("visionzip", 0.75, {"dominant_share": 0.5}), ("vidcom2", 0.9, {}), ("fastvid", 0.9, {"min_segments": 2}),
 ])  # fmt: skip
 def test_session_answers_equal_fresh_answers(llm, method, ratio, options):
     clip = make_clip(4, seed=2)

@@ -29,6 +29,21 @@ NODE_RATIO = OptionSpec("node_ratio", 0.5, float, (0.0, 1.0), "fraction of each 
 SEED = OptionSpec("seed", 0, int, (0, 2**63), "seed of the draw", high_open=True)
 DOMINANT_SHARE = OptionSpec("dominant_share", 54 / 64, float, (0.0, 1.0),  # VisionZip's 64 tokens: 54 + 10
                             "share of each frame's budget kept as its most-attended tokens; the rest are merged")
+# not "temperature": a batch item's temperature is the sampling temperature
+FRAME_TEMPERATURE = OptionSpec("frame_temperature", 0.01, float, (0.0, float("inf")),  # compute_scales(temp=0.01)
+                               "softmax temperature of VidCom2's frame uniqueness; lower moves more budget to unique "
+                               "frames", low_open=True, high_open=True)
+# FastVID's defaults: LunarShen/FastVID fastvid_llavaonevision/scripts/eval.sh (LLaVA-OneVision and LLaVA-Video)
+MIN_SEGMENTS = OptionSpec("min_segments", 8, int, (1, 2**63), "DySeg's c: cut at least at the c - 1 least similar "
+                          "frame transitions", high_open=True)
+SEGMENT_TAU = OptionSpec("tau", 0.9, float, (-1.0, 1.0), "DySeg's tau: also cut wherever consecutive frames' "
+                         "cosine similarity is below tau")
+CONTEXT_SHARE = OptionSpec("context_share", 0.4, float, (0.0, 1.0), "STPrune's d: share of each frame's budget "
+                           "given to merged anchor tokens; the rest are its most salient tokens")
+ANCHOR_STRIDE = OptionSpec("anchor_stride", 4, int, (1, 2**63), "DTM's p: anchor tokens come from every p-th frame "
+                           "of a segment, counted back from its last", high_open=True)
+ANCHOR_WEIGHT = OptionSpec("beta", 0.6, float, (0.0, 1.0), "DTM's beta: least weight of an anchor in its merged "
+                           "token, max(beta, 1 / (members + 1))")
 
 BUILTIN: dict[str, Builtin] = {
     "none": Builtin("fpcli.prune.baselines", keeps_all=True),
@@ -39,4 +54,6 @@ BUILTIN: dict[str, Builtin] = {
     "dycoke": Builtin("fpcli.prune.dycoke"),
     "forestprune": Builtin("fpcli.prune.forest", (TAU_S, TAU_P, NODE_RATIO)),
     "visionzip": Builtin("fpcli.prune.visionzip", (DOMINANT_SHARE,), extras=("vision_attention", "vision_keys")),
+    "vidcom2": Builtin("fpcli.prune.vidcom2", (FRAME_TEMPERATURE,)),
+    "fastvid": Builtin("fpcli.prune.fastvid", (MIN_SEGMENTS, SEGMENT_TAU, CONTEXT_SHARE, ANCHOR_STRIDE, ANCHOR_WEIGHT)),
 }

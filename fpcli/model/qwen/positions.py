@@ -51,11 +51,14 @@ def assemble(
     features: Tensor,
     keep: Tensor,
     deepstack: Tensor | None = None,
+    kept: Tensor | None = None,
 ) -> QwenInput:
     """Text embeddings with the kept visual tokens in place, and their positions.
 
     features: [T', N, D] merged visual tokens; keep: LongTensor [K] ascending flat indices;
-    deepstack: [T', N, layers, D] or None.
+    deepstack: [T', N, layers, D] or None; kept: [K, D] a merging method's features of the kept tokens in the order
+    of `keep` (PruneResult.features), None: features[keep]. A merged token takes its kept position's M-RoPE position
+    and DeepStack features.
     """
     columns = kept_columns(prompt, keep)  # [L]
     device = features.device
@@ -64,7 +67,7 @@ def assemble(
         embeds = embed_tokens(ids[columns.to(device)])  # [L', D]
         video_here = prompt.video_mask[columns].to(device)  # [L'], K True
         flat = features.reshape(-1, features.shape[-1])  # [T'*N, D]
-        embeds[video_here] = flat[keep].to(embeds.dtype)
+        embeds[video_here] = (flat[keep] if kept is None else kept).to(embeds.dtype)
     kept_positions = positions[:, columns]  # [3, L']
     layers = None
     if deepstack is not None:

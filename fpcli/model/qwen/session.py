@@ -62,7 +62,7 @@ class QwenSession(PrunedSession):
         llm, features = self.llm, self.features
         start = now(llm.device)
         batch = assemble(llm.model.get_input_embeddings(), prompt, positions, features.features, self.pruned.keep,
-                         features.extras.get("deepstack"))  # fmt: skip
+                         features.extras.get("deepstack"), self.pruned.features)  # fmt: skip
         kept = int(kept_columns(prompt, self.pruned.keep)[: prompt.prefix_len].sum())  # every kept video token
         deepstack = {}
         if batch.deepstack is not None:
