@@ -126,3 +126,15 @@ def test_eval(family: tuple[str, Path], tmp_path: Path):
         if refusal(method, layout):
             refused = invoke(*common, "--out", tmp_path / f"run-{method}", "--methods", method)
             assert_refused(refused, refusal(method, layout))
+
+
+@pytest.mark.parametrize("method", ["fastv", "framefusion", "sttm"])
+def test_chat_answers_with_every_in_llm_method(clip: Path, tiny_onevision_dir: Path, method: str):
+    """chat's ready line reads the session's interface (an in-LLM session prunes nothing before the LLM)."""
+    small = {"fastv": ["--opt", "K=1"], "sttm": ["--opt", "layer=1"], "framefusion": []}[method]
+    result = invoke("chat", clip, "--model", tiny_onevision_dir, *FAST, "--method", method, *small, "--json",
+                    input=f"{QUESTION}\n")
+    assert result.exit_code == 0, result.stderr
+    [record] = json_lines(result.stdout)
+    assert record["method"] == method and record["tokens"]["visual_in_llm"][0]["from_layer"] == 0
+    assert "13 of 128 visual tokens kept inside the LLM" in result.stderr  # 2 frames x 8x8, ratio 0.9
