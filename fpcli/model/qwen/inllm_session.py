@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from fpcli.model.clip_features import ClipFeatures
-from fpcli.model.errors import ModelInputError
 from fpcli.model.generate import GenerationConfig, decode
 from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.qwen.inllm import in_llm_detail, qwen_prefill_pruned
@@ -54,11 +53,9 @@ class QwenInLLMSession(SessionBase):
         """Answer `question`: its whole prompt through the pruned prefill, then decode (see the module docs).
 
         time_instruction: LLaVA-Video's, so only None or False; system_prompt: None keeps the chat template's."""
-        if time_instruction:
-            raise ModelInputError("the time instruction is LLaVA-Video's; Qwen-VL prompts carry their own timing")
         llm, features, geo = self.llm, self.features, self.geometry
         generation = generation or GenerationConfig()
-        prompt = llm.prompt(features, question, geo, system_prompt)
+        prompt = llm.prompt(features, question, geo, system_prompt, time_instruction)
         length = len(prompt.input_ids)  # every video token enters the LLM
         check_fits(length, generation.max_new_tokens, llm.context_length, in_llm_detail(self.method))
         if self.questions:  # the first question's window is the caller's (answer() opens it before encoding)

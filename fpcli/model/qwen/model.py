@@ -74,9 +74,13 @@ class QwenVideoLLM(VideoLLM):
         geo = self.geometry_of(features)
         return geo.height, geo.width
 
-    def prompt(self, clip, question: str, geo: VideoGeometry, system_prompt: str | None = None) -> QwenPrompt:
-        """The unpruned prompt of `question` about `clip` (or its ClipFeatures: anything with .timestamps)."""
+    def prompt(self, clip, question: str, geo: VideoGeometry, system_prompt: str | None = None,
+               time_instruction: bool | None = None) -> QwenPrompt:
+        """The unpruned prompt of `question` about `clip` (or its ClipFeatures: anything with .timestamps).
+        time_instruction is LLaVA-Video's: only None or False (Qwen-VL prompts carry their own timing)."""
         self._require_llm()
+        if time_instruction:
+            raise ModelInputError("the time instruction is LLaVA-Video's; Qwen-VL prompts carry their own timing")
         times = group_timestamps(clip.timestamps, self.spec.temporal_patch_size)
         return build_prompt(self.tokenizer, self.config, self.arch, question, geo, times, system_prompt)
 
@@ -101,12 +105,10 @@ class QwenVideoLLM(VideoLLM):
         """The prompt of `question` about `clip` (a VideoClip, before encoding, or its ClipFeatures) pruned at
         `ratio`, and `max_new_tokens` of answer, against the context. `clip` is needed: the visual token count
         follows its frame size (resized by `max_pixels`)."""
-        if time_instruction:
-            raise ModelInputError("the time instruction is LLaVA-Video's; Qwen-VL prompts carry their own timing")
         if clip is None:
             raise ValueError("a Qwen-VL prompt's length follows the clip's frame size: give clip")
         geo = self.geometry_of(clip) if isinstance(clip, ClipFeatures) else self.geometry(clip, max_pixels)
-        prompt = self.prompt(clip, question, geo, system_prompt)
+        prompt = self.prompt(clip, question, geo, system_prompt, time_instruction)
         video = int(prompt.video_mask.sum())
         if is_in_llm(method):  # every video token enters the LLM
             check_fits(len(prompt.input_ids), max_new_tokens, self.context_length, in_llm_detail(method))

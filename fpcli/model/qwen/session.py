@@ -79,11 +79,9 @@ class QwenSession(PrunedSession):
         """Answer `question` about the session's clip (prefills only the part after the video).
 
         time_instruction: LLaVA-Video's, so only None or False; system_prompt: None keeps the chat template's."""
-        if time_instruction:
-            raise ModelInputError("the time instruction is LLaVA-Video's; Qwen-VL prompts carry their own timing")
         llm, features, geo = self.llm, self.features, self.geometry
         generation = generation or GenerationConfig()
-        prompt = llm.prompt(features, question, geo, system_prompt)
+        prompt = llm.prompt(features, question, geo, system_prompt, time_instruction)
         rest = prompt.input_ids[prompt.prefix_len :]  # [R], text only
         length = prompt.text_tokens + self.pruned.k
         check_fits(length, generation.max_new_tokens, llm.context_length)
