@@ -45,6 +45,27 @@ ANCHOR_STRIDE = OptionSpec("anchor_stride", 4, int, (1, 2**63), "DTM's p: anchor
 ANCHOR_WEIGHT = OptionSpec("beta", 0.6, float, (0.0, 1.0), "DTM's beta: least weight of an anchor in its merged "
                            "token, max(beta, 1 / (members + 1))")
 
+# HoliTom's defaults: its code's environment defaults (holitom/llava_arch.py, commit e9b2972); T=0.80 in its scripts.
+HOLITOM = (
+    OptionSpec("tau", 0.8, float, (-1.0, 1.0), "cosine a cell needs to consecutive frames to be static (HoliTom's T)"),
+    OptionSpec("contextual_share", 0.0, float, (0.0, 1.0),
+               "share of each frame's budget merged by DPC-kNN instead of kept by attention (HoliTom's D)"),
+    OptionSpec("beta", 0.6, float, (0.0, 1.0), "weight of a cluster's centre in its merged token (HoliTom's Beta)"),
+    OptionSpec("knn", 7, int, (1, 2**63), "neighbours of DPC-kNN's density, at most the clusters (HoliTom's K)",
+               high_open=True),
+    OptionSpec("max_window", 1024, int, (1, 2**63), "longest window of frames merged temporally", high_open=True),
+)
+# FlashVID's defaults: flashvid/__init__.py and scripts/llava_ov.sh (commit 1d37422); Qwen-VL scripts differ.
+FLASHVID = (
+    OptionSpec("alpha", 0.7, float, (0.0, 1.0), "share of each frame's budget chosen by ADTS; the rest is merged"),
+    OptionSpec("relevance", True, bool, None, "ADTS v2: weigh by event relevance too (the Qwen-VL scripts: false)"),
+    OptionSpec("temporal_threshold", 0.8, float, (-1.0, 1.0), "cosine above which a token merges into the previous "
+               "frame's"),
+    OptionSpec("segment_threshold", 0.9, float, (-1.0, 1.0), "frame-to-frame cosine below which a segment starts"),
+    OptionSpec("min_segments", 8, int, (1, 2**63), "segments at least, by cutting the least similar transitions "
+               "(the Qwen-VL scripts: 4)", high_open=True),
+)
+
 BUILTIN: dict[str, Builtin] = {
     "none": Builtin("fpcli.prune.baselines", keeps_all=True),
     "uniform": Builtin("fpcli.prune.baselines"),
@@ -56,4 +77,6 @@ BUILTIN: dict[str, Builtin] = {
     "visionzip": Builtin("fpcli.prune.visionzip", (DOMINANT_SHARE,), extras=("vision_attention", "vision_keys")),
     "vidcom2": Builtin("fpcli.prune.vidcom2", (FRAME_TEMPERATURE,)),
     "fastvid": Builtin("fpcli.prune.fastvid", (MIN_SEGMENTS, SEGMENT_TAU, CONTEXT_SHARE, ANCHOR_STRIDE, ANCHOR_WEIGHT)),
+    "holitom": Builtin("fpcli.prune.holitom", HOLITOM, extras=("vision_attention",)),
+    "flashvid": Builtin("fpcli.prune.flashvid", FLASHVID, extras=("vision_attention",)),
 }
