@@ -47,7 +47,7 @@ def static_until(features: Tensor, tau: float) -> Tensor:
     steps = torch.arange(t - 1, device=features.device)[:, None].expand_as(similar)
     breaks = torch.where(similar, t - 1, steps)  # [T-1, N]: where a run starting at t ends
     last = breaks.flip(0).cummin(dim=0).values.flip(0)  # [T-1, N], first break at or after t
-    return torch.cat([last, torch.full_like(similar[:1], t - 1, dtype=torch.long)])  # [T, N]
+    return torch.cat([last, torch.full_like(unit[:1, :, 0], t - 1, dtype=torch.long)])  # [T, N]
 
 
 def saved_tokens(last: Tensor) -> list[list[int]]:
