@@ -93,7 +93,8 @@ def temporal_merge(
     best, anchor = sim.max(dim=2)  # [T-1, N]: most similar free token of the previous frame
     same = (segment_of[1:] == segment_of[:-1])[:, None]
     eligible = torch.cat([torch.zeros_like(free[:1]), free[1:] & same & (best > threshold)])  # [T, N]
-    best = torch.cat([torch.full_like(best[:1], -math.inf), best])
+    best = torch.cat([torch.full_like(free[:1], -math.inf, dtype=best.dtype), best])  # [T, N]
+    anchor = torch.cat([torch.zeros_like(free[:1], dtype=torch.long), anchor])  # [T, N], frame 0: unused
     # Soft threshold: a segment merges at most (free tokens - budget) pairs, the most similar first.
     segment_flat = segment_of[:, None].expand(t, n).reshape(-1)  # [T*N]
     allowed = torch.zeros_like(budgets).index_add_(0, segment_flat, free.reshape(-1).long()) - budgets  # [S]
@@ -103,7 +104,7 @@ def temporal_merge(
     rank = torch.empty_like(order)
     rank[order] = torch.arange(t * n, device=order.device) - (sizes.cumsum(0) - sizes)[segment_flat[order]]
     merged = eligible.reshape(-1) & (rank < allowed[segment_flat])  # [T*N]
-    previous = (torch.arange(t * n, device=order.device) // n - 1) * n + torch.cat([anchor[:1], anchor]).reshape(-1)
+    previous = (torch.arange(t * n, device=order.device) // n - 1) * n + anchor.reshape(-1)
     parent = torch.where(merged, previous, torch.arange(t * n, device=order.device))  # [T*N]
     for _ in range(max(1, math.ceil(math.log2(max(t - 1, 1)))) + 1):  # pointer jumping: every chain to its root
         parent = parent[parent]
