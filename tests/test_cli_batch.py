@@ -224,7 +224,7 @@ def test_items_that_cannot_run_load_no_model(clips: Path, tiny_onevision_dir: Pa
     assert [r["status"] for r in failed] == ["error"] * 3
     assert failed[0]["error"] == (
         "unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip, "
-        "vidcom2, fastvid, fastv, framefusion, sttm")
+        "vidcom2, fastvid, holitom, flashvid, fastv, framefusion, sttm")
     assert failed[1]["error"] == f"file not found ({tmp_path / 'nope.mp4'})"
     assert failed[2]["error"].startswith("not a video file ffmpeg can read (")
     assert failed[2]["error"].endswith(f") ({tmp_path / 'notes.mp4'})")

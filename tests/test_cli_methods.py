@@ -60,7 +60,8 @@ def test_ask_compare_table(clip: Path, tiny_onevision_dir: Path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--compare", "none,tome"], "Error: unknown method 'tome'; available: none, uniform, random, gprune, divprune, "
-                                 "dycoke, forestprune, visionzip, vidcom2, fastvid, fastv, framefusion, sttm"),
+                                 "dycoke, forestprune, visionzip, vidcom2, fastvid, holitom, flashvid, fastv, "
+                                 "framefusion, sttm"),
     (["--compare", "fastv", "--opt", "K=0"], "Error: K must be an int in [1, 2**63), got 0"),
     (["--method", "framefusion", "--opt", "S_threshold=1.5"],
      "Error: S_threshold must be a number in [-1, 1], got 1.5"),

@@ -107,7 +107,7 @@ def test_bad_prune_option_is_usage_error(video: Path):
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         "Error: unknown method 'nope'; available: none, uniform, random, gprune, divprune, dycoke, forestprune, "
-        "visionzip, vidcom2, fastvid, fastv, framefusion, sttm",
+        "visionzip, vidcom2, fastvid, holitom, flashvid, fastv, framefusion, sttm",
         "Hint: see 'forestprune stats --help'",
     ]
 
@@ -464,8 +464,8 @@ def test_errors_are_mapped_by_type(tmp_path: Path):
 def test_help_texts_come_from_the_registries():
     result = runner.invoke(app, ["ask", "--help"], env={"COLUMNS": "300"})
     text = " ".join(result.stdout.split())
-    names = ("none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip, vidcom2, fastvid, fastv, "
-             "framefusion, sttm")
+    names = ("none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip, vidcom2, fastvid, holitom, "
+             "flashvid, fastv, framefusion, sttm")
     assert f"{names}, or a method registered in Python; fastv, framefusion, sttm prune inside the LLM." in text
     assert f"More methods to run on the same features, comma-separated, from {names}." in text
     assert "ForestPrune: cosine similarity a token needs to join an earlier frame's tree, in [-1, 1], default 0.9" in text

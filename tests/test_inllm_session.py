@@ -35,7 +35,8 @@ def features(llm):
 
 def test_catalogue_joins_both_registries():
     assert method_names() == ["none", "uniform", "random", "gprune", "divprune", "dycoke", "forestprune",
-                              "visionzip", "vidcom2", "fastvid", "fastv", "framefusion", "sttm"]
+                              "visionzip", "vidcom2", "fastvid", "holitom", "flashvid", "fastv", "framefusion",
+                              "sttm"]
     assert [name for name in method_names() if is_in_llm(name)] == list(IN_LLM_METHODS)
     assert list(options_of("sttm")) == ["layer", "tau_s", "tau_t", "root_level"]
     assert list(options_of("forestprune")) == ["tau_s", "tau_p", "node_ratio"]

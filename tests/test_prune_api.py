@@ -25,7 +25,7 @@ from fpcli.prune import registry
 from fpcli.prune.registry import keep_count
 
 BUILTIN = ["none", "uniform", "random", "gprune", "divprune", "dycoke", "forestprune", "visionzip",
-           "vidcom2", "fastvid"]
+           "vidcom2", "fastvid", "holitom", "flashvid"]
 
 
 def features(t=2, n=4, d=3, dtype=torch.float32):

@@ -122,8 +122,8 @@ def select_holitom(
     is_static = static[window_of]  # [T, N]
     # The groups: frames (their dynamic tokens), then windows (their static tokens, in the window's first frame).
     means = torch.zeros(len(windows), n, features.shape[-1], device=device).index_add_(0, window_of, features.float())
-    means = (means / lengths[:, None, None]).to(features.dtype)  # [W, N, D]
-    x = torch.cat([features, means])  # [G, N, D], G = T + W
+    means = means / lengths[:, None, None]  # [W, N, D] float32
+    x = torch.cat([features.float(), means])  # [G, N, D], G = T + W; float32 whatever the input dtype
     members = torch.cat([~is_static, static])  # [G, N]
     frame = torch.cat([torch.arange(t, device=device), starts])  # [G]
     sizes = members.sum(1)  # [G]
@@ -142,7 +142,7 @@ def select_holitom(
     kept = is_dominant | is_center  # [G, N]
     rows, cells = kept.nonzero(as_tuple=True)
     keep = frame[rows] * n + cells
-    kept_features = torch.where(is_center[rows, cells][:, None], merged[rows, cells], x[rows, cells])
+    kept_features = torch.where(is_center[rows, cells][:, None], merged[rows, cells], x[rows, cells]).to(features.dtype)
     if restore:
         back = _restored(last, window_of, starts, features, restore)
         keep = torch.cat([keep, back])
