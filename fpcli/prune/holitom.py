@@ -137,8 +137,13 @@ def select_holitom(
     is_dominant = (ranked < dominant[:, None]) & members
     clusters = quota - dominant  # [G]
     rest = members & ~is_dominant
-    is_center, owner = density_peaks(x, rest, clusters, clusters.clamp(min=1, max=knn))
-    merged = merge_clusters(x, owner, beta)  # [G, N, D]
+    is_center = torch.zeros_like(rest)
+    merged = x.clone()  # [G, N, D]; rows of centres get their clusters' merged features
+    busy = (clusters > 0).nonzero()[:, 0]  # only groups with clusters pay for the [N, N] distances
+    if len(busy):
+        centers, owner = density_peaks(x[busy], rest[busy], clusters[busy], clusters[busy].clamp(min=1, max=knn))
+        is_center[busy] = centers
+        merged[busy] = merge_clusters(x[busy], owner, beta)
     kept = is_dominant | is_center  # [G, N]
     rows, cells = kept.nonzero(as_tuple=True)
     keep = frame[rows] * n + cells
