@@ -10,10 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fpcli.model import load_model
-from fpcli.model.inllm import VisualSpan, prefill_pruned
-from fpcli.model.inllm.flashvid import FlashVIDPrune
+from fpcli.model.inllm.prefill import prefill_pruned
+from fpcli.model.inllm.span import VisualSpan
+from fpcli.model.inllm.methods.flashvid import STAGE, FlashVIDPrune
+from fpcli.model.inllm.registry import InLLMPlan, in_llm_methods
 from fpcli.model.inllm.hooks import decoder_layers, run_pruned_prefill
-from fpcli.model.sequence import splice, visual_sequence
+from fpcli.model.llava.sequence import splice, visual_sequence
 from fpcli.prune import prune
 from fpcli.prune.flashvid import adts, segments, temporal_merge
 from fpcli.prune.registry import keep_count
@@ -134,6 +136,12 @@ def test_reducer_keeps_the_top_attended_visual_tokens_from_its_layer():
     assert outcomes[2][0].tolist() == [0, 1, 3, 5] and outcomes[2][1] is None
 
 
+def test_in_llm_stage_is_declared_with_the_authors_defaults_but_not_registered():
+    assert [spec.default for spec in STAGE.options] == [20, 0.3] and STAGE.layer_options == ("layer",)
+    assert STAGE.build(0.9, InLLMPlan(28, 8, (4, 4)), layer=20, llm_keep=0.3).keep == keep_count(0.9, 128) == 13
+    assert "flashvid" not in in_llm_methods()
+
+
 @pytest.fixture(scope="module")
 def ov(tiny_onevision_dir):
     return load_model(tiny_onevision_dir, device="cpu")
@@ -150,7 +158,8 @@ def test_in_llm_stage_matches_fastv_at_the_same_layer_and_count(ov):
         before = ov.model(inputs_embeds=embeds).logits
     span = VisualSpan(start, t, encoded.grid, "onevision")
     k = keep_count(0.75, t * n)
-    ours = run_pruned_prefill(ov.model, embeds, span, FlashVIDPrune(k, layer=1), "flashvid", {"layer": 1})
+    reducer = STAGE.build(0.75, InLLMPlan(2, t, encoded.grid), layer=1, llm_keep=0.3)
+    ours = run_pruned_prefill(ov.model, embeds, span, reducer, "flashvid", {"layer": 1})
     fastv = prefill_pruned(ov.model, embeds, span, 0.75, "fastv", {"K": 1})
     assert torch.equal(ours.kept_positions, fastv.kept_positions) and ours.visual_lengths == [t * n, k]
     torch.testing.assert_close(ours.last_logits, fastv.last_logits)

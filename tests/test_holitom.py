@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from fpcli.model import load_model
 from fpcli.model.inllm.hooks import decoder_layers, run_pruned_prefill
-from fpcli.model.inllm.holitom import HoliTomMerge, halving_merge
+from fpcli.model.inllm.methods.holitom import STAGE, HoliTomMerge, halving_merge
+from fpcli.model.inllm.registry import InLLMPlan, in_llm_methods
 from fpcli.model.inllm.span import VisualSpan
-from fpcli.model.sequence import splice, visual_sequence
+from fpcli.model.llava.sequence import splice, visual_sequence
 from fpcli.prune import prune
 from fpcli.prune.density_peaks import density_peaks, merge_clusters
 from fpcli.prune.holitom import static_until, static_windows
@@ -153,6 +154,12 @@ def test_reducer_keeps_the_most_attended_visual_tokens_and_merges_the_others():
     torch.testing.assert_close(new_hidden[0, keep], torch.tensor([[5.0, 5.0], [2.75, 0.05], [0.0, 1.0], [7.0, 7.0]]))
 
 
+def test_in_llm_stage_is_declared_with_the_authors_defaults_but_not_registered():
+    assert [spec.default for spec in STAGE.options] == [18, 0.5] and STAGE.layer_options == ("layer",)
+    assert STAGE.build(0.75, InLLMPlan(28, 4, (3, 3)), layer=18, llm_keep=0.5).keep == keep_count(0.75, 36) == 9
+    assert "holitom" not in in_llm_methods()  # the name is the pre-LLM method's until both stages are wired
+
+
 @pytest.fixture(scope="module")
 def ov(tiny_onevision_dir):
     return load_model(tiny_onevision_dir, device="cpu")
@@ -182,8 +189,8 @@ def test_two_stages_end_at_k_and_leave_the_model_unchanged(ov):
     with torch.inference_mode():
         embeds = splice(ov.model.get_input_embeddings()(ids), start, visual)[None]
         before = ov.model(inputs_embeds=embeds).logits
-    out = run_pruned_prefill(ov.model, embeds, _PrunedSpan(start, pruned.keep), HoliTomMerge(budgets.final, layer=1),
-                             "holitom", {"layer": 1})
+    reducer = STAGE.build(0.75, InLLMPlan(2, t, encoded.grid), layer=1, llm_keep=0.5)
+    out = run_pruned_prefill(ov.model, embeds, _PrunedSpan(start, pruned.keep), reducer, "holitom", {"layer": 1})
     assert out.visual_lengths == [budgets.pre, budgets.final]
     assert [layer.keys.shape[2] for layer in out.cache.layers] == [len(out.kept_positions)] * 2
     with torch.inference_mode():
