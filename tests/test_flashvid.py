@@ -17,6 +17,7 @@ from fpcli.model.inllm.registry import InLLMPlan, in_llm_methods
 from fpcli.model.inllm.hooks import decoder_layers, run_pruned_prefill
 from fpcli.model.llava.sequence import splice, visual_sequence
 from fpcli.prune import prune
+from fpcli.prune.apportion import apportion
 from fpcli.prune.flashvid import adts, segments, temporal_merge
 from fpcli.prune.registry import keep_count
 
@@ -62,6 +63,13 @@ def test_adts_v2_weighs_by_relevance_to_the_segment_mean():
     segment = torch.zeros(1, dtype=torch.long)
     assert adts(x, attention, torch.tensor([2]), segment, False)[0].nonzero()[:, 0].tolist() == [0, 3]
     assert adts(x, attention, torch.tensor([2]), segment, True)[0].nonzero()[:, 0].tolist() == [1, 3]
+
+
+def test_apportion_gives_each_set_its_total_by_largest_remainders():
+    # Set 0: 3 over sizes 2, 2, 1 is 1.2, 1.2, 0.6: floors 1, 1, 0 and the largest remainder (0.6) gets the third.
+    # Set 1: 2 over sizes 3, 1 is 1.5, 0.5: floors 1, 0, equal remainders, the lower part gets it.
+    shares = apportion(torch.tensor([3, 2]), torch.tensor([2, 2, 1, 3, 1]), torch.tensor([0, 0, 0, 1, 1]))
+    assert shares.tolist() == [1, 1, 1, 2, 0]
 
 
 def _chain():

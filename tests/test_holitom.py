@@ -197,3 +197,20 @@ def test_two_stages_end_at_k_and_leave_the_model_unchanged(ov):
         after = ov.model(inputs_embeds=embeds).logits
     assert torch.equal(before, after)
     assert all(not layer._forward_pre_hooks for layer in decoder_layers(ov.model))
+
+
+def test_video_layout_keeps_every_newline_and_text_token(tiny_video_dir):
+    llm = load_model(tiny_video_dir, device="cpu")
+    encoded = llm.encode(np.random.default_rng(2).integers(0, 256, (3, 24, 40, 3), dtype=np.uint8))
+    t, n, _ = encoded.features.shape
+    ids, start = llm.prompt_ids(["What happens?"], [], t / 2, [f / 2 for f in range(t)])
+    visual, _ = visual_sequence(encoded.features, torch.arange(t * n), encoded.grid, llm.vision.image_newline, "video")
+    with torch.inference_mode():
+        embeds = splice(llm.model.get_input_embeddings()(ids), start, visual)[None]
+    span = VisualSpan(start, t, encoded.grid, "video")
+    reducer = STAGE.build(0.75, InLLMPlan(2, t, encoded.grid), layer=1, llm_keep=0.5)
+    out = run_pruned_prefill(llm.model, embeds, span, reducer, "holitom", {"layer": 1})
+    structure = (span.visual_index(embeds.shape[1]) < 0).nonzero()[:, 0]  # text and the t*H newlines
+    assert torch.isin(structure, out.kept_positions).all()
+    assert out.visual_lengths == [t * n, keep_count(0.75, t * n)]
+    assert len(out.kept_positions) == len(structure) + keep_count(0.75, t * n)
