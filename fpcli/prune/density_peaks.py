@@ -69,12 +69,12 @@ def merge_clusters(x: Tensor, owner: Tensor, center_weight: float | None = None)
     center_weight None: the mean of the centre and its members. A weight b: b * centre + (1 - b) * mean of the
     other members, the centre alone when nobody joined it (HoliTom's beta).
     """
-    p = x.shape[1]
-    slots = torch.arange(p, device=x.device)
-    assignment = (owner[:, None, :] == slots[None, :, None]).float()  # [G, P(centre), P(member)]
+    g, p, d = x.shape
+    member = owner >= 0  # [G, P]
+    slot = (torch.arange(g, device=x.device)[:, None] * p + owner)[member]  # [M] flat index of each member's centre
     xf = x.float()
-    sums = assignment @ xf  # [G, P, D]
-    counts = assignment.sum(dim=2)  # [G, P], the centre included
+    sums = torch.zeros(g * p, d, device=x.device).index_add_(0, slot, xf[member]).view(g, p, d)  # [G, P, D]
+    counts = torch.bincount(slot, minlength=g * p).view(g, p).float()  # [G, P], the centre included
     if center_weight is None:
         return (sums / counts.clamp(min=1)[..., None]).to(x.dtype)
     others = (sums - xf) / (counts - 1).clamp(min=1)[..., None]  # mean of the members besides the centre
