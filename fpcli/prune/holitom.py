@@ -83,14 +83,14 @@ def round_half_up(values: Tensor, fraction: Fraction) -> Tensor:
     return (2 * values * fraction.numerator + fraction.denominator) // (2 * fraction.denominator)
 
 
-def _restored(last: Tensor, window_of: Tensor, starts: Tensor, features: Tensor, count: int) -> Tensor:
-    """Flat indices of `count` absorbed tokens (static cells of a window's later frames) to keep after all,
-    least similar to the previous frame first, ties to the lower index."""
-    t, n, _ = features.shape
-    frames = torch.arange(t, device=features.device)
-    absorbed = (frames != starts[window_of])[:, None] & (last[starts[window_of]] >= frames[:, None])  # [T, N]
+def _restored(is_static: Tensor, first: Tensor, features: Tensor, count: int) -> Tensor:
+    """Flat indices of `count` absorbed tokens (static cells of a window's later frames) to keep after all, least
+    similar to the previous frame first, ties to the lower index. is_static [T, N]; first [T]: each frame's window
+    start."""
+    frames = torch.arange(features.shape[0], device=features.device)
+    absorbed = is_static & (frames != first)[:, None]  # [T, N]
     unit = F.normalize(features.float(), dim=-1)
-    previous = torch.cat([torch.full_like(unit[:1, :, 0], math.inf), (unit[1:] * unit[:-1]).sum(-1)])  # [T, N]
+    previous = torch.cat([torch.ones_like(unit[:1, :, 0]), (unit[1:] * unit[:-1]).sum(-1)])  # [T, N]
     score = torch.where(absorbed, -previous, -math.inf).reshape(1, -1)
     return (descending_rank(score)[0] < count).nonzero()[:, 0]
 
@@ -149,7 +149,7 @@ def select_holitom(
     keep = frame[rows] * n + cells
     kept_features = torch.where(is_center[rows, cells][:, None], merged[rows, cells], x[rows, cells]).to(features.dtype)
     if restore:
-        back = _restored(last, window_of, starts, features, restore)
+        back = _restored(is_static, starts[window_of], features, restore)
         keep = torch.cat([keep, back])
         kept_features = torch.cat([kept_features, features.reshape(t * n, -1).index_select(0, back)])
     return Selection(keep=keep, features=kept_features)
