@@ -25,7 +25,8 @@ As `flashvid/utils.py` and `flashvid/token_selection.py` of the authors' code (c
 Differences from the authors' code (docs/methods.md): exact budgets (largest-remainder shares instead of per-frame
 ceil); TAM averages a chain over all its tokens (their counts add one per direct child, so a chain of three
 identical tokens x merges to 1.5 x); ADTS v2 never picks a token twice (their v2 loop can, with negative
-relevance); duplicate complementary cuts cannot occur; ties go to the lower index, never to random noise.
+relevance); single-frame segments cluster only what ADTS left (theirs: every token of the frame); duplicate
+complementary cuts cannot occur; ties go to the lower index, never to random noise.
 """
 
 from __future__ import annotations
