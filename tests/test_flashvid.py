@@ -1,6 +1,5 @@
 """flashvid (pre-LLM and in-LLM) against literal references derived from the FlashVID paper and its authors' code."""
 
-import math
 from types import SimpleNamespace
 
 import numpy as np

@@ -1,6 +1,5 @@
 """holitom (pre-LLM and in-LLM) against literal references derived from the HoliTom paper and its authors' code."""
 
-import math
 from types import SimpleNamespace
 
 import numpy as np
