@@ -14,7 +14,7 @@ from fpcli.model.inllm.span import VisualSpan
 from fpcli.model.inllm.methods.flashvid import STAGE, FlashVIDPrune
 from fpcli.model.inllm.registry import InLLMPlan, in_llm_methods
 from fpcli.model.inllm.hooks import decoder_layers, run_pruned_prefill
-from fpcli.model.llava.sequence import splice, visual_sequence
+from fpcli.model.llava.sequence import visual_sequence
 from fpcli.prune import prune
 from fpcli.prune.apportion import apportion
 from fpcli.prune.flashvid import adts, segments, temporal_merge
@@ -149,6 +149,12 @@ def test_in_llm_stage_is_declared_with_the_authors_defaults_but_not_registered()
     assert "flashvid" not in in_llm_methods()
 
 
+def _embeds(llm, ids, start, visual):
+    """The prompt's embeddings [1, L, D] with the visual sequence in place of its placeholder token."""
+    text = llm.model.get_input_embeddings()(ids)  # [L_text, D]
+    return torch.cat([text[:start], visual.to(text.dtype), text[start + 1:]])[None]
+
+
 @pytest.fixture(scope="module")
 def ov(tiny_onevision_dir):
     return load_model(tiny_onevision_dir, device="cpu")
@@ -161,7 +167,7 @@ def test_in_llm_stage_matches_fastv_at_the_same_layer_and_count(ov):
     visual, _ = visual_sequence(encoded.features, torch.arange(t * n), encoded.grid, ov.vision.image_newline,
                                 "onevision")
     with torch.inference_mode():
-        embeds = splice(ov.model.get_input_embeddings()(ids), start, visual)[None]
+        embeds = _embeds(ov, ids, start, visual)
         before = ov.model(inputs_embeds=embeds).logits
     span = VisualSpan(start, t, encoded.grid, "onevision")
     k = keep_count(0.75, t * n)

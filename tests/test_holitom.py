@@ -13,7 +13,7 @@ from fpcli.model.inllm.hooks import decoder_layers, run_pruned_prefill
 from fpcli.model.inllm.methods.holitom import STAGE, HoliTomMerge, halving_merge
 from fpcli.model.inllm.registry import InLLMPlan, in_llm_methods
 from fpcli.model.inllm.span import VisualSpan
-from fpcli.model.llava.sequence import splice, visual_sequence
+from fpcli.model.llava.sequence import visual_sequence
 from fpcli.prune import prune
 from fpcli.prune.density_peaks import density_peaks, merge_clusters
 from fpcli.prune.holitom import static_until, static_windows
@@ -159,6 +159,12 @@ def test_in_llm_stage_is_declared_with_the_authors_defaults_but_not_registered()
     assert "holitom" not in in_llm_methods()  # the name is the pre-LLM method's until both stages are wired
 
 
+def _embeds(llm, ids, start, visual):
+    """The prompt's embeddings [1, L, D] with the visual sequence in place of its placeholder token."""
+    text = llm.model.get_input_embeddings()(ids)  # [L_text, D]
+    return torch.cat([text[:start], visual.to(text.dtype), text[start + 1:]])[None]
+
+
 @pytest.fixture(scope="module")
 def ov(tiny_onevision_dir):
     return load_model(tiny_onevision_dir, device="cpu")
@@ -186,7 +192,7 @@ def test_two_stages_end_at_k_and_leave_the_model_unchanged(ov):
     visual, _ = visual_sequence(encoded.features, pruned.keep, encoded.grid, ov.vision.image_newline, "onevision",
                                 pruned.features)
     with torch.inference_mode():
-        embeds = splice(ov.model.get_input_embeddings()(ids), start, visual)[None]
+        embeds = _embeds(ov, ids, start, visual)
         before = ov.model(inputs_embeds=embeds).logits
     reducer = STAGE.build(0.75, InLLMPlan(2, t, encoded.grid), layer=1, llm_keep=0.5)
     out = run_pruned_prefill(ov.model, embeds, _PrunedSpan(start, pruned.keep), reducer, "holitom", {"layer": 1})
@@ -205,7 +211,7 @@ def test_video_layout_keeps_every_newline_and_text_token(tiny_video_dir):
     ids, start = llm.prompt_ids(["What happens?"], [], t / 2, [f / 2 for f in range(t)])
     visual, _ = visual_sequence(encoded.features, torch.arange(t * n), encoded.grid, llm.vision.image_newline, "video")
     with torch.inference_mode():
-        embeds = splice(llm.model.get_input_embeddings()(ids), start, visual)[None]
+        embeds = _embeds(llm, ids, start, visual)
     span = VisualSpan(start, t, encoded.grid, "video")
     reducer = STAGE.build(0.75, InLLMPlan(2, t, encoded.grid), layer=1, llm_keep=0.5)
     out = run_pruned_prefill(llm.model, embeds, span, reducer, "holitom", {"layer": 1})

@@ -324,4 +324,4 @@ def test_listing_and_validating_import_no_torch():
     code = ("import sys; from fpcli.prune.registry import available_methods, validate; validate(0.5, 'forestprune', "
             "tau_s=0.5); print(len(available_methods()), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "10 False"
+    assert out.stdout.strip() == "12 False"
