@@ -82,13 +82,15 @@ def test_temporal_merge_averages_whole_chains_and_respects_the_budget():
     free = torch.ones(3, 2, dtype=torch.bool)
     segment = torch.zeros(3, dtype=torch.long)
     # Pairs above 0.8: (1,0)->(0,0) cos .995, (1,1)->(0,1) cos 1, (2,1)->(1,0) cos .9988; (2,0) best is 0.
-    roots, means = temporal_merge(x, free, segment, 0.8, torch.tensor([3]))
-    assert roots.tolist() == [[True, True], [False, False], [True, False]]
+    root, means = temporal_merge(x, free, segment, 0.8, torch.tensor([3]))
+    assert root.tolist() == [0, 1, 0, 1, 4, 0]  # (2,1) reaches (0,0) through (1,0)
+    roots = (root == torch.arange(6)).view(3, 2)
     # The chain (0,0) <- (1,0) <- (2,1) is the mean of its three tokens, (1, 0.1); the authors' counts give 1.5x.
     torch.testing.assert_close(means[roots], torch.tensor([[1.0, 0.1], [0.0, 1.0], [-1.0, 0.0]]))
     # Budget 4 allows 6 - 4 = 2 merges: the two most similar pairs (cos 1 and .9988); (1,0) stays a root.
-    roots, means = temporal_merge(x, free, segment, 0.8, torch.tensor([4]))
-    assert roots.tolist() == [[True, True], [True, False], [True, False]]
+    root, means = temporal_merge(x, free, segment, 0.8, torch.tensor([4]))
+    assert root.tolist() == [0, 1, 2, 1, 4, 2]
+    roots = (root == torch.arange(6)).view(3, 2)
     torch.testing.assert_close(means[roots], torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.15], [-1.0, 0.0]]))
 
 
@@ -100,6 +102,7 @@ def test_crafted_video_end_to_end():
               extras={"vision_attention": torch.ones(3, 2)})
     assert r.keep.tolist() == [0, 1, 4]
     torch.testing.assert_close(r.features, torch.tensor([[1.0, 0.1], [0.0, 1.0], [-1.0, 0.0]]))
+    assert r.merged_into.tolist() == [-1, -1, 0, 1, -1, 0]  # each chain into its root
     # alpha 1: all three by ADTS, one per frame (budgets 1, 1, 1), features untouched.
     r = prune(x, (1, 2), 0.5, "flashvid", alpha=1.0, extras={"vision_attention": torch.ones(3, 2)})
     assert r.per_frame.tolist() == [1, 1, 1] and r.features is not None

@@ -71,6 +71,7 @@ def test_crafted_video_keeps_the_static_mean_and_the_most_attended_dynamic_token
     r = prune(features, (1, 3), 0.5, "holitom", extras={"vision_attention": attention})
     assert r.keep.tolist() == [0, 2, 4]
     torch.testing.assert_close(r.features, torch.tensor([[1.0, 0.05], [1.0, 1.0], [1.0, 0.0]]))
+    assert r.merged_into.tolist() == [-1, -1, -1, 0, -1, -1]  # frame 1's static cell is in token 0; 1, 5 dropped
 
 
 def test_low_ratio_brings_absorbed_tokens_back():
@@ -90,6 +91,7 @@ def test_contextual_share_merges_the_rest_of_a_frame_around_a_centre():
     r = prune(x, (1, 5), 0.6, "holitom", contextual_share=0.5, extras={"vision_attention": attention})
     assert r.keep.tolist() == [0, 4]
     torch.testing.assert_close(r.features, torch.tensor([[0.6 * 0 + 0.4 * 2.0, 1.0], [9.0, 1.0]]))
+    assert r.merged_into.tolist() == [-1, 0, 0, 0, -1]
 
 
 @given(
@@ -237,3 +239,4 @@ def test_only_tokens_absorbed_over_a_whole_window_come_back():
     # static over the whole window) is a candidate already, never an absorbed token.
     r = prune(x, (1, 3), 1 / 3, "holitom", extras=attention)
     assert r.keep.tolist() == [0, 1, 2, 3, 4, 7]
+    assert r.merged_into.tolist() == [-1, -1, -1, -1, -1, 2, 0, -1, 2]  # the rest stay in their static tokens

@@ -26,7 +26,8 @@ Differences from the authors' code (docs/methods.md): exact budgets (largest-rem
 ceil); TAM averages a chain over all its tokens (their counts add one per direct child, so a chain of three
 identical tokens x merges to 1.5 x); ADTS v2 never picks a token twice (their v2 loop can, with negative
 relevance); single-frame segments cluster only what ADTS left (theirs: every token of the frame); duplicate
-complementary cuts cannot occur; ties go to the lower index, never to random noise.
+complementary cuts cannot occur; ties go to the lower index, never to random noise. `merged_into` follows each
+merged token through its chain to its cluster's centre (for pictures).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def adts(features: Tensor, attention: Tensor, counts: Tensor, segment_of: Tensor
 def temporal_merge(
     features: Tensor, free: Tensor, segment_of: Tensor, threshold: float, budgets: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """(roots [T, N]: free tokens nothing merged away, means [T, N, D] float32: the mean of each root's chain).
+    """(root [T*N]: the flat index of each free token's chain root, itself for a root, -1 for the others;
+    means [T, N, D] float32: the mean of each root's chain).
 
     free [T, N]: tokens ADTS left; budgets [S]: tokens each segment must keep at least (its TSTM budget).
     """
@@ -113,8 +115,7 @@ def temporal_merge(
     sums = torch.zeros(t * n, xf.shape[-1], device=xf.device)
     sums.index_add_(0, parent[members], xf.reshape(t * n, -1)[members])  # [T*N, D], at the roots
     counts = torch.bincount(parent[members], minlength=t * n).clamp(min=1)
-    roots = free & ~merged.reshape(t, n)
-    return roots, (sums / counts[:, None]).reshape(t, n, -1)
+    return torch.where(members, parent, -1), (sums / counts[:, None]).reshape(t, n, -1)
 
 
 @register_method("flashvid")
@@ -140,11 +141,17 @@ def select_flashvid(
     selected = adts(features, vision_attention, chosen, segment_of, relevance)
     merge_budget = torch.zeros(int(segment_of.max()) + 1, dtype=torch.long, device=device)
     merge_budget.index_add_(0, segment_of, budgets - chosen)  # [S]
-    roots, means = temporal_merge(features, ~selected, segment_of, temporal_threshold, merge_budget)
+    root, means = temporal_merge(features, ~selected, segment_of, temporal_threshold, merge_budget)
+    flat = torch.arange(t * n, device=device).reshape(t, n)
+    roots = root.reshape(t, n) == flat  # [T, N]: the tokens TAM left
     clusters = apportion(merge_budget, roots.sum(1), segment_of)  # [T]
     is_center, owner = density_peaks(means, roots, clusters, clusters.clamp(min=1, max=CLUSTER_KNN))
     merged = merge_clusters(means, owner)  # [T, N, D] float32
-    flat = torch.arange(t * n, device=device).reshape(t, n)
     keep = torch.cat([flat[selected], flat[is_center]])
     kept = torch.cat([features[selected], merged[is_center].to(features.dtype)])
-    return Selection(keep=keep, features=kept)
+    # Where each token went (for pictures): through its chain's root to that root's cluster centre; -1 if kept or
+    # dropped (a frame without clusters drops its roots and their chains).
+    center = torch.where(owner >= 0, flat // n * n + owner, -1).reshape(-1)  # [T*N], for the roots
+    merged_into = torch.where(root >= 0, center[root.clamp(min=0)], -1)
+    merged_into[keep] = -1
+    return Selection(keep=keep, features=kept, merged_into=merged_into)

@@ -22,7 +22,7 @@ by a few tokens; here largest-remainder shares sum to k); halves round up; equal
 to the lower index instead of random noise; tokens keep grid order within a frame (in their flat layout a window's
 static tokens come before its frames' dynamic tokens). When temporal merging alone leaves fewer than k candidates
 (only at low ratios), the absorbed frames' own tokens come back, least similar to their previous frame first,
-instead of the LLM receiving fewer than k tokens.
+instead of the LLM receiving fewer than k tokens. `merged_into` says where each merged token went (for pictures).
 """
 
 from __future__ import annotations
@@ -138,12 +138,13 @@ def select_holitom(
     clusters = quota - dominant  # [G]
     rest = members & ~is_dominant
     is_center = torch.zeros_like(rest)
+    owner = torch.full_like(ranked, -1)  # [G, N]: the cell of the centre each clustered token joined
     merged = x.clone()  # [G, N, D]; rows of centres get their clusters' merged features
     busy = (clusters > 0).nonzero()[:, 0]  # only groups with clusters pay for the [N, N] distances
     if len(busy):
-        centers, owner = density_peaks(x[busy], rest[busy], clusters[busy], clusters[busy].clamp(min=1, max=knn))
+        centers, owner[busy] = density_peaks(x[busy], rest[busy], clusters[busy], clusters[busy].clamp(min=1, max=knn))
         is_center[busy] = centers
-        merged[busy] = merge_clusters(x[busy], owner, beta)
+        merged[busy] = merge_clusters(x[busy], owner[busy], beta)
     kept = is_dominant | is_center  # [G, N]
     rows, cells = kept.nonzero(as_tuple=True)
     keep = frame[rows] * n + cells
@@ -152,4 +153,9 @@ def select_holitom(
         back = _restored(is_static, starts[window_of], features, restore)
         keep = torch.cat([keep, back])
         kept_features = torch.cat([kept_features, features.reshape(t * n, -1).index_select(0, back)])
-    return Selection(keep=keep, features=kept_features)
+    # Where each token went (for pictures): a dynamic token to its cluster's centre, a static cell of every frame of
+    # its window to the centre of the static cluster it joined (in the window's first frame); -1 if kept or dropped.
+    target = torch.where(owner >= 0, frame[:, None] * n + owner, -1)  # [G, N]
+    merged_into = torch.where(is_static, target[t:][window_of], target[:t]).reshape(-1)  # [T*N]
+    merged_into[keep] = -1
+    return Selection(keep=keep, features=kept_features, merged_into=merged_into)
