@@ -15,6 +15,7 @@ from fpcli.model.inllm.methods.flashvid import STAGE, FlashVIDPrune
 from fpcli.model.inllm.registry import InLLMPlan, in_llm_methods
 from fpcli.model.inllm.hooks import decoder_layers, run_pruned_prefill
 from fpcli.model.llava.sequence import visual_sequence
+from fpcli.model.methods import is_in_llm, is_two_stage
 from fpcli.prune import prune
 from fpcli.prune.apportion import apportion
 from fpcli.prune.flashvid import adts, segments, temporal_merge
@@ -146,10 +147,11 @@ def test_reducer_keeps_the_top_attended_visual_tokens_from_its_layer():
     assert outcomes[2][0].tolist() == [0, 1, 3, 5] and outcomes[2][1] is None
 
 
-def test_in_llm_stage_is_declared_with_the_authors_defaults_but_not_registered():
+def test_in_llm_stage_is_registered_with_the_authors_defaults_as_a_second_stage():
     assert [spec.default for spec in STAGE.options] == [20, 0.3] and STAGE.layer_options == ("layer",)
     assert STAGE.build(0.9, InLLMPlan(28, 8, (4, 4)), layer=20, llm_keep=0.3).keep == keep_count(0.9, 128) == 13
-    assert "flashvid" not in in_llm_methods()
+    assert in_llm_methods()["flashvid"] is STAGE and is_two_stage("flashvid") and not is_in_llm("flashvid")
+    assert STAGE.pre_budget(0.75, 36, layer=20, llm_keep=0.3) == 30  # round-half-up(9 / 0.3)
 
 
 def _embeds(llm, ids, start, visual):

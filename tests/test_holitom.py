@@ -14,6 +14,7 @@ from fpcli.model.inllm.methods.holitom import STAGE, HoliTomMerge, halving_merge
 from fpcli.model.inllm.registry import InLLMPlan, in_llm_methods
 from fpcli.model.inllm.span import VisualSpan
 from fpcli.model.llava.sequence import visual_sequence
+from fpcli.model.methods import is_in_llm, is_two_stage
 from fpcli.prune import prune
 from fpcli.prune.density_peaks import density_peaks, merge_clusters
 from fpcli.prune.holitom import static_until, static_windows
@@ -155,10 +156,11 @@ def test_reducer_keeps_the_most_attended_visual_tokens_and_merges_the_others():
     torch.testing.assert_close(new_hidden[0, keep], torch.tensor([[5.0, 5.0], [2.75, 0.05], [0.0, 1.0], [7.0, 7.0]]))
 
 
-def test_in_llm_stage_is_declared_with_the_authors_defaults_but_not_registered():
+def test_in_llm_stage_is_registered_with_the_authors_defaults_as_a_second_stage():
     assert [spec.default for spec in STAGE.options] == [18, 0.5] and STAGE.layer_options == ("layer",)
     assert STAGE.build(0.75, InLLMPlan(28, 4, (3, 3)), layer=18, llm_keep=0.5).keep == keep_count(0.75, 36) == 9
-    assert "holitom" not in in_llm_methods()  # the name is the pre-LLM method's until both stages are wired
+    assert in_llm_methods()["holitom"] is STAGE and is_two_stage("holitom") and not is_in_llm("holitom")
+    assert STAGE.pre_budget(0.75, 36, layer=18, llm_keep=0.5) == 18  # K / llm_keep enter the LLM
 
 
 def _embeds(llm, ids, start, visual):

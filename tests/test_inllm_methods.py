@@ -136,7 +136,7 @@ def test_options_out_of_range_name_the_option(method, options, name):
 
 
 def test_registry_defaults_and_ratio():
-    assert tuple(in_llm_methods()) == ("fastv", "framefusion", "sttm")
+    assert tuple(in_llm_methods()) == ("fastv", "flashvid", "framefusion", "holitom", "sttm")  # stages too
     assert validate(0.9, "fastv") == {"K": 2}
     assert validate(0.5, "framefusion") == {"S_threshold": 0.6, "N_threshold": 0.1}
     assert validate(0.5, "sttm", tau_t=0.5) == {"layer": 2, "tau_s": 0.85, "tau_t": 0.5, "root_level": 1}

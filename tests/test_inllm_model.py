@@ -17,7 +17,7 @@ from fpcli.model.inllm.methods.sttm import STTM, sttm_nodes
 from fpcli.model.llava.sequence import visual_sequence
 from fpcli.prune.registry import keep_count
 
-IN_LLM_METHODS = tuple(in_llm_methods())
+IN_LLM_METHODS = tuple(name for name, method in in_llm_methods().items() if method.pre_budget is None)
 
 # The tiny LLM has 2 decoder layers, so the methods act at layer 1 (FastV's K, STTM's layer) where the real
 # models use 2; STTM at layer 0 is the authors' 72B setting.

@@ -12,10 +12,11 @@ from fpcli.model.inllm.registry import in_llm_methods
 from fpcli.model.inllm.span import VisualSpan
 from fpcli.model.inllm.hooks import decoder_layers
 from fpcli.model.llava.inllm_session import InLLMSession
-from fpcli.model.methods import is_in_llm, method_names, options_of, ratio_for, validate_method
+from fpcli.model.methods import is_in_llm, is_two_stage, method_names, options_of, ratio_for, validate_method
 from fpcli.prune.registry import keep_count
+from fpcli.prune.two_stage import split_budget
 
-IN_LLM_METHODS = tuple(in_llm_methods())
+IN_LLM_METHODS = tuple(name for name, method in in_llm_methods().items() if method.pre_budget is None)
 
 GEN = GenerationConfig(max_new_tokens=5)
 # The tiny LLM has 2 decoder layers: FastV's K and STTM's layer at 1 (the real models' 2 does not exist there).
@@ -37,7 +38,11 @@ def test_catalogue_joins_both_registries():
     assert method_names() == ["none", "uniform", "random", "gprune", "divprune", "dycoke", "forestprune",
                               "visionzip", "vidcom2", "fastvid", "holitom", "flashvid", "fastv", "framefusion",
                               "sttm"]
-    assert [name for name in method_names() if is_in_llm(name)] == list(IN_LLM_METHODS)
+    assert [name for name in method_names() if is_in_llm(name)] == list(IN_LLM_METHODS) == ["fastv", "framefusion",
+                                                                                            "sttm"]
+    assert [name for name in method_names() if is_two_stage(name)] == ["holitom", "flashvid"]
+    assert list(options_of("holitom")) == ["tau", "contextual_share", "beta", "knn", "max_window", "layer",
+                                           "llm_keep"]  # the pre-LLM stage's options, then the in-LLM stage's
     assert list(options_of("sttm")) == ["layer", "tau_s", "tau_t", "root_level"]
     assert list(options_of("forestprune")) == ["tau_s", "tau_p", "node_ratio"]
     assert validate_method(0.9, "fastv", K=3) == {"K": 3}
@@ -47,6 +52,31 @@ def test_catalogue_joins_both_registries():
     with pytest.raises(ValueError, match=r"^S_threshold must be a number in \[-1, 1\], got 2$"):
         validate_method(0.9, "framefusion", S_threshold=2)
     assert ratio_for("none", 0.9) == 0.0 and ratio_for("fastv", 0.9) == 0.9 and ratio_for("uniform", 0.5) == 0.5
+
+
+@pytest.mark.parametrize(("method", "llm_keep"), [("holitom", 0.5), ("flashvid", 0.3)])
+def test_two_stage_session_prunes_before_then_inside_the_llm(llm, features, method, llm_keep):
+    """K = keep_count(0.75, T*N) from the in-LLM layer on; K / llm_keep enter the LLM (the pre-LLM stage's budget);
+    the answer is that of the in-LLM stage run by hand on the pre-LLM stage's visual sequence."""
+    total = features.frames * features.grid[0] * features.grid[1]  # 4 frames of 8x8 (onevision) or 7x7 (video)
+    k = keep_count(0.75, total)  # 64 or 49
+    session = llm.start(features, ratio=0.75, method=method, options={"layer": 1})
+    assert isinstance(session, InLLMSession)
+    assert session.before.k == round(k / llm_keep) == split_budget(0.75, total, llm_keep).pre
+    result = session.ask(QUESTION, GEN)
+    assert result.tokens.visual_in_llm == [{"from_layer": 0, "visual": session.before.k},
+                                           {"from_layer": 1, "visual": k}]
+    assert result.tokens.visual_before == total and result.tokens.visual_after == k == sum(result.per_frame_kept)
+    ids, at = session.prompt_ids(QUESTION)
+    span = VisualSpan(at, features.frames, features.grid, llm.layout, keep=session.before.keep)
+    by_hand = prefill_pruned(llm.model, session.embeds(ids, at), span, 0.75, method,
+                             {"layer": 1, "llm_keep": llm_keep})
+    out = decode(llm.model, by_hand.last_logits, by_hand.cache, GEN, llm.eos_token_ids(),
+                 next_position=by_hand.next_position)
+    assert result.generated_ids == out.ids
+    again = llm.answer(make_clip(4, seed=2), QUESTION, ratio=0.75, method=method, prune_options={"layer": 1},
+                       generation=GEN)
+    assert again.generated_ids == result.generated_ids and again.tokens == result.tokens
 
 
 @pytest.mark.parametrize("method", IN_LLM_METHODS)

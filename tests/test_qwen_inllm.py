@@ -27,7 +27,7 @@ from fpcli.model.qwen.positions import assemble, full_positions
 from fpcli.model.qwen.prompt import token_types
 from fpcli.model.qwen.video_input import patchify, seconds_per_group
 
-IN_LLM_METHODS = tuple(in_llm_methods())
+IN_LLM_METHODS = tuple(name for name, method in in_llm_methods().items() if method.pre_budget is None)
 
 ARCHS = ["qwen2_5_vl", "qwen3_vl"]
 QUESTION = "What is the man doing?"

@@ -46,7 +46,7 @@ from fpcli.cli.progress import Reporter
 from fpcli.cli.render import stats_summary
 from fpcli.cli.runner import each_video, expand_videos, feature_cache
 from fpcli.cli.settings import run_settings
-from fpcli.model.methods import is_in_llm
+from fpcli.model.methods import in_llm_stage
 from fpcli.run.answering import inspect_video
 from fpcli.run.settings import ModelSettings, RunSettings
 from fpcli.run.source import LazyModel, decode
@@ -105,7 +105,7 @@ def stats(
     """
     settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
                             tau_p=tau_p, opt=opt, seed=seed, compare=compare)
-    inside = [name for name in settings.methods() if is_in_llm(name)]
+    inside = [name for name in settings.methods() if in_llm_stage(name) is not None]
     if inside:
         raise errors.usage_error(f"{inside[0]} prunes inside the LLM, which stats does not run",
                                  hint=f"compare it with `forestprune ask VIDEO QUESTION --compare {inside[0]}`")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -26,13 +26,22 @@ from fpcli.model.errors import ModelError, ModelInputError
 from fpcli.model.flops import prefill_tflops
 from fpcli.model.generate import GenerationConfig
 from fpcli.model.inspect import inspect_clip
-from fpcli.model.methods import check_for_layout, check_layers, is_in_llm, validate_method
+from fpcli.model.methods import (
+    check_for_layout,
+    check_layers,
+    in_llm_stage,
+    is_in_llm,
+    is_two_stage,
+    split_options,
+    validate_method,
+)
 from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.profiles import Progress
 from fpcli.model.result import AnswerResult
 from fpcli.model.session import Session
 from fpcli.model.timing import now, reset_peak_memory
 from fpcli.prune import PruneResult, prune
+from fpcli.prune.registry import keep_count
 
 if TYPE_CHECKING:
     from fpcli.model.compare import Comparison
@@ -86,12 +95,13 @@ class VideoLLM(ABC):
         """(height, width) of the frames the tower saw, or None when it squashed them to its square input."""
 
     @abstractmethod
-    def _check_prompt(self, frames: int, question: str, ratio: float, method: str, clip, *,
+    def _check_prompt(self, frames: int, question: str, ratio: float, method: str, entering: Callable[[int], int],
+                      clip, *,
                       time_instruction: bool | None, system_prompt: str | None, max_new_tokens: int,
                       max_pixels: int | None) -> None:
-        """ModelInputError when the prompt of `question` over `frames` frames (every visual token for an in-LLM
-        `method`, else those kept at `ratio`) and `max_new_tokens` of answer do not fit the context, or when
-        `max_pixels` does not apply to this family."""
+        """ModelInputError when the prompt of `question` over `frames` frames, with `entering(N)` of its N visual
+        tokens entering the LLM (`method` prunes the rest), and `max_new_tokens` of answer do not fit the context,
+        or when `max_pixels` does not apply to this family."""
 
     @abstractmethod
     def _pruned_session(self, features: ClipFeatures, pruned: PruneResult, prune_s: float,
@@ -102,6 +112,14 @@ class VideoLLM(ABC):
     def _in_llm_session(self, features: ClipFeatures, method: str, ratio: float, options: dict,
                         history: bool) -> Session:
         """A session whose every question prunes inside the LLM with `method` (options validated)."""
+
+    def _two_stage_session(self, features: ClipFeatures, pruned: PruneResult, prune_s: float, ratio: float,
+                           options: dict, history: bool) -> Session:
+        """A session over features a two-stage method's pre-LLM stage pruned (`pruned`), whose in-LLM stage
+        (`options`) prunes inside each question's prefill. A family whose prompts do not take a pruned visual
+        block under the in-LLM hooks refuses it."""
+        raise ModelInputError(f"{pruned.method} prunes before and inside the LLM, which the {self.layout} layout "
+                              "does not run")
 
     # -- shared ------------------------------------------------------------------------------------------------
 
@@ -170,8 +188,7 @@ class VideoLLM(ABC):
         values = validate_method(ratio, method, **dict(options or {}))
         try:
             check_for_layout(method, self.layout)
-            if is_in_llm(method):
-                check_layers(method, values, self.decoder_layers)
+            check_layers(method, values, self.decoder_layers)
         except ValueError as exc:
             raise ModelInputError(str(exc)) from None
         return values
@@ -185,9 +202,20 @@ class VideoLLM(ABC):
         resized by `max_pixels`) against the context, with room for `max_new_tokens`. ModelInputError (exit 2)
         when either fails."""
         self._require_llm()
-        self.check_method(method, ratio, options)
-        self._check_prompt(frames, question, ratio, method, clip, time_instruction=time_instruction,
-                           system_prompt=system_prompt, max_new_tokens=max_new_tokens, max_pixels=max_pixels)
+        values = self.check_method(method, ratio, options)
+        self._check_prompt(frames, question, ratio, method, lambda total: self.entering(method, ratio, values, total),
+                           clip, time_instruction=time_instruction, system_prompt=system_prompt,
+                           max_new_tokens=max_new_tokens, max_pixels=max_pixels)
+
+    @staticmethod
+    def entering(method: str, ratio: float, values: dict, total: int) -> int:
+        """Visual tokens of `total` that enter the LLM with `method` (its checked options `values`): all for an
+        in-LLM method, a two-stage method's pre-LLM budget, else the ratio's K."""
+        if is_in_llm(method) or not 0 <= ratio < 1:
+            return total
+        if is_two_stage(method):
+            return in_llm_stage(method).pre_budget(ratio, total, **split_options(method, values)[1])
+        return keep_count(ratio, total)
 
     def start(self, features: ClipFeatures, *, ratio: float, method: str, options: dict | None = None,
               history: bool = False) -> Session:
@@ -198,12 +226,16 @@ class VideoLLM(ABC):
         values = self.check_method(method, ratio, options)
         if is_in_llm(method):
             return self._in_llm_session(features, method, float(ratio), values, history)
+        before, inside = split_options(method, values) if is_two_stage(method) else (values, {})
+        budget = self.entering(method, ratio, values, features.tokens) if inside else None
         with out_of_memory_is_model_error("pruning", features.frames):
             tokens = features.features.to(self.device)  # [T', N, D]; a no-op unless they were kept elsewhere
             extras = {name: value.to(self.device) for name, value in features.extras.items()}  # [T', N, ...]
             begin = now(self.device)
-            pruned = prune(tokens, features.grid, ratio, method, extras=extras, **values)
+            pruned = prune(tokens, features.grid, ratio, method, extras=extras, budget=budget, **before)
             prune_s = now(self.device) - begin
+        if inside:
+            return self._two_stage_session(features, pruned, prune_s, float(ratio), inside, history)
         return self._pruned_session(features, pruned, prune_s, history)
 
     def answer(self, clip, question: str, ratio: float = 0.9, method: str = "forestprune",

@@ -35,6 +35,11 @@ class ClipFeatures:
     def frames(self) -> int:
         return int(self.features.shape[0])
 
+    @property
+    def tokens(self) -> int:
+        """Visual tokens before pruning: T' x N."""
+        return int(self.features.shape[0] * self.features.shape[1])
+
     def reused(self) -> ClipFeatures:
         """The same features with their cost already counted elsewhere (decode, encode, cache load 0): for the
         second and later sessions on one clip, so that a run's results add up to what the run cost."""

@@ -1,5 +1,7 @@
 """One catalogue of the pruning methods a `VideoLLM` runs: before the LLM (fpcli.prune's registry, methods
-registered in Python included) and inside it (fpcli.model.inllm's registry: fastv, framefusion, sttm, ...).
+registered in Python included), inside it (fpcli.model.inllm's registry: fastv, framefusion, sttm, ...), and both
+(a two-stage method: a pre-LLM method whose name the in-LLM registry also holds, with its in-LLM stage: holitom,
+flashvid).
 
 The CLI and eval list, check and describe methods only through these functions, so `--method`, `--compare`,
 `--opt` and help texts know every method. Torch-free, like both registries it joins; `check_for_layout` says from
@@ -20,13 +22,34 @@ from fpcli.prune.registry import extras_of
 
 
 def method_names() -> list[str]:
-    """Every method: the pre-LLM ones in the prune registry's order, then the in-LLM ones."""
-    return [*available_methods(), *in_llm.in_llm_methods()]
+    """Every method once: the pre-LLM ones (two-stage ones among them) in the prune registry's order, then the
+    in-LLM ones."""
+    before = available_methods()
+    return [*before, *(name for name in in_llm.in_llm_methods() if name not in before)]
+
+
+def in_llm_stage(method: str) -> in_llm.InLLMMethod | None:
+    """The part of `method` that acts inside the LLM (the whole of an in-LLM method), or None."""
+    return in_llm.in_llm_methods().get(method)
 
 
 def is_in_llm(method: str) -> bool:
-    """Whether `method` prunes inside the LLM (every visual token enters it) rather than before it."""
-    return method in in_llm.in_llm_methods()
+    """Whether `method` prunes inside the LLM only: every visual token enters it."""
+    stage = in_llm_stage(method)
+    return stage is not None and stage.pre_budget is None
+
+
+def is_two_stage(method: str) -> bool:
+    """Whether `method` prunes before the LLM and again inside it."""
+    stage = in_llm_stage(method)
+    return stage is not None and stage.pre_budget is not None
+
+
+def kind_of(method: str) -> str:
+    """"before the LLM", "inside the LLM" or "before and inside the LLM"."""
+    _check_known(method)
+    return "inside the LLM" if is_in_llm(method) else "before and inside the LLM" if is_two_stage(method) else \
+        "before the LLM"
 
 
 def _check_known(method: object) -> None:
@@ -35,22 +58,43 @@ def _check_known(method: object) -> None:
 
 
 def options_of(method: str) -> dict[str, OptionSpec]:
-    """The options `method` takes (name -> spec, in declaration order); ValueError for an unknown method."""
+    """The options `method` takes (name -> spec, in declaration order; a two-stage method's pre-LLM ones first);
+    ValueError for an unknown method."""
     _check_known(method)
-    return in_llm.options_of(method) if is_in_llm(method) else _prune_options(method)
+    if is_in_llm(method):
+        return in_llm.options_of(method)
+    if is_two_stage(method):
+        return {**_prune_options(method), **in_llm.options_of(method)}
+    return _prune_options(method)
+
+
+def split_options(method: str, values: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
+    """A two-stage method's option values: (its pre-LLM stage's, its in-LLM stage's)."""
+    stage = in_llm.options_of(method)
+    return ({k: v for k, v in values.items() if k not in stage}, {k: v for k, v in values.items() if k in stage})
 
 
 def validate_method(ratio: float, method: str, **options: object) -> dict[str, object]:
     """Check a ratio, a method and its options without any tensor; the method's complete options (defaults
     filled in), or ValueError naming the bad argument and what is allowed."""
     _check_known(method)
-    check = in_llm.validate if is_in_llm(method) else _prune_validate
-    return check(ratio, method, **options)
+    if is_in_llm(method):
+        return in_llm.validate(ratio, method, **options)
+    if not is_two_stage(method):
+        return _prune_validate(ratio, method, **options)
+    accepted = options_of(method)
+    unknown = [name for name in options if name not in accepted]
+    if unknown:
+        raise ValueError(f"unknown option {unknown[0]!r} for method {method!r}; accepted options: "
+                         f"{', '.join(accepted)}")
+    before, inside = split_options(method, dict(options))
+    return {**_prune_validate(ratio, method, **before), **in_llm.validate(ratio, method, **inside)}
 
 
 def check_layers(method: str, values: dict, layers: int) -> None:
-    """ValueError when an option of the in-LLM `method` names a decoder layer an LLM of `layers` layers lacks."""
-    in_llm.check_layers(method, values, layers)
+    """ValueError when an option of `method`'s in-LLM stage names a decoder layer an LLM of `layers` lacks."""
+    if in_llm_stage(method) is not None:
+        in_llm.check_layers(method, values, layers)
 
 
 def check_for_layout(method: str, layout: str) -> None:

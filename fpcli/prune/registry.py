@@ -302,6 +302,7 @@ def prune(
     method: str = "forestprune",
     *,
     extras: Mapping[str, Tensor] | None = None,
+    budget: int | None = None,
     **options: object,
 ) -> PruneResult:
     """Select which visual tokens of a video to keep.
@@ -310,6 +311,8 @@ def prune(
     grid: (H, W), the token grid of each frame; flat index = frame*N + row*W + col.
     ratio: fraction of tokens removed, 0 <= ratio < 1; K = `keep_count(ratio, T*N)` tokens are
         kept (round half up, at least 1).
+    budget: K itself (1 <= K <= T*N) instead of the ratio's: exact, whatever float the ratio would be (the
+        result's ratio is then 1 - K / (T*N)).
     method: a name from `available_methods()`; options are that method's keyword-only parameters.
     extras: the vision tower's per-token side outputs (`VISION_EXTRAS`, e.g. ClipFeatures.extras); a method
         gets those it declares, the others are ignored; one it declares and that is missing is a ValueError.
@@ -326,6 +329,10 @@ def prune(
     fn = implementation(method)
     inputs = method_extras(method, _METHODS[method].extras, extras, features)
     k = keep_count(ratio, t * n)
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= t * n:
+            raise ValueError(f"budget must be an integer in 1..{t * n} (the tokens there are), got {budget!r}")
+        k, ratio = budget, 1 - budget / (t * n)
     selection = fn(features, grid, k, **inputs, **options)
     keep = _check_selection(selection, method, k, t * n, features.device)
     merged = sorted_merged_features(selection, method, features)

@@ -47,6 +47,9 @@ class InLLMMethod:
     options: tuple[OptionSpec, ...]
     layer_options: tuple[str, ...]  # options that name a decoder layer
     build: Callable[..., Reducer]  # build(ratio, plan: InLLMPlan, **options) -> a Reducer for one prefill
+    # A two-stage method (HoliTom, FlashVID): the in-LLM stage of the pre-LLM method of the same name (fpcli.prune),
+    # which first keeps pre_budget(ratio, total, **options) of the `total` visual tokens; None: every token enters.
+    pre_budget: Callable[..., int] | None = None
 
 
 _METHODS: dict[str, InLLMMethod] = {}
@@ -66,14 +69,15 @@ def register_in_llm(method: InLLMMethod) -> InLLMMethod:
 
 
 def in_llm_methods() -> dict[str, InLLMMethod]:
-    """Every registered in-LLM method by name, in the order of their files' names."""
+    """Every registered in-LLM method (and in-LLM stage of a two-stage method) by name, in name order (whichever
+    file was imported first)."""
     global _discovered
     if not _discovered:
         package = importlib.import_module(_PACKAGE)
         for module in sorted(info.name for info in pkgutil.iter_modules(package.__path__)):
             importlib.import_module(f"{_PACKAGE}.{module}")
         _discovered = True
-    return dict(_METHODS)
+    return {name: _METHODS[name] for name in sorted(_METHODS)}
 
 
 def method_of(name: str) -> InLLMMethod:

@@ -12,17 +12,19 @@ LAYOUTS = ("onevision", "video")
 
 @dataclass(frozen=True)
 class VisualSpan:
-    """The unpruned visual block of one prompt: `frames` x grid (H, W) tokens starting at sequence index `start`.
+    """The visual block of one prompt: `frames` x grid (H, W) tokens starting at sequence index `start`, every one
+    of them, or those a pre-LLM stage kept (`keep`, ascending flat indices t*H*W + y*W + x).
 
-    layout "onevision": T*H*W tokens then one newline; "video": per frame, per row, W tokens then a newline
-    (fpcli.model.llava.sequence.visual_sequence with every token kept). Newlines are structure, not candidates: every
-    method keeps them, like text.
+    layout "onevision": the tokens then one newline; "video": per frame, per row, that row's tokens then a newline
+    (fpcli.model.llava.sequence.visual_sequence). Newlines are structure, not candidates: every method keeps them,
+    like text.
     """
 
     start: int
     frames: int
     grid: tuple[int, int]
     layout: str
+    keep: Tensor | None = field(default=None, compare=False)  # [K]; None: all T*H*W
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -32,8 +34,8 @@ class VisualSpan:
 
     @property
     def tokens(self) -> int:
-        """Visual tokens (without newlines): T*H*W."""
-        return self.frames * self.grid[0] * self.grid[1]
+        """Visual tokens (without newlines): T*H*W, or the kept ones."""
+        return self.frames * self.grid[0] * self.grid[1] if self.keep is None else len(self.keep)
 
     @property
     def length(self) -> int:
@@ -41,20 +43,23 @@ class VisualSpan:
         rows = self.frames * self.grid[0]
         return self.tokens + (1 if self.layout == "onevision" else rows)
 
+    def flat(self, device: torch.device | str = "cpu") -> Tensor:
+        """The flat index t*H*W + y*W + x of each visual token in sequence order: LongTensor [tokens]."""
+        return torch.arange(self.tokens, device=device) if self.keep is None else self.keep.to(device)
+
     def token_positions(self, device: torch.device | str = "cpu") -> Tensor:
-        """Sequence index of every visual token, flat (t, y, x) order: LongTensor [T*H*W]."""
-        flat = torch.arange(self.tokens, device=device)
+        """Sequence index of every visual token, in (t, y, x) order: LongTensor [tokens]."""
+        order = torch.arange(self.tokens, device=device)
         if self.layout == "onevision":
-            return self.start + flat
-        width = self.grid[1]
-        return self.start + flat + flat // width  # one newline after each earlier row
+            return self.start + order
+        return self.start + order + self.flat(device) // self.grid[1]  # one newline after each earlier row
 
     def visual_index(self, seq_len: int, device: torch.device | str = "cpu") -> Tensor:
         """For each of `seq_len` positions its flat visual index t*H*W + y*W + x, or -1: LongTensor [seq_len]."""
         if self.start + self.length > seq_len:
             raise ValueError(f"visual span [{self.start}, {self.start + self.length}) exceeds the {seq_len} tokens")
         index = torch.full((seq_len,), -1, dtype=torch.long, device=device)
-        index[self.token_positions(device)] = torch.arange(self.tokens, device=device)
+        index[self.token_positions(device)] = self.flat(device)
         return index
 
 

@@ -33,17 +33,21 @@ if TYPE_CHECKING:
 
 
 class InLLMSession(LlavaPrompt, SessionBase):
-    """Questions about one clip with an in-LLM method (`LlavaVideoLLM.start` makes it); `prefills` and `questions`
-    count the pruned prefills (one per question) and the answered questions."""
+    """Questions about one clip with an in-LLM method, or the in-LLM stage of a two-stage method over the tokens
+    its pre-LLM stage kept (`before`, pruned once in `prune_s`, reported on the first answer); `LlavaVideoLLM.start`
+    makes it. `prefills` and `questions` count the pruned prefills (one per question) and the answered questions."""
 
     in_llm = True
 
     def __init__(self, llm: LlavaVideoLLM, features: ClipFeatures, method: str, ratio: float, options: dict,
-                 visual: Tensor, newlines: int, history: bool) -> None:
+                 visual: Tensor, newlines: int, history: bool, before: PruneResult | None = None,
+                 prune_s: float = 0.0) -> None:
         super().__init__(llm, features, method, ratio, history)
-        self.visual = visual  # [T*N + newlines, D] every visual token in the layout's order
+        self.visual = visual  # [V + newlines, D] the visual tokens entering the LLM in the layout's order
         self.newlines = newlines
         self.options = dict(options)
+        self.before = before
+        self._unreported_prune_s = prune_s
 
     def ask(self, question: str, generation: GenerationConfig | None = None, *,
             time_instruction: bool | None = None, system_prompt: str | None = None) -> AnswerResult:
@@ -54,7 +58,7 @@ class InLLMSession(LlavaPrompt, SessionBase):
         if self.questions:  # the first question's window is the caller's (answer() opens it before encoding)
             reset_peak_memory(llm.device)
         frames, per_frame = features.features.shape[:2]
-        span = VisualSpan(at, frames, features.grid, llm.layout)
+        span = VisualSpan(at, frames, features.grid, llm.layout, keep=None if self.before is None else self.before.keep)
         with out_of_memory_is_model_error("answering a question about", frames):
             embeds = self.embeds(ids, at)  # [1, L, D]
             start = now(llm.device)
@@ -67,7 +71,7 @@ class InLLMSession(LlavaPrompt, SessionBase):
         kept = kept[kept >= 0]  # [K] flat visual indices the last layer runs on, ascending
         per_frame_kept = torch.bincount(kept // per_frame, minlength=frames)  # [T]
         counts = TokenCounts(
-            visual_before=span.tokens,
+            visual_before=frames * per_frame,
             visual_after=pruned.kept_visual,
             newline=self.newlines,
             text=len(ids) - 1,
@@ -75,7 +79,8 @@ class InLLMSession(LlavaPrompt, SessionBase):
             generated=len(out.ids),
             visual_in_llm=visual_stages(pruned.visual_lengths),
         )
-        timing = Timings(prune=pruned.prune_s, prefill=prefill_s - pruned.prune_s)
+        timing = Timings(prune=pruned.prune_s + self._unreported_prune_s, prefill=prefill_s - pruned.prune_s)
+        self._unreported_prune_s = 0.0
         survivors = PruneResult(keep=kept, per_frame=per_frame_kept, method=self.method, ratio=self.ratio,
                                 k=int(kept.numel()))
         return self._finish(question, out, counts, timing, per_frame_kept.tolist(), pruned.prefill_tflops,

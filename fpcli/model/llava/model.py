@@ -10,7 +10,7 @@ one video placeholder's place (fpcli.model.llava.sequence); a session pruned bef
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,11 +24,9 @@ from fpcli.model.llava.inllm_session import InLLMSession
 from fpcli.model.llava.preprocess import Preprocessor
 from fpcli.model.llava.sequence import conversation, render_prompt, user_text, visual_sequence
 from fpcli.model.llava.session import ClipSession
-from fpcli.model.methods import is_in_llm
 from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.profiles import MAX_PIXELS_HINT, Progress, check_max_pixels
 from fpcli.prune import PruneResult
-from fpcli.prune.registry import keep_count
 
 
 class LlavaVideoLLM(VideoLLM):
@@ -103,11 +101,12 @@ class LlavaVideoLLM(VideoLLM):
             raise ModelError(f"the prompt must contain the video token {token} exactly once (check the question)")
         return ids, int(positions[0])
 
-    def _check_prompt(self, frames: int, question: str, ratio: float, method: str, clip, *,
+    def _check_prompt(self, frames: int, question: str, ratio: float, method: str, entering: Callable[[int], int],
+                      clip, *,
                       time_instruction: bool | None, system_prompt: str | None, max_new_tokens: int,
                       max_pixels: int | None) -> None:
-        """The prompt of `question` over `frames` frames pruned at `ratio` (every visual token for an in-LLM
-        method) against the context; no encoding (the grid comes from the config). `clip` (.duration, .timestamps)
+        """The prompt of `question` over `frames` frames with the visual tokens that enter the LLM against the
+        context; no encoding (the grid comes from the config). `clip` (.duration, .timestamps)
         makes the video layout's time instruction exact; without it a clip of 0.00 s stands in. The answer's
         length is not counted (generation stops at the context)."""
         self._refuse_max_pixels(max_pixels)
@@ -115,9 +114,7 @@ class LlavaVideoLLM(VideoLLM):
         ids, _ = self.prompt_ids([question], [], duration, timestamps, time_instruction=time_instruction,
                                  system_prompt=system_prompt)
         grid = pooled_grid(self.vision.patches_per_side, self.layout)
-        total = frames * grid[0] * grid[1]
-        # Pre-LLM methods keep K; in-LLM methods prefill every visual token before they drop some.
-        visual = total if is_in_llm(method) or not 0 <= ratio < 1 else keep_count(ratio, total)
+        visual = entering(frames * grid[0] * grid[1])
         text, newlines = len(ids) - 1, self.newline_count(frames, grid)
         needed = text + visual + newlines
         if needed > self.context_length:
@@ -157,6 +154,13 @@ class LlavaVideoLLM(VideoLLM):
 
     def _in_llm_session(self, features: ClipFeatures, method: str, ratio: float, options: dict,
                         history: bool) -> InLLMSession:
-        every = torch.arange(features.features.shape[0] * features.features.shape[1], device=self.device)
+        every = torch.arange(features.tokens, device=self.device)
         visual, newlines = self._visual(features, every)  # [T*N+n, D]
         return InLLMSession(self, features, method, ratio, options, visual, newlines, history)
+
+    def _two_stage_session(self, features: ClipFeatures, pruned: PruneResult, prune_s: float, ratio: float,
+                           options: dict, history: bool) -> InLLMSession:
+        with out_of_memory_is_model_error("pruning", features.frames):
+            visual, newlines = self._visual(features, pruned.keep, pruned.features)  # [K_pre+n, D]
+        return InLLMSession(self, features, pruned.method, ratio, options, visual, newlines, history,
+                            before=pruned, prune_s=prune_s)

@@ -11,6 +11,7 @@ with an in-LLM method a QwenInLLMSession (fpcli.model.qwen.inllm_session).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -30,7 +31,6 @@ from fpcli.model.qwen.session import QwenSession, check_fits
 from fpcli.model.qwen.video_input import VideoGeometry, VideoSpec, geometry, group_timestamps, seconds_per_group
 from fpcli.model.timing import now
 from fpcli.prune import PruneResult
-from fpcli.prune.registry import keep_count
 
 
 class QwenVideoLLM(VideoLLM):
@@ -99,12 +99,12 @@ class QwenVideoLLM(VideoLLM):
         extras = {} if deep is None else {"deepstack": deep}
         return self.clip_features(clip, features, geo.grid, extras, decode_s=decode_s, encode_s=encode_s)
 
-    def _check_prompt(self, frames: int, question: str, ratio: float, method: str, clip, *,
-                      time_instruction: bool | None, system_prompt: str | None, max_new_tokens: int,
+    def _check_prompt(self, frames: int, question: str, ratio: float, method: str, entering: Callable[[int], int],
+                      clip, *, time_instruction: bool | None, system_prompt: str | None, max_new_tokens: int,
                       max_pixels: int | None) -> None:
-        """The prompt of `question` about `clip` (a VideoClip, before encoding, or its ClipFeatures) pruned at
-        `ratio`, and `max_new_tokens` of answer, against the context. `clip` is needed: the visual token count
-        follows its frame size (resized by `max_pixels`)."""
+        """The prompt of `question` about `clip` (a VideoClip, before encoding, or its ClipFeatures) with the
+        visual tokens that enter the LLM, and `max_new_tokens` of answer, against the context. `clip` is needed:
+        the visual token count follows its frame size (resized by `max_pixels`)."""
         if clip is None:
             raise ValueError("a Qwen-VL prompt's length follows the clip's frame size: give clip")
         geo = self.geometry_of(clip) if isinstance(clip, ClipFeatures) else self.geometry(clip, max_pixels)
@@ -113,7 +113,7 @@ class QwenVideoLLM(VideoLLM):
         if is_in_llm(method):  # every video token enters the LLM
             check_fits(len(prompt.input_ids), max_new_tokens, self.context_length, in_llm_detail(method))
             return
-        check_fits(prompt.text_tokens + keep_count(ratio, video), max_new_tokens, self.context_length,
+        check_fits(prompt.text_tokens + entering(video), max_new_tokens, self.context_length,
                    f" at ratio {ratio}, {video} visual before")
 
     def _seconds_per_group(self, features: ClipFeatures) -> float | None:

@@ -7,7 +7,8 @@ pruning_layer 20; 0.1 at layer 28 on Qwen3-VL's 36 layers). Here `keep` is K = k
 whole clip: after FlashVID's pre-LLM stage (fpcli.prune.flashvid at the budget fpcli.prune.two_stage.split_budget
 gives, K / llm_keep) the LLM runs on exactly K visual tokens from `layer` on.
 
-Declared (`STAGE`), not registered: "flashvid" is the pre-LLM method's name (see fpcli/model/inllm/methods/holitom.py).
+The stage registers under the pre-LLM method's name with `pre_budget`: the catalogue (fpcli.model.methods) makes
+"flashvid" one two-stage method, pruned before the LLM at that budget, then here.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fpcli.model.inllm.methods.fastv import keep_top_visual
-from fpcli.model.inllm.registry import UNBOUNDED, InLLMMethod
+from fpcli.model.inllm.registry import UNBOUNDED, InLLMMethod, register_in_llm
 from fpcli.prune.options import OptionSpec
 from fpcli.prune.registry import keep_count
+from fpcli.prune.two_stage import split_budget
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -43,7 +45,7 @@ class FlashVIDPrune:
             self.row = step.attention_row()
 
 
-STAGE = InLLMMethod(
+STAGE = register_in_llm(InLLMMethod(
     name="flashvid",
     summary="drops the visual tokens the last prompt token attends to least in the layer before `layer`",
     options=(
@@ -56,4 +58,5 @@ STAGE = InLLMMethod(
     layer_options=("layer",),
     build=lambda ratio, plan, layer, llm_keep: FlashVIDPrune(
         keep_count(ratio, plan.frames * plan.grid[0] * plan.grid[1]), layer=layer),
-)
+    pre_budget=lambda ratio, total, layer, llm_keep: split_budget(ratio, total, llm_keep).pre,
+))

@@ -12,8 +12,8 @@ once (float32), which is that sequence of halvings without the per-token loop. T
 from `layer` on. The authors keep round(V * (1 - r)) of the V entering, r = 0.5 (HOLITOM_r): `llm_keep` = 1 - r
 is the share split_budget divides K by.
 
-This file declares the stage (`STAGE`) without registering it: "holitom" is the pre-LLM method's name, and the
-catalogue (fpcli.model.methods) has no notion yet of one name with both stages (see docs/methods.md).
+The stage registers under the pre-LLM method's name with `pre_budget`: the catalogue (fpcli.model.methods) makes
+"holitom" one two-stage method, pruned before the LLM at that budget, then here.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fpcli.lazy import torch
-from fpcli.model.inllm.registry import UNBOUNDED, InLLMMethod
+from fpcli.model.inllm.registry import UNBOUNDED, InLLMMethod, register_in_llm
 from fpcli.prune.options import OptionSpec
 from fpcli.prune.registry import keep_count
+from fpcli.prune.two_stage import split_budget
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -80,7 +81,7 @@ class HoliTomMerge:
             self.row = step.attention_row()
 
 
-STAGE = InLLMMethod(
+STAGE = register_in_llm(InLLMMethod(
     name="holitom",
     summary="merges the visual tokens the last prompt token attends to least into the most similar kept ones",
     options=(
@@ -93,4 +94,5 @@ STAGE = InLLMMethod(
     layer_options=("layer",),
     build=lambda ratio, plan, layer, llm_keep: HoliTomMerge(
         keep_count(ratio, plan.frames * plan.grid[0] * plan.grid[1]), layer=layer),
-)
+    pre_budget=lambda ratio, total, layer, llm_keep: split_budget(ratio, total, llm_keep).pre,
+))
