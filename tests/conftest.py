@@ -44,3 +44,10 @@ def scratch_registry(monkeypatch):
     from fpcli.prune import registry
 
     monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """The lmms-eval tests need lmms-eval's own venv: say that this run leaves them out, and who runs them."""
+    if "not lmms_eval" in (config.option.markexpr or ""):
+        return "lmms_eval tests deselected: .ci/lmms-eval runs them in lmms-eval's venv (pytest -m lmms_eval)"
+    return None

@@ -99,7 +99,7 @@ def parse_model_args(args: dict[str, Any]) -> ModelArgs:
         for name in given:
             if name not in accepted:
                 allowed = ", ".join([*MODEL_KEYS, *RUN_KEYS, *accepted])
-                raise ModelArgsError(f"unknown key {name!r} (method {method} takes: {allowed})")
+                raise ModelArgsError(f"unknown key {name!r} (allowed with method {method}: {allowed})")
         options = {name: accepted[name].parse(str(value)) for name, value in given.items()}
         settings = RunSettings(**run, method_options=options)
         settings.check()

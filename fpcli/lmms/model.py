@@ -35,6 +35,8 @@ from fpcli.lmms.args import ModelArgs, ModelArgsError, parse_model_args
 from fpcli.model import ClipFeatures, GenerationConfig, VideoLLM, load_model
 from fpcli.model.cached_encode import EncoderIdentity, features_for
 from fpcli.model.feature_cache import cache_from_env
+from fpcli.model.loading import QWEN_LAYOUTS
+from fpcli.model.methods import is_in_llm
 from fpcli.model.sampling import sample_clip, sampling_options, sampling_rule
 from fpcli.video import VideoClip
 
@@ -109,6 +111,9 @@ class Forestprune(lmms):
                                             dtype=self.args.dtype, attn=self.args.attn)
         except ValueError as exc:  # device, dtype, attn or layout not one the loader takes
             raise ModelArgsError(str(exc)) from None
+        if is_in_llm(self.args.run.method) and self.llm.layout in QWEN_LAYOUTS:  # what QwenVideoLLM.start refuses
+            raise ModelArgsError(f"method {self.args.run.method} prunes inside the LLM, which runs on the LLaVA "
+                                 f"layouts only, not {self.llm.layout}")
         print(f"forestprune: loaded {self.llm.name} ({self.llm.layout} layout) on {self.llm.device} in "
               f"{self.llm.load_s:.1f} s", file=sys.stderr)
         self.cache = cache_from_env()
