@@ -46,8 +46,7 @@ def scratch_registry(monkeypatch):
     monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
-    """The lmms-eval tests need lmms-eval's own venv: say that this run leaves them out, and who runs them."""
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The lmms-eval tests need lmms-eval's own venv: say that this run left them out, and who runs them."""
     if "not lmms_eval" in (config.option.markexpr or ""):
-        return "lmms_eval tests deselected: .ci/lmms-eval runs them in lmms-eval's venv (pytest -m lmms_eval)"
-    return None
+        terminalreporter.write_line("lmms_eval tests deselected here: .ci/lmms-eval runs them in lmms-eval's venv")
