@@ -137,3 +137,33 @@ def test_a_bad_model_arg_is_reported_in_one_line(tiny_onevision_dir: Path, tmp_p
     output = done.stdout + done.stderr
     assert "forestprune --model_args: tau_s must be a number in [-1, 1], got 3.0" in output
     assert "forestprune: loaded" not in done.stderr  # checked before the model loads
+
+
+def test_cut_at_stop_cuts_at_the_earliest_until_string() -> None:
+    from fpcli.lmms.model import cut_at_stop
+
+    assert cut_at_stop("B. a dog\n\nC.", ["\n\n", "."]) == "B"
+    assert cut_at_stop("B. a dog", ["\n"]) == "B. a dog"
+    assert cut_at_stop("abc", ["", "c"]) == "ab"  # an empty stop string stops nothing
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), [
+    ({"max_new_tokens": 16, "temperature": 0, "top_p": 1.0, "num_beams": 1, "do_sample": False}, (16, 0.0)),
+    ({"max_new_tokens": 16, "temperature": 0.7, "do_sample": False}, (16, 0.0)),  # greedy: do_sample decides
+    ({"temperature": 0.7, "do_sample": True}, (128, 0.7)),  # no max_new_tokens: ask's default
+    ({"do_sample": True}, (128, 1.0)),  # sampling without a temperature: HF generate's 1.0
+])
+def test_generation_kwargs_map_to_ours(kwargs: dict, expected: tuple) -> None:
+    from fpcli.lmms.args import parse_model_args
+    from fpcli.lmms.model import generation_config
+
+    config = generation_config(kwargs, parse_model_args({"pretrained": "m"}).run)
+    assert (config.max_new_tokens, config.temperature, config.seed) == (*expected, 0)
+
+
+def test_loglikelihood_is_refused_in_words(tiny_onevision_dir: Path) -> None:
+    from fpcli.lmms.model import Forestprune
+
+    model = Forestprune(pretrained=str(tiny_onevision_dir), frames=2)
+    with pytest.raises(NotImplementedError, match="generate_until tasks only; loglikelihood"):
+        model.loglikelihood([])

@@ -9,8 +9,9 @@ prefilled once) and asks every question of the group in it (`session.ask(text, G
 greedy decoding an answer is then `forestprune ask VIDEO "<text>"`'s answer with the same settings, cut at the first
 `until` string. The answers go back in lmms-eval's order, each with its token counts for the sample log.
 
-Multi-GPU: under `accelerate launch` each process loads its own model on its local GPU (device auto or cuda) and
-answers the requests lmms-eval gives its rank; rank and world size are accelerate's.
+Multi-GPU: under `accelerate launch` each process loads its own model on its own device (device=auto: accelerate's,
+cuda:<local rank>; device=cuda: the current device, which accelerate sets to the local rank) and answers the
+requests lmms-eval gives its rank; rank and world size are accelerate's.
 """
 
 from __future__ import annotations
@@ -102,8 +103,8 @@ class Forestprune(lmms):
         self.args: ModelArgs = parse_model_args(model_args)
         self.accelerator = Accelerator()
         device = self.args.device
-        if self.accelerator.num_processes > 1 and device in ("auto", "cuda"):
-            device = f"cuda:{self.accelerator.local_process_index}"  # each process its own GPU
+        if self.accelerator.num_processes > 1 and device == "auto":
+            device = str(self.accelerator.device)  # each process its own: cuda:<local rank>, or cpu
         self._rank = self.accelerator.process_index
         self._world_size = self.accelerator.num_processes
         try:
