@@ -167,3 +167,11 @@ def test_loglikelihood_is_refused_in_words(tiny_onevision_dir: Path) -> None:
     model = Forestprune(pretrained=str(tiny_onevision_dir), frames=2)
     with pytest.raises(NotImplementedError, match="generate_until tasks only; loglikelihood"):
         model.loglikelihood([])
+
+
+def test_an_in_llm_method_on_qwen_vl_is_refused_before_loading(tiny_qwen25_dir: Path) -> None:
+    from fpcli.lmms.args import ModelArgsError
+    from fpcli.lmms.model import Forestprune
+
+    with pytest.raises(ModelArgsError, match="method fastv prunes inside the LLM, which runs on the LLaVA layouts only"):
+        Forestprune(pretrained=str(tiny_qwen25_dir), method="fastv")

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from fpcli.cli.settings import RunSettings
 from fpcli.eval.loop import Counts
 from fpcli.lmms.args import ModelArgs, ModelArgsError, parse_model_args
-from fpcli.model import ClipFeatures, GenerationConfig, VideoLLM, load_model
+from fpcli.model import ClipFeatures, GenerationConfig, VideoLLM, load_model, resolve_model
 from fpcli.model.cached_encode import EncoderIdentity, features_for
 from fpcli.model.feature_cache import cache_from_env
 from fpcli.model.loading import QWEN_LAYOUTS
@@ -108,13 +108,13 @@ class Forestprune(lmms):
         self._rank = self.accelerator.process_index
         self._world_size = self.accelerator.num_processes
         try:
-            self.llm: VideoLLM = load_model(self.args.pretrained, layout=self.args.layout, device=device,
-                                            dtype=self.args.dtype, attn=self.args.attn)
+            resolved = resolve_model(self.args.pretrained, self.args.layout)  # as --model; no weights read yet
+            if is_in_llm(self.args.run.method) and resolved.layout in QWEN_LAYOUTS:  # QwenVideoLLM.start refuses it
+                raise ModelArgsError(f"method {self.args.run.method} prunes inside the LLM, which runs on the LLaVA "
+                                     f"layouts only, not {resolved.layout}")
+            self.llm: VideoLLM = load_model(resolved, device=device, dtype=self.args.dtype, attn=self.args.attn)
         except ValueError as exc:  # device, dtype, attn or layout not one the loader takes
             raise ModelArgsError(str(exc)) from None
-        if is_in_llm(self.args.run.method) and self.llm.layout in QWEN_LAYOUTS:  # what QwenVideoLLM.start refuses
-            raise ModelArgsError(f"method {self.args.run.method} prunes inside the LLM, which runs on the LLaVA "
-                                 f"layouts only, not {self.llm.layout}")
         print(f"forestprune: loaded {self.llm.name} ({self.llm.layout} layout) on {self.llm.device} in "
               f"{self.llm.load_s:.1f} s", file=sys.stderr)
         self.cache = cache_from_env()
