@@ -119,6 +119,7 @@ class Forestprune(lmms):
               f"{self.llm.load_s:.1f} s", file=sys.stderr)
         self.cache = cache_from_env()
         self.counts = Counts()
+        self.cache_hits = 0  # clips whose features the feature cache held (no decoding, no vision tower)
 
     @property
     def device(self):
@@ -141,7 +142,7 @@ class Forestprune(lmms):
             key = request.visual if isinstance(request.visual, str) else ("image", request.where)
             groups.setdefault(key, []).append(request)
         answers: list[Optional[GenerationResult]] = [None] * len(requests)
-        before, failed, start = Counts(**self.counts.to_dict()), 0, time.perf_counter()
+        before, hits, failed, start = Counts(**self.counts.to_dict()), self.cache_hits, 0, time.perf_counter()
         with tqdm(total=len(requests), disable=self.rank != 0, desc="forestprune") as bar:
             for group in groups.values():
                 for request, answer in zip(group, self._answer_group(group)):
@@ -153,7 +154,7 @@ class Forestprune(lmms):
                     bar.update(1)
         done = self.counts.since(before)
         print(f"forestprune: {len(requests)} requests, {len(groups)} visuals, {done.videos_encoded} encoded "
-              f"({len(groups) - done.videos_encoded} from the feature cache), {done.prefills} prefix prefills, "
+              f"({self.cache_hits - hits} from the feature cache), {done.prefills} prefix prefills, "
               f"{failed} failed, in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         return answers
 
@@ -202,7 +203,7 @@ class Forestprune(lmms):
         image's as a one-frame clip, not cached (it has no file)."""
         if not isinstance(visual, str):
             self.counts.videos_encoded += 1
-            return self.llm.encode_clip(picture_clip(visual, where))
+            return self.llm.encode_clip(picture_clip(visual, where), max_pixels=self.args.run.max_pixels)
         run = self.args.run
         rule = sampling_rule(self.llm.layout, self.llm.default_frames)
         options = sampling_options(run.frames, run.fps, lambda: rule)
@@ -215,5 +216,7 @@ class Forestprune(lmms):
         features = features_for(Path(visual), options, self.cache, lambda: self.llm,
                                 identity=EncoderIdentity.of(self.llm, self.args.attn), decode=decode,
                                 max_pixels=run.max_pixels)
-        self.counts.videos_encoded += features.cache != "hit"
+        hit = features.cache == "hit"
+        self.counts.videos_encoded += not hit
+        self.cache_hits += hit
         return features
