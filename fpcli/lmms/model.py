@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 from accelerate import Accelerator
@@ -64,7 +64,7 @@ class Request:
     index: int
     text: str
     kwargs: dict[str, Any]
-    visual: Any  # a video path (str) or a PIL image
+    visual: Union[str, Callable[[], Image.Image]]  # a video path, or what gives the image (not held: memory)
     where: str  # "task/split#doc_id", for messages
 
 
@@ -165,8 +165,11 @@ class Forestprune(lmms):
         if len(visuals) != 1 or not isinstance(visuals[0], (str, os.PathLike, Image.Image)):
             kinds = ", ".join(type(v).__name__ for v in visuals) or "none"
             raise ValueError(f"forestprune answers about one video or one image a request; {where} gives {kinds}")
-        visual = visuals[0] if isinstance(visuals[0], Image.Image) else os.fspath(visuals[0])
-        return Request(index, text, kwargs, visual, where)
+        if isinstance(visuals[0], Image.Image):  # not held (a task of thousands): the document is read again
+            docs = self.task_dict[task][split]
+            return Request(index, text, kwargs, lambda: next(v for v in doc_to_visual(docs[doc_id]) if v is not None),
+                           where)
+        return Request(index, text, kwargs, os.fspath(visuals[0]), where)
 
     def _answer_group(self, group: list[Request]) -> Iterator[GenerationResult | Exception]:
         """The answers of requests about one visual: its features once, one session, every question asked in it."""
@@ -198,12 +201,12 @@ class Forestprune(lmms):
                                                visual_before=tokens.visual_before, visual_after=tokens.visual_after),
             )
 
-    def _features(self, visual: Any, where: str) -> ClipFeatures:
+    def _features(self, visual: Union[str, Callable[[], Image.Image]], where: str) -> ClipFeatures:
         """A video's features as `forestprune ask` gets them (same sampling options, so the same cache key); an
         image's as a one-frame clip, not cached (it has no file)."""
         if not isinstance(visual, str):
             self.counts.videos_encoded += 1
-            return self.llm.encode_clip(picture_clip(visual, where), max_pixels=self.args.run.max_pixels)
+            return self.llm.encode_clip(picture_clip(visual(), where), max_pixels=self.args.run.max_pixels)
         run = self.args.run
         rule = sampling_rule(self.llm.layout, self.llm.default_frames)
         options = sampling_options(run.frames, run.fps, lambda: rule)
