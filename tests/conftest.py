@@ -44,3 +44,9 @@ def scratch_registry(monkeypatch):
     from fpcli.prune import registry
 
     monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The lmms-eval tests need lmms-eval's own venv: say that this run left them out, and who runs them."""
+    if "not lmms_eval" in (config.option.markexpr or ""):
+        terminalreporter.write_line("lmms_eval tests deselected here: .ci/lmms-eval runs them in lmms-eval's venv")

@@ -22,22 +22,13 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator, Optional, S
 from fpcli.errors import Fatal, InputError, describe
 from fpcli.run.jobs import Job, answer_jobs, error_record, unit_key
 from fpcli.run.settings import ModelSettings, RunSettings
-from fpcli.run.source import LazyModel, Reporter
+from fpcli.run.source import LazyModel, QuietReporter, Reporter
 
 if TYPE_CHECKING:
     from fpcli.eval import Counts, Executor, VideoRunner, WorkItem, Write
     from fpcli.eval.plan import VideoGroup
     from fpcli.model.feature_cache import FeatureCache
     from fpcli.scale import Cluster, ItemResult, WorkerPlan
-
-
-class _Quiet:
-    """A worker's reporter: a worker has no terminal, the driver reports."""
-
-    def message(self, text: str) -> None:
-        pass
-
-    callback = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +55,7 @@ class BatchHandler:
 
     def __init__(self, base: RunSettings, model_settings: ModelSettings, cache: Optional[FeatureCache]) -> None:
         self.base = base
-        self.llm = LazyModel(model_settings, _Quiet(), cache=cache)
+        self.llm = LazyModel(model_settings, QuietReporter(), cache=cache)
 
     def __call__(self, unit: Any, jobs: list[Job]) -> Iterator[dict[str, Any]]:
         from fpcli.scale import WorkerFatal
@@ -81,7 +72,7 @@ class EvalHandler:
     with the work it cost, exactly as `fpcli.eval.run_eval` makes them on one process."""
 
     def __init__(self, model_settings: ModelSettings, runner: VideoRunner) -> None:
-        self.llm = LazyModel(model_settings, _Quiet())
+        self.llm = LazyModel(model_settings, QuietReporter())
         self.runner = runner
 
     def __call__(self, video: str, items: list[WorkItem]) -> Iterator[tuple[dict[str, Any], Counts]]:

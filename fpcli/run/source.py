@@ -38,6 +38,15 @@ class Reporter(Protocol):
     def callback(self) -> Progress: ...
 
 
+class QuietReporter:
+    """A reporter that says nothing: a process with no terminal of its own (a Ray worker, lmms-eval's model)."""
+
+    callback = None
+
+    def message(self, text: str) -> None:
+        pass
+
+
 def default_model(device: str, reporter: Reporter, gpu_default: str = GPU_DEFAULT) -> str:
     """`gpu_default` (llava-video-7b) when CUDA can be used, llava-ov-0.5b otherwise; says which on stderr."""
     import torch
