@@ -372,7 +372,7 @@ def test_a_question_too_long_to_be_a_path_is_a_question(video: Path):
     [
         (["--method", "none", "--ratio", "0.05"], "Error: method 'none' keeps every token; ratio must be 0"),
         (["--method", "uniform", "--tau-s", "0.5"],
-         "Error: unknown option 'tau_s' for method 'uniform'; accepted options: none"),
+         "Error: unknown option 'tau_s' for method 'uniform'; it takes no options"),
         (["--method", "uniform", "--tau-s", "5"],
          "Error: Invalid value for '--tau-s': tau_s must be a number in [-1, 1], got 5.0"),
         (["--tau-p", "1.5"], "Error: Invalid value for '--tau-p': tau_p must be a number in [0, 1], got 1.5"),
@@ -400,7 +400,7 @@ def test_stats_options_go_to_the_methods_that_take_them(video: Path):
     assert ok.exit_code == 1 and "is not a profile" in ok.stderr  # got past the checks, to the model
     bad = run("stats", video, *NO_MODEL, "--method", "uniform", "--compare", "dycoke", "--tau-s", "0.5")
     assert bad.exit_code == 2
-    assert bad.stderr.splitlines()[0] == "Error: unknown option 'tau_s' for method 'uniform'; accepted options: none"
+    assert bad.stderr.splitlines()[0] == "Error: unknown option 'tau_s' for method 'uniform'; it takes no options"
 
 
 @pytest.mark.parametrize("name", ["out.xyz", "out"])

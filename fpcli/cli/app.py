@@ -21,6 +21,7 @@ from fpcli.cli.chat import chat
 from fpcli.cli.on_ray import RayCommand
 from fpcli.cli.convert import convert
 from fpcli.cli.eval import eval_command
+from fpcli.cli.methods import methods
 from fpcli.cli.options import Debug
 from fpcli.cli.stats import stats
 
@@ -59,7 +60,7 @@ app = typer.Typer(
     cls=_Group,
     name="forestprune",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # Typer's --install-completion / --show-completion
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -85,6 +86,7 @@ app.command("stats")(stats)
 app.command("batch", cls=RayCommand)(batch)
 app.command("chat")(chat)
 app.command("convert")(convert)
+app.command("methods")(methods)
 app.command("eval", cls=RayCommand)(eval_command)
 app.add_typer(cache_app)
 

@@ -134,7 +134,8 @@ Method = Annotated[
     str,
     typer.Option("--method", rich_help_panel=PRUNE_PANEL,
                  help=f"{', '.join(method_names())}, or a method registered in Python; "
-                 f"{', '.join(name for name in method_names() if is_in_llm(name))} prune inside the LLM."),
+                 f"{', '.join(name for name in method_names() if is_in_llm(name))} prune inside the LLM. "
+                 "'forestprune methods' lists them with their options."),
 ]
 TauS = Annotated[Optional[float], _forestprune_option("tau_s")]
 TauP = Annotated[Optional[float], _forestprune_option("tau_p")]
@@ -142,7 +143,7 @@ Opt = Annotated[
     Optional[list[str]],
     typer.Option("--opt", metavar="NAME=VALUE", rich_help_panel=PRUNE_PANEL, show_default=False,
                  help="An option of the pruning method (any registered method), typed and checked by its "
-                 "declaration; repeatable. E.g. --opt node_ratio=0.25."),
+                 "declaration; repeatable. E.g. --opt node_ratio=0.25; 'forestprune methods' lists every option."),
 ]
 Compare = Annotated[
     Optional[str],

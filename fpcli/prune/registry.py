@@ -174,8 +174,8 @@ def validate(ratio: float, method: str, **options: object) -> dict[str, object]:
     entry = _entry(method)
     unknown = [name for name in options if name not in entry.options]
     if unknown and not entry.any_options:
-        accepted = ", ".join(entry.options) if entry.options else "none"
-        raise ValueError(f"unknown option {unknown[0]!r} for method {method!r}; accepted options: {accepted}")
+        accepted = f"accepted options: {', '.join(entry.options)}" if entry.options else "it takes no options"
+        raise ValueError(f"unknown option {unknown[0]!r} for method {method!r}; {accepted}")
     if entry.keeps_all and ratio != 0:
         raise ValueError(f"method {method!r} keeps every token; ratio must be 0")
     checked = {name: spec.check(options[name]) if name in options else spec.default
