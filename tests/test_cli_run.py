@@ -29,6 +29,7 @@ FAST = ["--frames", "3", "--max-new-tokens", "3"]
 ANSWER_KEYS = {
     "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
     "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings", "cache",
+    "method_options",
 }
 TOKEN_KEYS = {"visual_before", "visual_after", "newline", "text", "prompt", "generated", "visual_in_llm"}
 TIMING_KEYS = {"load", "decode", "encode", "cache_load", "prune", "prefill", "generate", "total"}

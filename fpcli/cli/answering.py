@@ -14,6 +14,7 @@ from fpcli.cli.errors import Fatal
 from fpcli.cli.progress import Reporter
 from fpcli.cli.runner import LazyModel, decode
 from fpcli.cli.settings import RunSettings
+from fpcli.model.method_catalogue import method_options
 
 if TYPE_CHECKING:
     from fpcli.model import GenerationConfig
@@ -84,7 +85,7 @@ def answer_clip(model: LazyModel, video: Path, questions: Sequence[Question]) ->
             yield exc
             continue
         result.timing_s.load = model.load_s_once()
-        yield result.to_dict()
+        yield {**result.to_dict(), "method_options": method_options(settings.method, options)}
 
 
 def answer_video(model: LazyModel, video: Path, question: str, settings: RunSettings) -> dict[str, Any]:
@@ -111,4 +112,5 @@ def compare_video(model: LazyModel, video: Path, question: str, settings: RunSet
         max_pixels=settings.max_pixels,
     )
     comparison.results[0].timing_s.load = model.load_s_once()
-    return [result.to_dict() for result in comparison.results]
+    return [{**result.to_dict(), "method_options": method_options(result.method, settings.prune_options(result.method))}
+            for result in comparison.results]

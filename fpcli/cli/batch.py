@@ -21,6 +21,7 @@ the items of a unit in the jobs file's order.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -51,6 +52,7 @@ from fpcli.cli.options import (
     Device,
     DType,
     DTypeOpt,
+    ForceNew,
     Fps,
     Frames,
     LayoutOpt,
@@ -68,9 +70,11 @@ from fpcli.cli.options import (
     Temperature,
 )
 from fpcli.cli.progress import Reporter
+from fpcli.cli.recorded import Recorder, check_resume, done_records
 from fpcli.cli.results_log import ResultsLog
 from fpcli.cli.runner import LazyModel, feature_cache, warn
 from fpcli.cli.settings import ModelSettings, RunSettings, run_settings
+from fpcli.run_settings import SETTINGS_KEY
 
 if TYPE_CHECKING:
     from fpcli.model.feature_cache import FeatureCache
@@ -250,6 +254,7 @@ def batch(
     no_cache: NoCache = False,
     cache_max_size: CacheMaxSize = None,
     config: Config = None,
+    force_new: ForceNew = False,
     ray: RayAddress = None,
     workers: Workers = None,
     gpus_per_worker: GpusPerWorker = None,
@@ -275,16 +280,22 @@ def batch(
         raise errors.usage_error("--out must not be the jobs file", out)
     cache = feature_cache(no_cache, cache_max_size)
     jobs = read_jobs(jobs_file)
+    if force_new:
+        out.unlink(missing_ok=True)
+    recorder = Recorder(LazyModel(model_settings, Reporter(quiet)))
+    check_resume(out, done_records(out), jobs, base, recorder)
+    model_settings = dataclasses.replace(model_settings, model=recorder.model.spec)  # a default model said once
     log = ResultsLog(out, {job.id for job in jobs})
     try:
-        code = _run(jobs, log, base, model_settings, cache, quiet, errors.debug_enabled(ctx.meta), on_ray)
+        code = _run(jobs, log, base, model_settings, cache, quiet, errors.debug_enabled(ctx.meta), on_ray, recorder)
     finally:
         log.close()
     raise typer.Exit(code)
 
 
 def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: ModelSettings,
-         cache: Optional[FeatureCache], quiet: bool, debug: bool, on_ray: Optional[RaySettings] = None) -> int:
+         cache: Optional[FeatureCache], quiet: bool, debug: bool, on_ray: Optional[RaySettings] = None,
+         recorder: Optional[Recorder] = None) -> int:
     """Run the pending items; print the summary; return the exit code."""
     pending = [job for job in jobs if job.id not in log.done]
     by_id = {job.id: job for job in pending}
@@ -304,6 +315,8 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
         task = reporter.task("Batch", total=len(pending))
 
         def finish(job: Job, record: dict[str, Any], seconds: float, worker: str = "") -> None:
+            if record["status"] == "ok" and recorder is not None:
+                record = {**record, SETTINGS_KEY: recorder.settings(job.settings(base))}
             log.append(record)
             counts[record["status"]] += 1
             reporter.advance(task)

@@ -52,6 +52,7 @@ from fpcli.cli.progress import Reporter
 from fpcli.cli.runner import LazyModel, feature_cache, warn
 from fpcli.cli.settings import ModelSettings, run_settings
 from fpcli.errors import ForestpruneError
+from fpcli.model.method_catalogue import method_options
 
 HISTORY_FILE = "chat_history"  # readline's input history, under the forestprune cache directory
 
@@ -126,7 +127,8 @@ def chat(
             errors.report(exc, debugging)
             return
         result.timing_s.load = lazy.load_s_once()
-        record: dict[str, Any] = result.to_dict()
+        record: dict[str, Any] = {**result.to_dict(),
+                                  "method_options": method_options(settings.method, settings.prune_options())}
         if session.questions == 1:
             warn(record)  # the clip's warnings, said once
         print(json.dumps(record, ensure_ascii=False) if json_output else result.answer, flush=True)

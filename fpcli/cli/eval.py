@@ -46,6 +46,7 @@ from fpcli.cli.options import (
     EvalRatios,
     EvalShard,
     CacheMaxSize,
+    ForceNew,
     LayoutOpt,
     Model,
     NoCache,
@@ -54,6 +55,7 @@ from fpcli.cli.options import (
 )
 from fpcli.cli.on_ray import GpusPerWorker, RayAddress, RaySettings, Workers
 from fpcli.cli.progress import Reporter
+from fpcli.cli.recorded import Recorder
 from fpcli.cli.runner import LazyModel, feature_cache, warn
 from fpcli.cli.settings import ModelSettings, plain
 
@@ -183,6 +185,7 @@ def eval_command(
     no_cache: NoCache = False,
     cache_max_size: CacheMaxSize = None,
     config: Config = None,
+    force_new: ForceNew = False,
     quiet: Quiet = False,
     debug: Debug = False,
     ray: RayAddress = None,
@@ -200,6 +203,7 @@ def eval_command(
     Exit code 0 when every question was scored, 1 when some were not (missing or broken videos), 2 for bad usage.
     """
     from fpcli.eval import EvalRequest, get_protocol, merge_runs, prepare_eval, run_eval
+    from fpcli.eval.settings import eval_settings, start_over
 
     on_ray = RaySettings.of(ray, workers, gpus_per_worker)
     if merge:
@@ -218,6 +222,8 @@ def eval_command(
         limit=limit, shard=shard, **{k: v for k, v in chosen.items() if v is not None},
     )
     prepared = prepare_eval(request)
+    if force_new:
+        start_over(out)
     cache = feature_cache(no_cache, cache_max_size)
     with Reporter(quiet) as reporter:
         model_settings = ModelSettings.of(model, layout, device, dtype, attn)
@@ -230,6 +236,6 @@ def eval_command(
             # the workers load what this process names (its default model), so run.json says what they ran
             execute = eval_executor(on_ray, dataclasses.replace(model_settings, model=llm.spec), reporter)
         outcome = run_eval(prepared, llm, on_plan=bar.planned, on_record=bar.record, progress=reporter.callback,
-                           cache=cache, execute=execute)
+                           cache=cache, execute=execute, settings=eval_settings(prepared, Recorder(llm).model_part()))
     _finish(outcome)
     raise typer.Exit(_show(outcome.summary, json_output, plot))

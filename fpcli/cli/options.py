@@ -207,6 +207,10 @@ CacheMaxSize = Annotated[
                  help="Cap of the feature cache, e.g. 500MB or 20GB; least recently used clips go first "
                  "(default FORESTPRUNE_CACHE_MAX_SIZE, else 5GB)."),
 ]
+ForceNew = Annotated[bool, typer.Option(
+    "--force-new", rich_help_panel=OUTPUT_PANEL,
+    help="Start --out over (its earlier results are removed) instead of resuming it; resuming is refused when a "
+    "setting that changes results differs.")]
 # Not passed to the command: its callback records it in ctx.meta, where error handling looks (errors.debug_enabled).
 Debug = Annotated[bool, typer.Option("--debug", callback=set_debug, expose_value=False, rich_help_panel=OUTPUT_PANEL,
                                      help="Show the traceback of errors.")]

@@ -60,3 +60,10 @@ def method_info(name: str) -> MethodInfo:
 def catalogue() -> list[MethodInfo]:
     """Every method, in `method_names` order (pre-LLM first, then in-LLM)."""
     return [method_info(name) for name in method_names()]
+
+
+def method_options(method: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Every option of `method` with the value a run used: `given` (already checked) over the declared defaults,
+    in declaration order; a method that takes any option (registered in Python with **options) keeps the others.
+    What the JSON forms record as `method_options`."""
+    return {**{name: spec.default for name, spec in options_of(method).items()}, **given}
