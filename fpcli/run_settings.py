@@ -34,6 +34,7 @@ class PredictionSettings:
     checkpoint: Optional[str]
     layout: Optional[str]
     dtype: Optional[str]
+    protocol: Optional[str] = None  # before the settings a protocol decides: a change of protocol is named as such
     frames: Optional[int] = None
     fps: Optional[float] = None
     max_pixels: Optional[int] = None
@@ -42,7 +43,6 @@ class PredictionSettings:
     method_options: dict[str, Any] = field(default_factory=dict)
     ratio: Optional[float] = None
     budget: Optional[int] = None
-    protocol: Optional[str] = None
     prompts: Optional[dict[str, Any]] = None
     max_new_tokens: Optional[int] = None
     temperature: Optional[float] = None

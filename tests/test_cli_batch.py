@@ -140,7 +140,7 @@ def test_batch_records_failures_and_resumes(clips: Path, tiny_onevision_dir: Pat
     by_id = {r["id"]: r for r in records(out)}
     assert list(by_id) == ["first", "second", "missing", "bad-option"]
     assert [r["status"] for r in by_id.values()] == ["ok", "ok", "error", "error"]
-    assert set(by_id["first"]) == {"id", "status", *ANSWER_KEYS}
+    assert set(by_id["first"]) == {"id", "status", "settings", *ANSWER_KEYS}
     assert (by_id["first"]["method"], by_id["first"]["ratio"], by_id["first"]["frames"]) == ("forestprune", 0.9, 2)
     assert (by_id["second"]["method"], by_id["second"]["ratio"], by_id["second"]["frames"]) == ("uniform", 0.5, 3)
     assert set(by_id["missing"]) == {"id", "status", "video", "question", "error"}
@@ -179,9 +179,13 @@ def test_batch_resumes_after_interrupted_run(clips: Path, tiny_onevision_dir: Pa
     assert f"Resuming {out}: 1 of 3 items already done, 0 failed item(s) to retry." in resumed.stderr.splitlines()
     assert "Batch: 2 ok, 0 failed, 1 already done (3 items)" in resumed.stderr
     assert [r["id"] for r in records(out)] == ["q0", "q1", "q2"]
-    again = invoke("batch", jobs, "--model", "/nonexistent/model", "--out", out)  # all done: no model needed
+    again = invoke("batch", jobs, "--model", tiny_onevision_dir, *FAST, "--out", out)  # all done: no model loads
     assert again.exit_code == 0
-    assert "Batch: 0 ok, 0 failed, 3 already done (3 items)" in again.stderr
+    assert "Batch: 0 ok, 0 failed, 3 already done (3 items)" in again.stderr and "Loaded" not in again.stderr
+    other = invoke("batch", jobs, "--model", "/nonexistent/model", *FAST, "--out", out)  # made with another model
+    assert other.exit_code == 2
+    assert other.stderr.startswith(f'Error: {out} (item \'q0\') was made with model "{tiny_onevision_dir}", this '
+                                   'run has model "/nonexistent/model"\n')
 
 
 def test_batch_ctrl_c_leaves_a_consistent_file(clips: Path, tiny_onevision_dir: Path, tmp_path: Path,

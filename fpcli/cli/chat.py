@@ -17,6 +17,7 @@ import typer
 from fpcli.cli import errors
 from fpcli.cli.answering import generation
 from fpcli.cli.chat_loop import run_chat
+from fpcli.cli.chat_ready import ready_line
 from fpcli.cli.options import (
     DEFAULT_DEVICE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -110,11 +111,7 @@ def chat(
         features = lazy.features(video, settings)
         session = lazy.get().start(features, ratio=settings.prune_ratio, method=settings.method,
                                    options=settings.prune_options(), history=history)
-        source = ("from the feature cache" if features.cache == "hit" else
-                  f"encoded in {features.decode_s + features.encode_s:.1f} s")
-        reporter.message(f"Ready: {video}, {features.frames} frames ({source}), {session.pruned.k} of "
-                         f"{features.features.shape[0] * features.features.shape[1]} visual tokens kept. "
-                         "Ask away; /exit or Ctrl-D ends.")
+        reporter.message(ready_line(video, features, session, settings.method))
     failed = 0
 
     def answer(question: str) -> None:

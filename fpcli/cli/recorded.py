@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from fpcli.cli.errors import Fatal
 from fpcli.cli.settings import RunSettings
-from fpcli.run_settings import SETTINGS_KEY, PredictionSettings, check_same
+from fpcli.run_settings import SETTING_NAMES, SETTINGS_KEY, PredictionSettings, check_same
 
 if TYPE_CHECKING:
     from fpcli.cli.batch import Job
@@ -68,8 +69,14 @@ def check_resume(path: Path, done: list[dict[str, Any]], jobs: list[Job], base: 
             settings = job.settings(base)
         except ValueError:
             continue
-        check_same(record[SETTINGS_KEY], recorder.settings(settings), where=f"{path} (item {job.id!r})",
-                   restart=BATCH_RESTART)
+        where = f"{path} (item {job.id!r})"
+        try:
+            current = recorder.settings(settings)
+        except Fatal:  # the model cannot be resolved (gone, offline): its name at least must be the one recorded
+            current, ignore = {"model": recorder.model.spec}, tuple(n for n in SETTING_NAMES if n != "model")
+            check_same(record[SETTINGS_KEY], current, where=where, restart=BATCH_RESTART, ignore=ignore)
+            continue
+        check_same(record[SETTINGS_KEY], current, where=where, restart=BATCH_RESTART)
 
 
 def done_records(path: Path) -> list[dict[str, Any]]:
