@@ -54,22 +54,22 @@ def test_read_jobs_yaml_and_jsonl(tmp_path: Path):
         "jobs:\n"
         "  - {video: clips/a.mp4, question: 'What?', options: {ratio: 0.5}}\n"
         "  - {id: 7, video: /abs/b.mp4, question: 'Why?'}\n"
-        "  - {video: a.mp4}\n"
-        "  - {video: a.mp4, question: 'What?', speed: 2}\n"
-        "  - just text\n"
     )
     jobs = read_jobs(tmp_path / "jobs.yaml")
     assert jobs[0].video == tmp_path / "clips" / "a.mp4"  # relative to the jobs file
     assert jobs[0].id == job_id({"video": "clips/a.mp4", "question": "What?", "options": {"ratio": 0.5}})
     assert len(jobs[0].id) == 12 and jobs[0].options == {"ratio": 0.5}
     assert (jobs[1].id, jobs[1].video) == ("7", Path("/abs/b.mp4"))
-    assert [job.problem for job in jobs] == [
-        None,
-        None,
-        "item has no question (text)",
-        "unknown key 'speed' (an item has video, question, id, options; per-item settings go in options)",
-        "item must be a mapping with video and question, got 'just text'",
-    ]
+    for bad, problem in [
+        ("{video: a.mp4}", "item has no question (text)"),
+        ("{video: a.mp4, question: 'What?', speed: 2}",
+         "unknown key 'speed' (an item has video, question, id, options; per-item settings go in options)"),
+        ("just text", "item must be a mapping with video and question, got 'just text'"),
+    ]:
+        (tmp_path / "bad.yaml").write_text(f"- {{video: a.mp4, question: 'Q?'}}\n- {bad}\n")
+        with pytest.raises(CliError) as err:
+            read_jobs(tmp_path / "bad.yaml")
+        assert (err.value.what, err.value.exit_code) == (f"item 2 of the jobs file: {problem}", 2)
     (tmp_path / "jobs.jsonl").write_text(
         '{"video": "clips/a.mp4", "question": "What?", "options": {"ratio": 0.5}}\n'
         '\n'
@@ -143,7 +143,7 @@ def test_batch_records_failures_and_resumes(clips: Path, tiny_onevision_dir: Pat
     assert set(by_id["first"]) == {"id", "status", "settings", *ANSWER_KEYS}
     assert (by_id["first"]["method"], by_id["first"]["ratio"], by_id["first"]["frames"]) == ("forestprune", 0.9, 2)
     assert (by_id["second"]["method"], by_id["second"]["ratio"], by_id["second"]["frames"]) == ("uniform", 0.5, 3)
-    assert set(by_id["missing"]) == {"id", "status", "video", "question", "error"}
+    assert set(by_id["missing"]) == {"id", "status", "video", "question", "error", "retryable"}
     assert by_id["missing"]["error"] == f"file not found ({tmp_path / 'nope.mp4'})"
     assert by_id["bad-option"]["error"] == "ratio must be in [0, 1), got 2.0"
     assert "Batch: 2 ok, 2 failed, 0 already done (4 items)" in first.stderr

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from fpcli.cli import errors
 from fpcli.cli.answering import answer_video, compare_video
+from fpcli.cli.config import config_origin
 from fpcli.cli.options import (
     CacheMaxSize,
     DEFAULT_DEVICE,
@@ -78,7 +79,19 @@ def check_question(ctx: typer.Context, videos: Optional[list[Path]], question: O
         given = "" if question is None else f" ({question!r} is a file, not a question)" if question.strip() else \
             " (it is blank)"
         raise errors.UsageError(f"Missing argument 'QUESTION'{given}.", ctx=ctx)
+    if _looks_like_a_video(question):
+        raise errors.usage_error(f"no such file {question!r}: did you forget the question?",
+                                 hint="the last argument is the QUESTION, asked about every VIDEO before it")
     return videos, question
+
+
+def _looks_like_a_video(text: str) -> bool:
+    """A video's extension, or a path separator and no spaces: a question would not look like that (`ask a.mp4
+    missing.mp4` forgot the question and mistyped the second video)."""
+    from fpcli.video import VIDEO_EXTENSIONS
+
+    stripped = text.strip()
+    return Path(stripped).suffix.lower() in VIDEO_EXTENSIONS or ("/" in stripped and " " not in stripped)
 
 
 def ask(
@@ -129,7 +142,7 @@ def ask(
     videos, question = check_question(ctx, videos, question)
     settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
                             tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
-                            compare=compare)
+                            compare=compare, config=config_origin(ctx))
     cache = feature_cache(no_cache, cache_max_size)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:

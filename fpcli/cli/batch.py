@@ -36,7 +36,8 @@ import yaml
 
 from fpcli.cli import errors
 from fpcli.cli.answering import Question, answer_clip
-from fpcli.cli.config import yaml_problem
+from fpcli.cli.config import config_origin, yaml_problem
+from fpcli.cli.failures import Failures, retryable
 from fpcli.cli.on_ray import GpusPerWorker, RayAddress, RaySettings, Workers
 from fpcli.cli.options import (
     CacheMaxSize,
@@ -72,6 +73,7 @@ from fpcli.cli.options import (
 from fpcli.cli.progress import Reporter
 from fpcli.cli.recorded import Recorder, check_resume, done_records
 from fpcli.cli.results_log import ResultsLog
+from fpcli.cli.signals import sigterm_interrupts
 from fpcli.cli.runner import LazyModel, feature_cache, warn
 from fpcli.cli.settings import ModelSettings, RunSettings, run_settings
 from fpcli.run_settings import SETTINGS_KEY
@@ -159,8 +161,15 @@ def _job(item: Any, base_dir: Path) -> Job:
 
 
 def read_jobs(path: Path) -> list[Job]:
-    """The items of a jobs file, with ids; duplicate ids are a usage error."""
+    """The items of a jobs file, with ids; no items, an item without video or question (or otherwise malformed)
+    and duplicate ids are usage errors naming the item (1-based)."""
     jobs = [_job(item, path.parent) for item in _load_items(path)]
+    if not jobs:
+        raise errors.usage_error("jobs file has no items", path,
+                                 hint="an item is {video: PATH, question: TEXT}; see 'forestprune batch --help'")
+    bad = next(((number, job) for number, job in enumerate(jobs, 1) if job.problem is not None), None)
+    if bad is not None:
+        raise errors.usage_error(f"item {bad[0]} of the jobs file: {bad[1].problem}", path)
     seen = Counter(job.id for job in jobs)
     duplicates = [ident for ident, count in seen.items() if count > 1]
     if duplicates:
@@ -170,14 +179,16 @@ def read_jobs(path: Path) -> list[Job]:
     return jobs
 
 
-def error_record(job: Job, error: str) -> dict[str, Any]:
-    """The results line of an item that failed with `error` (one line)."""
+def error_record(job: Job, error: str, retryable: bool = True) -> dict[str, Any]:
+    """The results line of an item that failed with `error` (one line); `retryable`: whether running it again
+    can succeed (fpcli.cli.failures)."""
     return {
         "id": job.id,
         "status": "error",
         "video": None if job.video is None else str(job.video),
         "question": job.question,
         "error": error,
+        "retryable": retryable,
     }
 
 
@@ -210,13 +221,13 @@ def answer_jobs(llm: LazyModel, jobs: list[Job], base: RunSettings, debug: bool)
         try:
             questions = [Question(job.question, job.settings(base)) for job in unit]
         except ValueError as exc:  # an invalid item: a unit of its own
-            yield error_record(unit[0], errors.one_line(exc))
+            yield error_record(unit[0], errors.one_line(exc), retryable=False)
             continue
         for job, outcome in zip(unit, answer_clip(llm, unit[0].video, questions)):
             if isinstance(outcome, Exception):
                 if debug:
                     errors.report(outcome, debug=True)
-                yield error_record(job, errors.one_line(outcome))
+                yield error_record(job, errors.one_line(outcome), retryable(outcome))
             else:
                 yield {"id": job.id, "status": "ok", **outcome}
 
@@ -272,7 +283,8 @@ def batch(
     Exit code 0 when every item succeeded, 1 otherwise, 130 when interrupted.
     """
     base = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
-                        tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+                        tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
+                        config=config_origin(ctx))
     model_settings = ModelSettings.of(model, layout, device, dtype, attn)
     on_ray = RaySettings.of(ray, workers, gpus_per_worker)
     out = out or default_out(jobs_file)
@@ -300,6 +312,7 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
     pending = [job for job in jobs if job.id not in log.done]
     by_id = {job.id: job for job in pending}
     counts: Counter[str] = Counter()
+    failures = Failures()
     start = time.perf_counter()
     interrupted = False
     with Reporter(quiet) as reporter:
@@ -326,18 +339,20 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
                 reporter.message(f"ok     {where} ({seconds:.1f} s{', ' + worker if worker else ''})")
             else:
                 reporter.console.print(f"failed {where}: {record['error']}", markup=False)
+                failures.add(record["error"], f"item {job.id!r}", record["retryable"])
 
         try:
-            if on_ray is not None:
-                from fpcli.cli.on_ray import run_batch
+            with sigterm_interrupts():  # a scheduler's stop ends the batch like Ctrl-C, summary and all
+                if on_ray is not None:
+                    from fpcli.cli.on_ray import run_batch
 
-                run_batch(pending, base, model_settings, cache, on_ray, reporter, finish)
-            else:
-                llm = LazyModel(model_settings, reporter, cache=cache)
-                item_start = time.perf_counter()
-                for record in answer_jobs(llm, pending, base, debug):
-                    finish(by_id[record["id"]], record, time.perf_counter() - item_start)
+                    run_batch(pending, base, model_settings, cache, on_ray, reporter, finish)
+                else:
+                    llm = LazyModel(model_settings, reporter, cache=cache)
                     item_start = time.perf_counter()
+                    for record in answer_jobs(llm, pending, base, debug):
+                        finish(by_id[record["id"]], record, time.perf_counter() - item_start)
+                        item_start = time.perf_counter()
         except KeyboardInterrupt:
             interrupted = True
     left = len(pending) - counts["ok"] - counts["error"]
@@ -345,9 +360,10 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
                f"({len(jobs)} items) in {time.perf_counter() - start:.1f} s -> {log.path}")
     print(summary, file=sys.stderr)
     if interrupted:
+        failures.print("item(s)")
         print(f"Interrupted: {left} item(s) not run; re-run the same command to resume.", file=sys.stderr)
         return errors.EXIT_INTERRUPTED
     if counts["error"]:
-        print("Hint: re-run the same command to retry the failed items.", file=sys.stderr)
+        failures.print("item(s)")
         return errors.EXIT_FAILURE
     return errors.EXIT_OK

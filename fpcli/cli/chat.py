@@ -18,6 +18,7 @@ from fpcli.cli import errors
 from fpcli.cli.answering import generation
 from fpcli.cli.chat_loop import run_chat
 from fpcli.cli.chat_ready import ready_line
+from fpcli.cli.config import config_origin
 from fpcli.cli.options import (
     DEFAULT_DEVICE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -101,7 +102,8 @@ def chat(
     Exit code 0, or 1 when a question failed (the chat goes on after it).
     """
     settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
-                            tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+                            tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
+                            config=config_origin(ctx))
     cache = feature_cache(no_cache, cache_max_size)
     if not video.exists():
         raise errors.usage_error("no such file", video)

@@ -54,6 +54,8 @@ from fpcli.cli.options import (
     Quiet,
 )
 from fpcli.cli.on_ray import GpusPerWorker, RayAddress, RaySettings, Workers
+from fpcli.cli.failures import Failures
+from fpcli.eval.rundir import BROKEN_VIDEO, MISSING_VIDEO
 from fpcli.cli.progress import Reporter
 from fpcli.cli.recorded import Recorder
 from fpcli.cli.runner import LazyModel, feature_cache, warn
@@ -61,6 +63,9 @@ from fpcli.cli.settings import ModelSettings, plain
 
 if TYPE_CHECKING:
     from fpcli.eval import EvalOutcome, RunDir, RunPlan, RunSummary, Table1
+
+
+RETRYABLE_KINDS = (MISSING_VIDEO, BROKEN_VIDEO)  # failures a re-run can fix: the video may be there by then
 
 
 def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
@@ -130,6 +135,7 @@ class _Bar:
         self.task = None
         self.scored = self.correct = self.failed = 0
         self.warned: set[tuple[str, str]] = set()
+        self.failures = Failures()
 
     def planned(self, plan: RunPlan, run: RunDir) -> None:
         log = run.log
@@ -152,15 +158,16 @@ class _Bar:
             self.correct += bool(record["correct"])
         else:
             self.failed += 1
+            self.failures.add(record["error"], f"{record['method']} {record['ratio']:g} on {record['bench']} item "
+                              f"{record['id']!r}", record.get("kind") in RETRYABLE_KINDS)
         accuracy = f"{100 * self.correct / self.scored:.1f}%" if self.scored else "-"
         self.reporter.advance(self.task, f"Eval (accuracy {accuracy}, failed {self.failed})")
 
 
-def _finish(outcome: EvalOutcome) -> None:
+def _finish(outcome: EvalOutcome, failures: Failures) -> None:
     print(f"Eval: {outcome.answered} answered, {outcome.failed} failed, {outcome.already_done} already done "
           f"-> {outcome.run_dir}", file=sys.stderr)
-    if outcome.failed:
-        print("Hint: re-run the same command to retry the failed predictions.", file=sys.stderr)
+    failures.print("prediction(s)")
 
 
 def eval_command(
@@ -237,5 +244,5 @@ def eval_command(
             execute = eval_executor(on_ray, dataclasses.replace(model_settings, model=llm.spec), reporter)
         outcome = run_eval(prepared, llm, on_plan=bar.planned, on_record=bar.record, progress=reporter.callback,
                            cache=cache, execute=execute, settings=eval_settings(prepared, Recorder(llm).model_part()))
-    _finish(outcome)
+    _finish(outcome, bar.failures)
     raise typer.Exit(_show(outcome.summary, json_output, plot))
