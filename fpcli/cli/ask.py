@@ -47,6 +47,7 @@ from fpcli.cli.progress import Reporter
 from fpcli.cli.render import answer_summary, answers_table
 from fpcli.cli.runner import LazyModel, each_video, expand_videos, feature_cache
 from fpcli.cli.settings import ModelSettings, run_settings
+from fpcli.cli.tables import print_whole
 
 
 def show_answer(out: Console, result: dict[str, Any]) -> None:
@@ -56,7 +57,7 @@ def show_answer(out: Console, result: dict[str, Any]) -> None:
 
 
 def show_comparison(out: Console, results: list[dict[str, Any]]) -> None:
-    out.print(answers_table(results))
+    print_whole(out, answers_table(results))
 
 
 def _names_a_file(text: str) -> bool:

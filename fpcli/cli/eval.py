@@ -60,6 +60,7 @@ from fpcli.cli.progress import Reporter
 from fpcli.cli.recorded import Recorder
 from fpcli.cli.runner import LazyModel, feature_cache, warn
 from fpcli.cli.settings import ModelSettings, plain
+from fpcli.cli.tables import print_whole
 
 if TYPE_CHECKING:
     from fpcli.eval import EvalOutcome, RunDir, RunPlan, RunSummary, Table1
@@ -116,7 +117,7 @@ def _show(summary: RunSummary, json_output: bool, plot: Optional[Path]) -> int:
         print(json.dumps(summary.to_dict(), ensure_ascii=False), flush=True)
     else:
         out = Console(highlight=False, soft_wrap=True)
-        out.print(table1_view(summary.table1))
+        print_whole(out, table1_view(summary.table1))
         out.print(_counts_line(summary), markup=False)
     if plot is not None:
         plot_accuracy(summary.table1, plot)

@@ -45,6 +45,7 @@ from fpcli.cli.progress import Reporter
 from fpcli.cli.render import stats_summary
 from fpcli.cli.runner import LazyModel, decode, each_video, expand_videos, feature_cache
 from fpcli.cli.settings import ModelSettings, RunSettings, run_settings
+from fpcli.cli.tables import print_whole
 
 if TYPE_CHECKING:
     from fpcli.video import VideoClip
@@ -130,5 +131,5 @@ def stats(
         def measure(path: Path) -> dict[str, Any]:
             return video_stats(llm, path, settings, reporter, viz_path(viz, path, len(paths) > 1))
 
-        each_video(paths, measure, lambda out, result: out.print(stats_summary(result, out.width, frames_table)),
+        each_video(paths, measure, lambda out, result: print_whole(out, stats_summary(result, out.width, frames_table)),
                    json_output, errors.debug_enabled(ctx.meta), reporter)
