@@ -14,6 +14,7 @@ from fpcli.cli.errors import Fatal
 from fpcli.cli.progress import Reporter
 from fpcli.cli.runner import LazyModel, decode
 from fpcli.cli.settings import RunSettings
+from fpcli.cli.startup import with_startup
 from fpcli.model.method_catalogue import method_options
 
 if TYPE_CHECKING:
@@ -85,7 +86,9 @@ def answer_clip(model: LazyModel, video: Path, questions: Sequence[Question]) ->
             yield exc
             continue
         result.timing_s.load = model.load_s_once()
-        yield {**result.to_dict(), "method_options": method_options(settings.method, options)}
+        out = result.to_dict()
+        yield {**out, "timing_s": with_startup(out["timing_s"]),
+               "method_options": method_options(settings.method, options)}
 
 
 def answer_video(model: LazyModel, video: Path, question: str, settings: RunSettings) -> dict[str, Any]:
@@ -112,5 +115,6 @@ def compare_video(model: LazyModel, video: Path, question: str, settings: RunSet
         max_pixels=settings.max_pixels,
     )
     comparison.results[0].timing_s.load = model.load_s_once()
-    return [{**result.to_dict(), "method_options": method_options(result.method, settings.prune_options(result.method))}
-            for result in comparison.results]
+    return [{**out, "timing_s": with_startup(out["timing_s"]),
+             "method_options": method_options(out["method"], settings.prune_options(out["method"]))}
+            for out in (result.to_dict() for result in comparison.results)]

@@ -213,7 +213,7 @@ ForceNew = Annotated[bool, typer.Option(
     "setting that changes results differs.")]
 # Not passed to the command: its callback records it in ctx.meta, where error handling looks (errors.debug_enabled).
 Debug = Annotated[bool, typer.Option("--debug", callback=set_debug, expose_value=False, rich_help_panel=OUTPUT_PANEL,
-                                     help="Show the traceback of errors.")]
+                                     help="Show the traceback of errors, and the libraries' own warnings.")]
 
 # `forestprune eval`: defaults are the protocol's (fpcli.eval.protocols) and the run's (fpcli.eval.run).
 EVAL_PANEL = "Evaluation"

@@ -45,6 +45,7 @@ from fpcli.cli.progress import Reporter
 from fpcli.cli.render import stats_summary
 from fpcli.cli.runner import LazyModel, decode, each_video, expand_videos, feature_cache
 from fpcli.cli.settings import ModelSettings, RunSettings, run_settings
+from fpcli.cli.startup import with_startup
 from fpcli.cli.tables import print_whole
 
 if TYPE_CHECKING:
@@ -75,7 +76,8 @@ def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: 
         write_viz(viz, clip.frames, result.keep.cpu().numpy(), result.grid, clip.timestamps, title,
                   frame_size=result.frame_size)
         reporter.message(f"Wrote {viz}")
-    return result.to_dict()
+    out = result.to_dict()
+    return {**out, "timing_s": with_startup(out["timing_s"])}
 
 
 def viz_path(viz: Optional[Path], video: Path, several: bool) -> Optional[Path]:

@@ -286,6 +286,8 @@ def prune(
     """
     import torch
 
+    from fpcli.prune.threads import prune_threads
+
     _check_features(features)
     t, n, _ = features.shape
     grid = _check_grid(grid, n)
@@ -294,7 +296,8 @@ def prune(
     fn = implementation(method)
     inputs = method_extras(method, _METHODS[method].extras, extras, features)
     k = keep_count(ratio, t * n)
-    selection = fn(features, grid, k, **inputs, **options)
+    with prune_threads(features.device):  # small tensor work: one thread on CPU (fpcli.prune.threads)
+        selection = fn(features, grid, k, **inputs, **options)
     keep = _check_selection(selection, method, k, t * n, features.device)
     merged = sorted_merged_features(selection, method, features)
     per_frame = torch.bincount(keep // n, minlength=t)  # [T]
