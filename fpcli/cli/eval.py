@@ -120,7 +120,8 @@ def _show(summary: RunSummary, json_output: bool, plot: Optional[Path]) -> int:
         print_whole(out, table1_view(summary.table1))
         out.print(_counts_line(summary), markup=False)
     if plot is not None:
-        plot_accuracy(summary.table1, plot)
+        written = plot_accuracy(summary.table1, plot, model=summary.model)
+        print(f"Wrote the plot of accuracy against ratio to {written}", file=sys.stderr)
     for video in summary.missing_videos:
         print(f"Missing video: {video}", file=sys.stderr)
     for video in summary.broken_videos:
