@@ -9,15 +9,22 @@ filled in from the model's rule when not given), the method with every option, g
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from fpcli.cli.errors import Fatal
 from fpcli.cli.settings import RunSettings
 from fpcli.run_settings import SETTING_NAMES, SETTINGS_KEY, PredictionSettings, check_same
 
 if TYPE_CHECKING:
-    from fpcli.cli.batch import Job
     from fpcli.cli.runner import LazyModel
+
+
+class Item(Protocol):
+    """What the resume check needs of a batch item (fpcli.cli.batch.Job): its id and its settings."""
+
+    id: str
+
+    def settings(self, base: RunSettings) -> RunSettings: ...
 
 DEFAULT_INDEX_RULE = "round"  # fpcli.video.sample_frames' own, the one the CLI's sampling uses
 BATCH_RESTART = "give a new --out to keep both, or add --force-new to start this results file over"
@@ -55,7 +62,7 @@ class Recorder:
         ).to_dict()
 
 
-def check_resume(path: Path, done: list[dict[str, Any]], jobs: list[Job], base: RunSettings,
+def check_resume(path: Path, done: list[dict[str, Any]], jobs: list[Item], base: RunSettings,
                  recorder: Recorder) -> None:
     """Exit 2 (SettingsChanged) when an item already done in the results file `path` was made with settings other
     than those it has now: its result would stand for a run it is not part of. Records without settings (an older

@@ -13,33 +13,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from fpcli.eval.errors import EvalError
+from fpcli.eval.protocols import BenchProtocol, Protocol
 from fpcli.eval.rundir import PREDICTIONS, RUN, SUMMARY
 from fpcli.jsonl import replace_file
 from fpcli.run_settings import PredictionSettings, check_same
-
-if TYPE_CHECKING:
-    from fpcli.eval.run import PreparedRun
 
 SETTINGS_FILE = "settings.json"
 EVAL_RESTART = "give a new --out to keep both, or add --force-new to start this run directory over"
 PER_BENCH = ("frames", "fps", "index_rule", "prompts", "max_new_tokens", "method_options")
 
 
-def eval_settings(prepared: PreparedRun, model_part: dict[str, Any]) -> dict[str, Any]:
-    """The record of `prepared` run by the model that `model_part` names (model, checkpoint, layout, dtype)."""
-    request, bench = prepared.request, prepared.bench_protocol
+def eval_settings(protocol: Protocol, bench: BenchProtocol, model_part: dict[str, Any], frames: Optional[int] = None,
+                  max_new_tokens: Optional[int] = None) -> dict[str, Any]:
+    """The record of a run of `bench` under `protocol` by the model that `model_part` names (model, checkpoint,
+    layout, dtype); `frames` and `max_new_tokens`: the request's, replacing the protocol's when given."""
     layout = model_part["layout"]
     prompts = {"prompt_style": bench.prompt_style, "pre_prompt": bench.pre_prompt,
                "post_prompt": bench.post_prompt_for(layout), "system_prompt": bench.system_prompt,
                "time_instruction": bench.time_instruction, "strip_question": bench.strip_question}
     return PredictionSettings(
-        **model_part, frames=request.frames or bench.frames.get(layout), fps=bench.fps.get(layout),
+        **model_part, frames=frames or bench.frames.get(layout), fps=bench.fps.get(layout),
         index_rule=bench.index_rule, method_options={m: dict(o) for m, o in bench.prune_options.items()},
-        protocol=prepared.protocol.name, prompts=prompts,
-        max_new_tokens=request.max_new_tokens or bench.max_new_tokens, temperature=0.0, seed=prepared.protocol.seed,
+        protocol=protocol.name, prompts=prompts, max_new_tokens=max_new_tokens or bench.max_new_tokens,
+        temperature=0.0, seed=protocol.seed,
     ).to_dict()
 
 
