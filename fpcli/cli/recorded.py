@@ -26,7 +26,6 @@ class Item(Protocol):
 
     def settings(self, base: RunSettings) -> RunSettings: ...
 
-DEFAULT_INDEX_RULE = "round"  # fpcli.video.sample_frames' own, the one the CLI's sampling uses
 BATCH_RESTART = "give a new --out to keep both, or add --force-new to start this results file over"
 
 
@@ -51,6 +50,7 @@ class Recorder:
         """The record of a result of `settings` (of `method` beside --method with --compare)."""
         from fpcli.model.method_catalogue import method_options
         from fpcli.model.sampling import sampling_options
+        from fpcli.video.sampling import DEFAULT_INDEX_RULE  # the CLI's sampling names no rule
 
         method = method or settings.method
         sampling = sampling_options(settings.frames, settings.fps, self.model.sampling_rule)

@@ -20,6 +20,7 @@ from fpcli.video.picture import frame_to_rgb
 from fpcli.video.probe import FrameIndex, ffmpeg_reason, index_frames, open_video
 
 Progress = Callable[[str, int, int], None]
+DEFAULT_INDEX_RULE = "round"  # what a caller that names no rule gets (the CLI's sampling, fpcli.model.sampling)
 
 
 def sample_frames(
@@ -29,7 +30,7 @@ def sample_frames(
     fps: float | None = None,
     max_frames: int = 1024,
     progress: Progress | None = None,
-    index_rule: str = "round",
+    index_rule: str = DEFAULT_INDEX_RULE,
     start: float | None = None,
     end: float | None = None,
 ) -> VideoClip:
