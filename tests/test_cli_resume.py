@@ -112,6 +112,9 @@ def test_merge_refuses_shards_run_with_other_settings(tiny_onevision_dir, tmp_pa
         result = invoke("eval", "jsonl", "--data", data, "--out", tmp_path / f"s{index}", "--shard", f"{index}/2",
                         "--model", tiny_onevision_dir, "--frames", frames, *EVAL)
         assert result.exit_code == 0, result.stderr
+    forced = invoke("eval", "--merge", tmp_path / "s1", tmp_path / "s2", "--force-new")
+    assert forced.exit_code == 2
+    assert forced.stderr.startswith("Error: --merge takes RUN_DIR... (and --out, --json, --plot), not --force-new\n")
     merged = invoke("eval", "--merge", tmp_path / "s1", tmp_path / "s2")
     assert merged.exit_code == 2
     assert merged.stderr.splitlines() == [

@@ -217,7 +217,7 @@ def eval_command(
     on_ray = RaySettings.of(ray, workers, gpus_per_worker)
     if merge:
         given = [name for name, value in (("--data", data), ("--shard", shard), ("--limit", limit),
-                                          ("--ray", on_ray)) if value]
+                                          ("--ray", on_ray), ("--force-new", force_new)) if value]
         if given:
             raise errors.usage_error(f"--merge takes RUN_DIR... (and --out, --json, --plot), not {given[0]}")
         raise typer.Exit(_show(merge_runs([Path(a) for a in args], out), json_output, plot))
