@@ -65,3 +65,12 @@ def _describe(exc: BaseException) -> tuple[str, str | None, int]:
 def one_line(exc: BaseException) -> str:
     """The message of `describe`, for records (batch results, eval predictions) rather than the terminal."""
     return describe(exc)[0]
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether running what failed with `exc` again can succeed: a runtime failure (a video missing or unreadable
+    now, a model out of memory), not a value the input gave (a usage error, a bad option) nor a bug."""
+    if isinstance(exc, ValueError) and not isinstance(exc, ForestpruneError):
+        return False  # a value the item gave
+    _, hint, code = describe(exc)
+    return code == 1 and hint != BUG_HINT

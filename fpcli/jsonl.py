@@ -21,11 +21,11 @@ Key = Callable[[dict[str, Any]], Any]
 
 @contextlib.contextmanager
 def sigint_held() -> Iterator[None]:
-    """Delay Ctrl-C until the block is done (POSIX); it is raised right after."""
+    """Delay Ctrl-C (and SIGTERM, which a batch treats alike) until the block is done (POSIX); raised right after."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
     finally:

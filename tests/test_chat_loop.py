@@ -125,8 +125,11 @@ def test_ctrl_c_in_a_terminal_cancels_the_answer_and_the_session_goes_on(tmp_pat
         at = _read_until(master, b"> ", seen, at)  # typed before the prompt, input would meet a cooked terminal
         os.write(master, b"fast\r")
         at = _read_until(master, b"answer: fast", seen, at)
+        at = _read_until(master, b"> ", seen, at)
+        os.write(master, b"/help\r")
+        at = _read_until(master, HELP.encode(), seen, at)
         _read_until(master, b"> ", seen, at)
-        os.write(master, b"\x04")  # Ctrl-D on an empty line
+        os.write(master, b"/exit\r")
         assert child.wait(timeout=30) == 0
         _drain(master, seen)
     finally:
@@ -137,7 +140,7 @@ def test_ctrl_c_in_a_terminal_cancels_the_answer_and_the_session_goes_on(tmp_pat
     text = seen.decode(errors="replace")
     assert "answer: slow" not in text
     assert "summary 2 1" in text
-    assert history.read_text().splitlines() == ["slow", "fast"]
+    assert history.read_text().splitlines() == ["slow", "fast"]  # questions only: not /help, not /exit
 
 
 def test_a_real_pipe_through_stdin(tmp_path):

@@ -55,22 +55,22 @@ def test_read_jobs_yaml_and_jsonl(tmp_path: Path):
         "jobs:\n"
         "  - {video: clips/a.mp4, question: 'What?', options: {ratio: 0.5}}\n"
         "  - {id: 7, video: /abs/b.mp4, question: 'Why?'}\n"
-        "  - {video: a.mp4}\n"
-        "  - {video: a.mp4, question: 'What?', speed: 2}\n"
-        "  - just text\n"
     )
     jobs = read_jobs(tmp_path / "jobs.yaml")
     assert jobs[0].video == tmp_path / "clips" / "a.mp4"  # relative to the jobs file
     assert jobs[0].id == job_id({"video": "clips/a.mp4", "question": "What?", "options": {"ratio": 0.5}})
     assert len(jobs[0].id) == 12 and jobs[0].options == {"ratio": 0.5}
     assert (jobs[1].id, jobs[1].video) == ("7", Path("/abs/b.mp4"))
-    assert [job.problem for job in jobs] == [
-        None,
-        None,
-        "item has no question (text)",
-        "unknown key 'speed' (an item has video, question, id, options; per-item settings go in options)",
-        "item must be a mapping with video and question, got 'just text'",
-    ]
+    for bad, problem in [
+        ("{video: a.mp4}", "item has no question (text)"),
+        ("{video: a.mp4, question: 'What?', speed: 2}",
+         "unknown key 'speed' (an item has video, question, id, options; per-item settings go in options)"),
+        ("just text", "item must be a mapping with video and question, got 'just text'"),
+    ]:
+        (tmp_path / "bad.yaml").write_text(f"- {{video: a.mp4, question: 'Q?'}}\n- {bad}\n")
+        with pytest.raises(InputError) as err:
+            read_jobs(tmp_path / "bad.yaml")
+        assert (err.value.what, err.value.exit_code) == (f"item 2 of the jobs file: {problem}", 2)
     (tmp_path / "jobs.jsonl").write_text(
         '{"video": "clips/a.mp4", "question": "What?", "options": {"ratio": 0.5}}\n'
         '\n'
@@ -141,10 +141,10 @@ def test_batch_records_failures_and_resumes(clips: Path, tiny_onevision_dir: Pat
     by_id = {r["id"]: r for r in records(out)}
     assert list(by_id) == ["first", "second", "missing", "bad-option"]
     assert [r["status"] for r in by_id.values()] == ["ok", "ok", "error", "error"]
-    assert set(by_id["first"]) == {"id", "status", *ANSWER_KEYS}
+    assert set(by_id["first"]) == {"id", "status", "settings", *ANSWER_KEYS}
     assert (by_id["first"]["method"], by_id["first"]["ratio"], by_id["first"]["frames"]) == ("forestprune", 0.9, 2)
     assert (by_id["second"]["method"], by_id["second"]["ratio"], by_id["second"]["frames"]) == ("uniform", 0.5, 3)
-    assert set(by_id["missing"]) == {"id", "status", "video", "question", "error"}
+    assert set(by_id["missing"]) == {"id", "status", "video", "question", "error", "retryable"}
     assert by_id["missing"]["error"] == f"file not found ({tmp_path / 'nope.mp4'})"
     assert by_id["bad-option"]["error"] == "ratio must be in [0, 1), got 2.0"
     assert "Batch: 2 ok, 2 failed, 0 already done (4 items)" in first.stderr
@@ -180,9 +180,13 @@ def test_batch_resumes_after_interrupted_run(clips: Path, tiny_onevision_dir: Pa
     assert f"Resuming {out}: 1 of 3 items already done, 0 failed item(s) to retry." in resumed.stderr.splitlines()
     assert "Batch: 2 ok, 0 failed, 1 already done (3 items)" in resumed.stderr
     assert [r["id"] for r in records(out)] == ["q0", "q1", "q2"]
-    again = invoke("batch", jobs, "--model", "/nonexistent/model", "--out", out)  # all done: no model needed
+    again = invoke("batch", jobs, "--model", tiny_onevision_dir, *FAST, "--out", out)  # all done: no model loads
     assert again.exit_code == 0
-    assert "Batch: 0 ok, 0 failed, 3 already done (3 items)" in again.stderr
+    assert "Batch: 0 ok, 0 failed, 3 already done (3 items)" in again.stderr and "Loaded" not in again.stderr
+    other = invoke("batch", jobs, "--model", "/nonexistent/model", *FAST, "--out", out)  # made with another model
+    assert other.exit_code == 2
+    assert other.stderr.startswith(f'Error: {out} (item \'q0\') was made with model "{tiny_onevision_dir}", this '
+                                   'run has model "/nonexistent/model"\n')
 
 
 def test_batch_ctrl_c_leaves_a_consistent_file(clips: Path, tiny_onevision_dir: Path, tmp_path: Path,

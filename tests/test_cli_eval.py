@@ -135,8 +135,13 @@ def test_a_run_directory_of_another_run_is_refused(tiny_onevision_dir: Path, tmp
     other = invoke("eval", "jsonl", "--data", data, "--out", tmp_path / "run", "--model", tiny_onevision_dir, *FAST,
                    "--protocol", "lmms-eval")
     assert other.exit_code == 2
-    assert other.stderr.startswith(f"Error: holds another run (jsonl, paper, {tiny_onevision_dir}, shard None); "
-                                   f"give a new --out to start this one ({tmp_path / 'run'})")
+    assert other.stderr.startswith(f"Error: the run in {tmp_path / 'run'} was made with protocol \"paper\", this "
+                                   "run has protocol \"lmms-eval\" (and ")
+    sharded = invoke("eval", "jsonl", "--data", data, "--out", tmp_path / "run", "--model", tiny_onevision_dir, *FAST,
+                     "--shard", "1/2")  # the shard is not a setting of the predictions: the run directory says so
+    assert sharded.exit_code == 2
+    assert sharded.stderr.startswith(f"Error: holds another run (jsonl, paper, {tiny_onevision_dir}, shard None); "
+                                     f"give a new --out to start this one ({tmp_path / 'run'})")
 
 
 def test_clip_warnings_are_in_the_records_and_shown_once_per_video(tiny_video_dir: Path, tmp_path: Path):

@@ -36,8 +36,8 @@ def test_ask_compare_json_gives_one_object_per_method(clip: Path, tiny_onevision
                                                              {"from_layer": 1, "visual": 19}]
     assert by_method["fastv"]["tokens"]["prompt"] == by_method["none"]["tokens"]["prompt"]
     assert by_method["fastv"]["prefill_tflops"]["after"] < by_method["none"]["prefill_tflops"]["after"]
-    encodes = {r["timing_s"]["encode"] for r in records}
-    assert len(encodes) == 1  # one encoding, reported on each method
+    assert records[0]["timing_s"]["encode"] > 0 and records[0]["timing_s"]["decode"] > 0
+    assert all(r["timing_s"]["encode"] == r["timing_s"]["decode"] == 0 for r in records[1:])  # counted once
     assert records[0]["timing_s"]["load"] > 0 and all(r["timing_s"]["load"] == 0 for r in records[1:])
 
 

@@ -20,7 +20,7 @@ QUESTION = "What is the man doing?"
 ANSWER_KEYS = {
     "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
     "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings", "temporal_groups",
-    "cache",
+    "cache", "method_options",
 }  # fmt: skip
 STATS_KEYS = {
     "video", "model", "layout", "method", "ratio", "frames", "grid", "tokens", "per_frame_kept", "timestamps",

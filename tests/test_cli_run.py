@@ -29,9 +29,10 @@ FAST = ["--frames", "3", "--max-new-tokens", "3"]
 ANSWER_KEYS = {
     "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
     "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings", "cache",
+    "method_options",
 }
 TOKEN_KEYS = {"visual_before", "visual_after", "newline", "text", "prompt", "generated", "visual_in_llm"}
-TIMING_KEYS = {"load", "decode", "encode", "cache_load", "prune", "prefill", "generate", "total"}
+TIMING_KEYS = {"startup", "load", "decode", "encode", "cache_load", "prune", "prefill", "generate", "total"}
 STATS_KEYS = {
     "video", "model", "layout", "method", "ratio", "frames", "grid", "tokens", "per_frame_kept", "timestamps",
     "timing_s", "peak_memory_mb", "forest", "compare", "warnings", "cache",
@@ -136,8 +137,8 @@ def test_ask_human_output(videos: Path, tiny_onevision_dir: Path):
     assert [line.split("  ")[0] for line in result.stdout.splitlines() if line.split("  ")[0] in labels] == labels
     assert "(50.0% kept) · forestprune, ratio 0.5" in result.stdout
     [time_line] = [line for line in result.stdout.splitlines() if line.startswith("time ")]
-    assert re.fullmatch(r"time +load [\d.]+ · decode [\d.]+ · encode [\d.]+ · prune [\d.]+ · prefill [\d.]+ · "
-                        r"generate [\d.]+ · total [\d.]+ s", time_line)
+    assert re.fullmatch(r"time +startup [\d.]+ · load [\d.]+ · decode [\d.]+ · encode [\d.]+ · prune [\d.]+ · "
+                        r"prefill [\d.]+ · generate [\d.]+ · total [\d.]+ s", time_line)
     quiet = invoke("ask", videos / "a.mp4", QUESTION, "--model", tiny_onevision_dir, *FAST, "--quiet")
     assert quiet.exit_code == 0 and quiet.stderr == ""
 
@@ -248,7 +249,7 @@ def test_stats_json_with_compare(videos: Path, tiny_onevision_dir: Path):
     [record] = json_lines(result.stdout)
     assert set(record) == STATS_KEYS
     assert set(record["tokens"]) == {"visual_before", "visual_after", "newline"}
-    assert set(record["timing_s"]) == {"load", "decode", "encode", "cache_load", "prune", "total"}
+    assert set(record["timing_s"]) == {"startup", "load", "decode", "encode", "cache_load", "prune", "total"}
     assert set(record["forest"]) == FOREST_KEYS
     forest = record["forest"]
     assert forest["nodes"] == sum(forest["depth_histogram"])

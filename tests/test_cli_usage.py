@@ -372,7 +372,7 @@ def test_a_question_too_long_to_be_a_path_is_a_question(video: Path):
     [
         (["--method", "none", "--ratio", "0.05"], "Error: method 'none' keeps every token; ratio must be 0"),
         (["--method", "uniform", "--tau-s", "0.5"],
-         "Error: unknown option 'tau_s' for method 'uniform'; accepted options: none"),
+         "Error: unknown option 'tau_s' for method 'uniform'; it takes no options"),
         (["--method", "uniform", "--tau-s", "5"],
          "Error: Invalid value for '--tau-s': tau_s must be a number in [-1, 1], got 5.0"),
         (["--tau-p", "1.5"], "Error: Invalid value for '--tau-p': tau_p must be a number in [0, 1], got 1.5"),
@@ -400,7 +400,7 @@ def test_stats_options_go_to_the_methods_that_take_them(video: Path):
     assert ok.exit_code == 1 and "is not a profile" in ok.stderr  # got past the checks, to the model
     bad = run("stats", video, *NO_MODEL, "--method", "uniform", "--compare", "dycoke", "--tau-s", "0.5")
     assert bad.exit_code == 2
-    assert bad.stderr.splitlines()[0] == "Error: unknown option 'tau_s' for method 'uniform'; accepted options: none"
+    assert bad.stderr.splitlines()[0] == "Error: unknown option 'tau_s' for method 'uniform'; it takes no options"
 
 
 @pytest.mark.parametrize("name", ["out.xyz", "out"])
@@ -463,10 +463,13 @@ def test_errors_are_mapped_by_type(tmp_path: Path):
 
 def test_help_texts_come_from_the_registries():
     result = runner.invoke(app, ["ask", "--help"], env={"COLUMNS": "300"})
-    text = " ".join(result.stdout.split())
+    text = " ".join(result.stdout.replace("│", " ").split())  # the help panel's wrapped lines as one text
     names = ("none, uniform, random, gprune, divprune, dycoke, forestprune, visionzip, vidcom2, fastvid, holitom, "
              "flashvid, fastv, framefusion, sttm")
-    assert f"{names}, or a method registered in Python; fastv, framefusion, sttm prune inside the LLM." in text
+    assert (f"'forestprune methods' lists each with its options: {names}, or a method registered in Python; fastv, "
+            "framefusion, sttm prune inside the LLM, holitom, flashvid before it and inside it (K / llm_keep tokens "
+            "enter, K from their layer on). At --ratio r every method ends with K = max(1, round((1 - r) * N)) of the "
+            "N visual tokens in the LLM; docs/methods.md says how each maps its authors' own ratio.") in text
     assert f"More methods to run on the same features, comma-separated, from {names}." in text
     assert "ForestPrune: cosine similarity a token needs to join an earlier frame's tree, in [-1, 1], default 0.9" in text
     assert ("Profile (llava-ov-0.5b, llava-ov-7b, llava-ov-72b, llava-video-7b, qwen2.5-vl-3b, qwen2.5-vl-7b, "

@@ -71,7 +71,7 @@ def test_chat(clip: Path, family: tuple[str, Path], method: str):
     first, second = json_lines(result.stdout)
     assert first["method"] == second["method"] == method
     assert first["answer"] == second["answer"]  # greedy: the same question, the same answer
-    assert "visual tokens kept" + (" inside the LLM" if method == "fastv" else "") in result.stderr
+    assert ("visual tokens enter the LLM, fastv keeps" if method == "fastv" else "visual tokens kept") in result.stderr
 
 
 @pytest.mark.parametrize("method", ["forestprune", "visionzip"])
@@ -137,4 +137,4 @@ def test_chat_answers_with_every_in_llm_method(clip: Path, tiny_onevision_dir: P
     assert result.exit_code == 0, result.stderr
     [record] = json_lines(result.stdout)
     assert record["method"] == method and record["tokens"]["visual_in_llm"][0]["from_layer"] == 0
-    assert "13 of 128 visual tokens kept inside the LLM" in result.stderr  # 2 frames x 8x8, ratio 0.9
+    assert "all 128 visual tokens enter the LLM, " + method + " keeps 13 inside it" in result.stderr  # 2 x 8x8

@@ -131,12 +131,12 @@ def test_unknown_bench_and_bad_limit(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"options": []}, "item cuts has no options"),
-    ({"options": [str(i) for i in range(27)]}, "item cuts has 27 options, at most 26 can be labelled A-Z"),
-    ({"answer": "D"}, "item cuts: answer 'D' is not one of its 3 options"),
-    ({"answer": 3}, "item cuts: answer 3 is not one of its 3 options"),
-    ({"answer": "c"}, "item cuts: answer 'c' is not one of its 3 options"),
-    ({"options": "abc"}, "row 0: 'options' must be a list of strings"),
+    ({"options": []}, "line 1: item cuts has no options"),
+    ({"options": [str(i) for i in range(27)]}, "line 1: item cuts has 27 options, at most 26 can be labelled A-Z"),
+    ({"answer": "D"}, "line 1: item cuts: answer 'D' is not one of its 3 options"),
+    ({"answer": 3}, "line 1: item cuts: answer 3 is not one of its 3 options"),
+    ({"answer": "c"}, "line 1: item cuts: answer 'c' is not one of its 3 options"),
+    ({"options": "abc"}, "line 1: 'options' must be a list of strings"),
 ])
 def test_bad_items(tmp_path: Path, change: dict, message: str) -> None:
     path = make_jsonl(tmp_path, [dict(JSONL_ROWS[0], **change)])
@@ -159,13 +159,22 @@ def test_bad_answers_in_hub_files(tmp_path: Path) -> None:
 
 def test_missing_field_and_duplicate_ids(tmp_path: Path) -> None:
     rows = [{k: v for k, v in VIDEOMME_ROWS[0].items() if k != "question"}]
-    with pytest.raises(EvalInputError, match=r"^row 0 has no 'question' field \(.*test-00000-of-00001.parquet\)$"):
+    with pytest.raises(EvalInputError, match=r"^row 1 has no 'question' field \(.*test-00000-of-00001.parquet\)$"):
         load_bench("videomme", make_videomme(tmp_path / "a", rows))
     path = make_jsonl(tmp_path / "b", [JSONL_ROWS[0], JSONL_ROWS[0]])
     with pytest.raises(EvalInputError, match=r"^jsonl: two questions have the id 'cuts'; ids must be unique"):
         load_bench("jsonl", path)
-    (tmp_path / "c.jsonl").write_text("{not json\n")
-    with pytest.raises(EvalInputError, match=r"^cannot be read \("):
+    (tmp_path / "c.jsonl").write_text(json.dumps(JSONL_ROWS[0]) + "\n\n{not json\n")
+    with pytest.raises(EvalInputError, match=r"^line 3 is not valid JSON \(Expecting property name enclosed in "
+                                             r"double quotes\) \("):
         load_bench("jsonl", tmp_path / "c.jsonl")
+    (tmp_path / "d.jsonl").write_text(json.dumps(JSONL_ROWS[0]) + "\n\n" + json.dumps(
+        {k: v for k, v in JSONL_ROWS[1].items() if k != "answer"}) + "\n")
+    with pytest.raises(EvalInputError, match=r"^line 3 has no 'answer' field \("):
+        load_bench("jsonl", tmp_path / "d.jsonl")
+    with pytest.raises(EvalInputError, match=r"^jsonl: no such file \(--data is the .jsonl file of questions\) \("):
+        load_bench("jsonl", tmp_path / "absent.jsonl")
+    with pytest.raises(EvalInputError, match=r"^videomme: no such file or folder \(--data is the benchmark's folder\)"):
+        load_bench("videomme", tmp_path / "absent")
     with pytest.raises(EvalInputError, match=r"^jsonl: expected a .jsonl file of questions"):
         load_bench("jsonl", tmp_path)

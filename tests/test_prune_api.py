@@ -158,7 +158,7 @@ def test_unknown_method_lists_the_available_ones():
 def test_unknown_option_names_the_option_and_the_accepted_ones():
     with pytest.raises(ValueError, match=r"^unknown option 'sed' for method 'random'; accepted options: seed$"):
         prune(features(), grid=(2, 2), ratio=0.5, method="random", sed=1)
-    with pytest.raises(ValueError, match=r"^unknown option 'seed' for method 'uniform'; accepted options: none$"):
+    with pytest.raises(ValueError, match=r"^unknown option 'seed' for method 'uniform'; it takes no options$"):
         prune(features(), grid=(2, 2), ratio=0.5, method="uniform", seed=1)
 
 
@@ -272,7 +272,7 @@ def test_validate_checks_without_any_tensor_and_fills_defaults():
         (0.5, "forestprune", {"tau_p": -0.1}, "tau_p must be a number in [0, 1], got -0.1"),
         (0.5, "forestprune", {"node_ratio": 0.0}, "node_ratio must be a number in (0, 1], got 0.0"),
         (0.5, "forestprune", {"tau_s": "high"}, "tau_s must be a number in [-1, 1], got 'high'"),
-        (0.5, "uniform", {"tau_s": 5}, "unknown option 'tau_s' for method 'uniform'; accepted options: none"),
+        (0.5, "uniform", {"tau_s": 5}, "unknown option 'tau_s' for method 'uniform'; it takes no options"),
         (1.0, "uniform", {}, "ratio must be in [0, 1), got 1.0"),
     ],
 )

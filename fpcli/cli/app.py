@@ -21,6 +21,8 @@ from fpcli.cli.chat import chat
 from fpcli.cli.on_ray import RayCommand
 from fpcli.cli.convert import convert
 from fpcli.cli.eval import eval_command
+from fpcli.cli.methods import methods
+from fpcli.cli.noise import hide_library_warnings
 from fpcli.cli.options import Debug
 from fpcli.cli.stats import stats
 
@@ -59,7 +61,7 @@ app = typer.Typer(
     cls=_Group,
     name="forestprune",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # Typer's --install-completion / --show-completion
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -71,13 +73,30 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _threads(value: Optional[int]) -> Optional[int]:
+    """--threads: torch's intra-op threads for the vision tower and the LLM (pruning uses one on CPU:
+    fpcli.prune.threads)."""
+    if value is not None:
+        import torch
+
+        torch.set_num_threads(value)
+    return value
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: Debug = False,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, callback=_threads, envvar="FORESTPRUNE_THREADS", show_default=False,
+        help="CPU threads torch uses for the vision tower and the LLM (default: torch's, one per core). On a machine "
+        "others share, fewer can be faster; pruning uses one either way.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Ask video LLMs about videos, cheaply: ForestPrune drops most visual tokens before the LLM."""
+    if not errors.debug_enabled(ctx.meta):
+        hide_library_warnings()  # a command's own --debug shows them again (errors.set_debug)
 
 
 app.command("ask")(ask)
@@ -85,6 +104,7 @@ app.command("stats")(stats)
 app.command("batch", cls=RayCommand)(batch)
 app.command("chat")(chat)
 app.command("convert")(convert)
+app.command("methods")(methods)
 app.command("eval", cls=RayCommand)(eval_command)
 app.add_typer(cache_app)
 

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from fpcli.cli import errors
-from fpcli.run.answering import answer_video, compare_video
+from fpcli.cli.config import config_origin
 from fpcli.cli.options import (
     CacheMaxSize,
     DEFAULT_DEVICE,
@@ -48,8 +48,16 @@ from fpcli.cli.progress import Reporter
 from fpcli.cli.render import answer_summary, answers_table
 from fpcli.cli.runner import each_video, expand_videos, feature_cache
 from fpcli.cli.settings import run_settings
+from fpcli.cli.startup import with_startup
+from fpcli.cli.tables import print_whole
+from fpcli.run.answering import answer_video, compare_video
 from fpcli.run.settings import ModelSettings
 from fpcli.run.source import LazyModel
+
+
+def stamped(record: dict[str, Any]) -> dict[str, Any]:
+    """A result with the process's start-up in its time line (fpcli.cli.startup: on the first result only)."""
+    return {**record, "timing_s": with_startup(record["timing_s"])}
 
 
 def show_answer(out: Console, result: dict[str, Any]) -> None:
@@ -59,7 +67,7 @@ def show_answer(out: Console, result: dict[str, Any]) -> None:
 
 
 def show_comparison(out: Console, results: list[dict[str, Any]]) -> None:
-    out.print(answers_table(results))
+    print_whole(out, answers_table(results))
 
 
 def _names_a_file(text: str) -> bool:
@@ -82,7 +90,19 @@ def check_question(ctx: typer.Context, videos: Optional[list[Path]], question: O
         given = "" if question is None else f" ({question!r} is a file, not a question)" if question.strip() else \
             " (it is blank)"
         raise errors.UsageError(f"Missing argument 'QUESTION'{given}.", ctx=ctx)
+    if _looks_like_a_video(question):
+        raise errors.usage_error(f"no such file {question!r}: did you forget the question?",
+                                 hint="the last argument is the QUESTION, asked about every VIDEO before it")
     return videos, question
+
+
+def _looks_like_a_video(text: str) -> bool:
+    """A video's extension, or a path separator and no spaces: a question would not look like that (`ask a.mp4
+    missing.mp4` forgot the question and mistyped the second video)."""
+    from fpcli.video import VIDEO_EXTENSIONS
+
+    stripped = text.strip()
+    return Path(stripped).suffix.lower() in VIDEO_EXTENSIONS or ("/" in stripped and " " not in stripped)
 
 
 def ask(
@@ -138,7 +158,7 @@ def ask(
     videos, question = check_question(ctx, videos, question)
     settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
                             tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
-                            compare=compare)
+                            compare=compare, config=config_origin(ctx))
     if viz is not None or viz_trees is not None:
         from fpcli.cli.viz import check
 
@@ -155,10 +175,12 @@ def ask(
                 from fpcli.cli.viz import answer_with_viz, viz_path
 
                 picture = viz_path(viz, path, len(paths) > 1)
-                return answer_with_viz(llm, path, question, settings, reporter, picture, viz_trees)
-            if settings.compare:
-                return compare_video(llm, path, question, settings, reporter)
-            return answer_video(llm, path, question, settings)
+                result = answer_with_viz(llm, path, question, settings, reporter, picture, viz_trees)
+            elif settings.compare:
+                result = compare_video(llm, path, question, settings, reporter)
+            else:
+                result = answer_video(llm, path, question, settings)
+            return [stamped(one) for one in result] if isinstance(result, list) else stamped(result)
 
         show = show_comparison if settings.compare else show_answer
         each_video(paths, answer, show, json_output, errors.debug_enabled(ctx.meta), reporter)

@@ -8,6 +8,7 @@ ones.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections import Counter
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from fpcli.cli import errors
+from fpcli.cli.config import config_origin
+from fpcli.cli.failures import Failures
 from fpcli.cli.on_ray import GpusPerWorker, RayAddress, Workers
 from fpcli.cli.options import (
     CacheMaxSize,
@@ -32,6 +35,7 @@ from fpcli.cli.options import (
     Device,
     DType,
     DTypeOpt,
+    ForceNew,
     Fps,
     Frames,
     LayoutOpt,
@@ -52,8 +56,12 @@ from fpcli.cli.progress import Reporter
 from fpcli.cli.results_log import ResultsLog
 from fpcli.cli.runner import feature_cache, warn
 from fpcli.cli.settings import run_settings
+from fpcli.cli.signals import sigterm_interrupts
+from fpcli.cli.startup import with_startup
+from fpcli.recorded_settings import SETTINGS_KEY
 from fpcli.run.jobs import Job, answer_jobs, read_jobs
 from fpcli.run.on_ray import RaySettings
+from fpcli.run.recorded import Recorder, check_resume, done_records
 from fpcli.run.settings import ModelSettings, RunSettings
 from fpcli.run.source import LazyModel
 
@@ -93,6 +101,7 @@ def batch(
     no_cache: NoCache = False,
     cache_max_size: CacheMaxSize = None,
     config: Config = None,
+    force_new: ForceNew = False,
     ray: RayAddress = None,
     workers: Workers = None,
     gpus_per_worker: GpusPerWorker = None,
@@ -110,7 +119,8 @@ def batch(
     Exit code 0 when every item succeeded, 1 otherwise, 130 when interrupted.
     """
     base = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
-                        tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+                        tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
+                        config=config_origin(ctx))
     model_settings = ModelSettings.of(model, layout, device, dtype, attn)
     on_ray = RaySettings.of(ray, workers, gpus_per_worker)
     out = out or default_out(jobs_file)
@@ -118,20 +128,27 @@ def batch(
         raise errors.usage_error("--out must not be the jobs file", out)
     cache = feature_cache(no_cache, cache_max_size)
     jobs = read_jobs(jobs_file)
+    if force_new:
+        out.unlink(missing_ok=True)
+    recorder = Recorder(LazyModel(model_settings, Reporter(quiet)))
+    check_resume(out, done_records(out), jobs, base, recorder)
+    model_settings = dataclasses.replace(model_settings, model=recorder.model.spec)  # a default model said once
     log = ResultsLog(out, {job.id for job in jobs})
     try:
-        code = _run(jobs, log, base, model_settings, cache, quiet, errors.debug_enabled(ctx.meta), on_ray)
+        code = _run(jobs, log, base, model_settings, cache, quiet, errors.debug_enabled(ctx.meta), on_ray, recorder)
     finally:
         log.close()
     raise typer.Exit(code)
 
 
 def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: ModelSettings,
-         cache: Optional[FeatureCache], quiet: bool, debug: bool, on_ray: Optional[RaySettings] = None) -> int:
+         cache: Optional[FeatureCache], quiet: bool, debug: bool, on_ray: Optional[RaySettings] = None,
+         recorder: Optional[Recorder] = None) -> int:
     """Run the pending items; print the summary; return the exit code."""
     pending = [job for job in jobs if job.id not in log.done]
     by_id = {job.id: job for job in pending}
     counts: Counter[str] = Counter()
+    failures = Failures()
     start = time.perf_counter()
     interrupted = False
     with Reporter(quiet) as reporter:
@@ -147,6 +164,9 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
         task = reporter.task("Batch", total=len(pending))
 
         def finish(job: Job, record: dict[str, Any], seconds: float, worker: str = "") -> None:
+            if record["status"] == "ok" and recorder is not None:
+                record = {**record, "timing_s": with_startup(record["timing_s"]),
+                          SETTINGS_KEY: recorder.settings(job.settings(base))}
             log.append(record)
             counts[record["status"]] += 1
             reporter.advance(task)
@@ -156,19 +176,21 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
                 reporter.message(f"ok     {where} ({seconds:.1f} s{', ' + worker if worker else ''})")
             else:
                 reporter.console.print(f"failed {where}: {record['error']}", markup=False)
+                failures.add(record["error"], f"item {job.id!r}", record["retryable"])
 
         try:
-            if on_ray is not None:
-                from fpcli.run.on_ray import run_batch
+            with sigterm_interrupts():  # a scheduler's stop ends the batch like Ctrl-C, summary and all
+                if on_ray is not None:
+                    from fpcli.run.on_ray import run_batch
 
-                run_batch(pending, base, model_settings, cache, on_ray, reporter, finish)
-            else:
-                llm = LazyModel(model_settings, reporter, cache=cache)
-                item_start = time.perf_counter()
-                on_error = (lambda exc: errors.report(exc, debug=True)) if debug else None
-                for record in answer_jobs(llm, pending, base, on_error):
-                    finish(by_id[record["id"]], record, time.perf_counter() - item_start)
+                    run_batch(pending, base, model_settings, cache, on_ray, reporter, finish)
+                else:
+                    llm = LazyModel(model_settings, reporter, cache=cache)
                     item_start = time.perf_counter()
+                    on_error = (lambda exc: errors.report(exc, debug=True)) if debug else None
+                    for record in answer_jobs(llm, pending, base, on_error):
+                        finish(by_id[record["id"]], record, time.perf_counter() - item_start)
+                        item_start = time.perf_counter()
         except KeyboardInterrupt:
             interrupted = True
     left = len(pending) - counts["ok"] - counts["error"]
@@ -176,9 +198,10 @@ def _run(jobs: list[Job], log: ResultsLog, base: RunSettings, model_settings: Mo
                f"({len(jobs)} items) in {time.perf_counter() - start:.1f} s -> {log.path}")
     print(summary, file=sys.stderr)
     if interrupted:
+        failures.print("item(s)")
         print(f"Interrupted: {left} item(s) not run; re-run the same command to resume.", file=sys.stderr)
         return errors.EXIT_INTERRUPTED
     if counts["error"]:
-        print("Hint: re-run the same command to retry the failed items.", file=sys.stderr)
+        failures.print("item(s)")
         return errors.EXIT_FAILURE
     return errors.EXIT_OK

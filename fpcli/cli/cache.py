@@ -1,9 +1,11 @@
-"""`forestprune cache info` and `forestprune cache clear`: the feature cache that `ask`, `stats`, `batch` and `chat`
-keep clips' features in (fpcli.model.feature_cache)."""
+"""`forestprune cache info`, `cache list`, `cache rm PATTERN` and `cache clear`: the feature cache that `ask`,
+`stats`, `batch` and `chat` keep clips' features in (fpcli.model.feature_cache)."""
 
 from __future__ import annotations
 
 import json
+import time
+from typing import Annotated
 
 import typer
 
@@ -11,7 +13,7 @@ from fpcli.cli.options import CacheMaxSize, Debug, Json
 
 cache_app = typer.Typer(
     name="cache", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    help="Show or clear the feature cache (clips' visual features, reused by later runs).",
+    help="Show, list or clear the feature cache (clips' visual features, reused by later runs).",
 )  # fmt: skip
 
 
@@ -49,3 +51,37 @@ def clear(debug: Debug = False) -> None:
     size = cache.info().bytes
     removed = cache.clear()
     print(f"Removed {removed} entr{'y' if removed == 1 else 'ies'} ({human_size(size)}) from {cache.root}")
+
+
+@cache_app.command("list")
+def list_entries(json_output: Json = False, debug: Debug = False) -> None:
+    """The cached clips, most recently used first: video, frames, model, size and last use."""
+    from fpcli.model.cache_entries import cache_entries
+    from fpcli.model.hub import human_size
+
+    entries = cache_entries(_cache(None))
+    if json_output:
+        for entry in entries:
+            print(json.dumps(entry.to_dict(), ensure_ascii=False))
+        return
+    for entry in entries:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used_ns / 1e9))
+        frames = "-" if entry.frames is None else f"{entry.frames} frames"
+        print(f"{used}  {human_size(entry.bytes):>9}  {frames:>10}  {entry.video or '-'}  ({entry.model or '-'})")
+
+
+@cache_app.command("rm")
+def remove(
+    pattern: Annotated[str, typer.Argument(metavar="PATTERN", show_default=False,
+                                           help="Shell pattern of the video path or file name, e.g. '*.mp4'.")],
+    debug: Debug = False,
+) -> None:
+    """Remove the entries of the videos that match PATTERN (`cache list` shows them)."""
+    from fpcli.model.cache_entries import remove_entries
+    from fpcli.model.hub import human_size
+
+    cache = _cache(None)
+    removed = remove_entries(cache, pattern)
+    size = sum(entry.bytes for entry in removed)
+    print(f"Removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} ({human_size(size)}) matching "
+          f"{pattern!r} from {cache.root}")

@@ -16,6 +16,8 @@ import typer
 
 from fpcli.cli import errors
 from fpcli.cli.chat_loop import run_chat
+from fpcli.cli.chat_ready import ready_line
+from fpcli.cli.config import config_origin
 from fpcli.cli.options import (
     DEFAULT_DEVICE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -51,6 +53,7 @@ from fpcli.cli.progress import Reporter
 from fpcli.cli.runner import feature_cache, warn
 from fpcli.cli.settings import run_settings
 from fpcli.errors import ForestpruneError
+from fpcli.model.method_catalogue import method_options
 from fpcli.run.answering import ask_in_chat, open_chat
 from fpcli.run.settings import ModelSettings
 from fpcli.run.source import LazyModel
@@ -101,22 +104,18 @@ def chat(
     Exit code 0, or 1 when a question failed (the chat goes on after it).
     """
     settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
-                            tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+                            tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
+                            config=config_origin(ctx))
     cache = feature_cache(no_cache, cache_max_size)
     if not video.exists():
         raise errors.usage_error("no such file", video)
     debugging = errors.debug_enabled(ctx.meta)
     with Reporter(quiet) as reporter:
         lazy = LazyModel(ModelSettings.of(model, layout, device, dtype, attn), reporter, cache=cache,
-                        methods=settings.method_settings(), max_pixels=settings.max_pixels)
+                         methods=settings.method_settings(), max_pixels=settings.max_pixels)
         lazy.check_methods()
         session = open_chat(lazy, video, settings, history)
-        features = session.features
-        source = ("from the feature cache" if features.cache == "hit" else
-                  f"encoded in {features.decode_s + features.encode_s:.1f} s")
-        where = " inside the LLM" if session.in_llm else ""
-        reporter.message(f"Ready: {video}, {features.frames} frames ({source}), {session.visual_kept} of "
-                         f"{session.visual_before} visual tokens kept{where}. Ask away; /exit or Ctrl-D ends.")
+        reporter.message(ready_line(video, session))
     failed = 0
 
     def answer(question: str) -> None:
@@ -127,7 +126,8 @@ def chat(
             failed += 1
             errors.report(exc, debugging)
             return
-        record: dict[str, Any] = result.to_dict()
+        record: dict[str, Any] = {**result.to_dict(),
+                                  "method_options": method_options(settings.method, settings.prune_options())}
         if session.questions == 1:
             warn(record)  # the clip's warnings, said once
         print(json.dumps(record, ensure_ascii=False) if json_output else result.answer, flush=True)

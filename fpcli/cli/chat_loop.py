@@ -57,6 +57,15 @@ class _History:
             except OSError:
                 pass  # the first chat, or an unreadable file: start with an empty history
 
+    def forget(self, line: str) -> None:
+        """Drop `line` from the history when it is the last entry: input() adds every line read, and the history
+        keeps questions, not /help or /exit."""
+        if self.readline is None:
+            return
+        last = self.readline.get_current_history_length()
+        if last and self.readline.get_history_item(last) == line:  # 1-based here, 0-based in remove_history_item
+            self.readline.remove_history_item(last - 1)
+
     def save(self) -> None:
         if self.readline is None or self.path is None:
             return
@@ -128,6 +137,8 @@ def _interactive(
                 say("")
                 continue
             command = _command(line, say) if line else False
+            if line and command is not None:
+                history.forget(line)
             if command:
                 return
             if command is None:

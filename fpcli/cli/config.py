@@ -15,6 +15,13 @@ import yaml
 
 from fpcli.run.jobs import yaml_problem
 
+try:  # typer >= 0.22 vendors click privately (as fpcli.cli.errors imports it)
+    from typer._click.core import ParameterSource
+except ImportError:  # pragma: no cover
+    from click.core import ParameterSource
+
+CONFIG_KEY = "fpcli.config"  # in click's ctx.meta: the config file and the parameters it set
+
 
 def _key(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
@@ -71,4 +78,15 @@ def load_config(ctx: typer.Context, param: typer.CallbackParam, value: Optional[
             raise typer.BadParameter(f"'{key}' in {value}: {exc.message}") from exc
         defaults[option.name] = raw
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    ctx.meta[CONFIG_KEY] = (value, set(defaults))
     return value
+
+
+def config_origin(ctx: typer.Context) -> Optional[tuple[Path, set[str]]]:
+    """(the --config file, the parameters whose value came from it) or None: a check that fails later (a method
+    option the chosen method does not take) can then name the file the value came from."""
+    given = ctx.meta.get(CONFIG_KEY)
+    if given is None:
+        return None
+    path, names = given
+    return path, {name for name in names if ctx.get_parameter_source(name) is ParameterSource.DEFAULT_MAP}

@@ -16,6 +16,7 @@ import traceback
 
 import typer
 
+from fpcli.cli.noise import show_library_warnings
 from fpcli.errors import ForestpruneError, InputError, describe
 
 try:  # typer >= 0.22 vendors click privately; older releases depend on the click package
@@ -71,7 +72,9 @@ def report_click(exc: ClickException) -> int:
 
 
 def set_debug(ctx: typer.Context, value: bool) -> bool:
-    """Option callback for --debug: remember it where the group's error handler looks."""
+    """Option callback for --debug: remember it where the group's error handler looks, and let the libraries'
+    own warnings through (fpcli.cli.noise)."""
     if value:
         ctx.meta[DEBUG_KEY] = True
+        show_library_warnings()
     return value

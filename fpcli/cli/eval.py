@@ -46,6 +46,7 @@ from fpcli.cli.options import (
     EvalRatios,
     EvalShard,
     CacheMaxSize,
+    ForceNew,
     LayoutOpt,
     Model,
     Opt,
@@ -53,16 +54,23 @@ from fpcli.cli.options import (
     ProtocolName,
     Quiet,
 )
+from fpcli.cli.failures import Failures
 from fpcli.cli.on_ray import GpusPerWorker, RayAddress, Workers
 from fpcli.cli.progress import Reporter
 from fpcli.cli.runner import feature_cache, warn
 from fpcli.cli.settings import parse_opts
+from fpcli.cli.tables import print_whole
+from fpcli.eval.rundir import BROKEN_VIDEO, MISSING_VIDEO
 from fpcli.run.on_ray import RaySettings
+from fpcli.run.recorded import Recorder
 from fpcli.run.settings import MethodSetting, ModelSettings, plain
 from fpcli.run.source import LazyModel
 
 if TYPE_CHECKING:
     from fpcli.eval import EvalOutcome, RunDir, RunPlan, RunSummary, Table1
+
+
+RETRYABLE_KINDS = (MISSING_VIDEO, BROKEN_VIDEO)  # failures a re-run can fix: the video may be there by then
 
 
 def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
@@ -121,10 +129,11 @@ def _show(summary: RunSummary, json_output: bool, plot: Optional[Path]) -> int:
         print(json.dumps(summary.to_dict(), ensure_ascii=False), flush=True)
     else:
         out = Console(highlight=False, soft_wrap=True)
-        out.print(table1_view(summary.table1))
+        print_whole(out, table1_view(summary.table1))
         out.print(_counts_line(summary), markup=False)
     if plot is not None:
-        plot_accuracy(summary.table1, plot)
+        written = plot_accuracy(summary.table1, plot, model=summary.model)
+        print(f"Wrote the plot of accuracy against ratio to {written}", file=sys.stderr)
     for video in summary.missing_videos:
         print(f"Missing video: {video}", file=sys.stderr)
     for video in summary.broken_videos:
@@ -140,6 +149,7 @@ class _Bar:
         self.task = None
         self.scored = self.correct = self.failed = 0
         self.warned: set[tuple[str, str]] = set()
+        self.failures = Failures()
 
     def planned(self, plan: RunPlan, run: RunDir) -> None:
         log = run.log
@@ -162,15 +172,16 @@ class _Bar:
             self.correct += bool(record["correct"])
         else:
             self.failed += 1
+            self.failures.add(record["error"], f"{record['method']} {record['ratio']:g} on {record['bench']} item "
+                              f"{record['id']!r}", record.get("kind") in RETRYABLE_KINDS)
         accuracy = f"{100 * self.correct / self.scored:.1f}%" if self.scored else "-"
         self.reporter.advance(self.task, f"Eval (accuracy {accuracy}, failed {self.failed})")
 
 
-def _finish(outcome: EvalOutcome) -> None:
+def _finish(outcome: EvalOutcome, failures: Failures) -> None:
     print(f"Eval: {outcome.answered} answered, {outcome.failed} failed, {outcome.already_done} already done "
           f"-> {outcome.run_dir}", file=sys.stderr)
-    if outcome.failed:
-        print("Hint: re-run the same command to retry the failed predictions.", file=sys.stderr)
+    failures.print("prediction(s)")
 
 
 def eval_command(
@@ -196,6 +207,7 @@ def eval_command(
     no_cache: NoCache = False,
     cache_max_size: CacheMaxSize = None,
     config: Config = None,
+    force_new: ForceNew = False,
     quiet: Quiet = False,
     debug: Debug = False,
     ray: RayAddress = None,
@@ -214,11 +226,12 @@ def eval_command(
     """
     from fpcli.eval import EvalRequest, get_protocol, merge_runs, prepare_eval, run_eval
     from fpcli.eval.run import method_settings
+    from fpcli.eval.settings import eval_settings, start_over
 
     on_ray = RaySettings.of(ray, workers, gpus_per_worker)
     if merge:
         given = [name for name, value in (("--data", data), ("--shard", shard), ("--limit", limit),
-                                          ("--ray", on_ray)) if value]
+                                          ("--ray", on_ray), ("--force-new", force_new)) if value]
         if given:
             raise errors.usage_error(f"--merge takes RUN_DIR... (and --out, --json, --plot), not {given[0]}")
         raise typer.Exit(_show(merge_runs([Path(a) for a in args], out), json_output, plot))
@@ -233,6 +246,8 @@ def eval_command(
     )
     request = dataclasses.replace(request, method_options=_method_options(opt, request.methods))
     prepared = prepare_eval(request)
+    if force_new:
+        start_over(out)
     cache = feature_cache(no_cache, cache_max_size)
     with Reporter(quiet) as reporter:
         model_settings = ModelSettings.of(model, layout, device, dtype, attn)
@@ -247,6 +262,8 @@ def eval_command(
             # the workers load what this process names (its default model), so run.json says what they ran
             execute = eval_executor(on_ray, dataclasses.replace(model_settings, model=llm.spec), reporter)
         outcome = run_eval(prepared, llm, on_plan=bar.planned, on_record=bar.record, progress=reporter.callback,
-                           cache=cache, execute=execute)
-    _finish(outcome)
+                           cache=cache, execute=execute, settings=eval_settings(
+                               prepared.protocol, prepared.bench_protocol, Recorder(llm).model_part(), frames,
+                               max_new_tokens))
+    _finish(outcome, bar.failures)
     raise typer.Exit(_show(outcome.summary, json_output, plot))

@@ -21,7 +21,7 @@ from fpcli.eval.benches import BENCHES
 from fpcli.eval.protocols import PROTOCOLS
 from fpcli.eval.run import DEFAULT_METHODS, DEFAULT_PROTOCOL, DEFAULT_RATIOS
 from fpcli.model import ATTENTION_NAMES, DTYPE_NAMES, LAYOUTS, PROFILES
-from fpcli.model.methods import is_in_llm, method_names, options_of
+from fpcli.model.methods import is_in_llm, is_two_stage, method_names, options_of
 from fpcli.model.profiles import MAX_PIXELS_CAP, QWEN_MAX_FRAMES
 from fpcli.model.sampling import MAX_FRAMES, RATE_LAYOUTS
 from fpcli.prune.registry import check_ratio
@@ -145,8 +145,13 @@ Ratio = Annotated[
 Method = Annotated[
     str,
     typer.Option("--method", rich_help_panel=PRUNE_PANEL,
-                 help=f"{', '.join(method_names())}, or a method registered in Python; "
-                 f"{', '.join(name for name in method_names() if is_in_llm(name))} prune inside the LLM."),
+                 help=f"'forestprune methods' lists each with its options: {', '.join(method_names())}, or a "
+                 "method registered in Python; "
+                 f"{', '.join(name for name in method_names() if is_in_llm(name))} prune inside the LLM, "
+                 f"{', '.join(name for name in method_names() if is_two_stage(name))} before it and inside it "
+                 "(K / llm_keep tokens enter, K from their layer on). At --ratio r every method ends with "
+                 "K = max(1, round((1 - r) * N)) of the N visual tokens in the LLM; docs/methods.md says how each "
+                 "maps its authors' own ratio."),
 ]
 TauS = Annotated[Optional[float], _forestprune_option("tau_s")]
 TauP = Annotated[Optional[float], _forestprune_option("tau_p")]
@@ -154,7 +159,7 @@ Opt = Annotated[
     Optional[list[str]],
     typer.Option("--opt", metavar="NAME=VALUE", rich_help_panel=PRUNE_PANEL, show_default=False,
                  help="An option of the pruning method (any registered method), typed and checked by its "
-                 "declaration; repeatable. E.g. --opt node_ratio=0.25."),
+                 "declaration; repeatable. E.g. --opt node_ratio=0.25; 'forestprune methods' lists every option."),
 ]
 Compare = Annotated[
     Optional[str],
@@ -226,9 +231,13 @@ CacheMaxSize = Annotated[
                  help="Cap of the feature cache, e.g. 500MB or 20GB; least recently used clips go first "
                  "(default FORESTPRUNE_CACHE_MAX_SIZE, else 5GB)."),
 ]
+ForceNew = Annotated[bool, typer.Option(
+    "--force-new", rich_help_panel=OUTPUT_PANEL,
+    help="Start --out over (its earlier results are removed) instead of resuming it; resuming is refused when a "
+    "setting that changes results differs.")]
 # Not passed to the command: its callback records it in ctx.meta, where error handling looks (errors.debug_enabled).
 Debug = Annotated[bool, typer.Option("--debug", callback=set_debug, expose_value=False, rich_help_panel=OUTPUT_PANEL,
-                                     help="Show the traceback of errors.")]
+                                     help="Show the traceback of errors, and the libraries' own warnings.")]
 
 # `forestprune eval`: defaults are the protocol's (fpcli.eval.protocols) and the run's (fpcli.eval.run).
 EVAL_PANEL = "Evaluation"

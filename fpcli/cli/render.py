@@ -17,8 +17,8 @@ from rich.text import Text
 BLOCKS = "▁▂▃▄▅▆▇█"
 MAX_HISTOGRAM_ROWS = 12
 LABEL_WIDTH = 15  # "visual tokens" and two spaces: where a row's value starts
-ANSWER_TIMES = ("load", "decode", "encode", "prune", "prefill", "generate", "total")
-STATS_TIMES = ("load", "decode", "encode", "prune", "total")
+ANSWER_TIMES = ("startup", "load", "decode", "encode", "prune", "prefill", "generate", "total")
+STATS_TIMES = ("startup", "load", "decode", "encode", "prune", "total")
 
 
 def _shade(fraction: float) -> str:
@@ -78,9 +78,10 @@ def _percent(part: int, whole: int) -> str:
 
 def _times(timing: dict[str, float], keys: Sequence[str], cache: str = "off") -> str:
     """The stages' seconds; on a feature cache hit the cache load stands where decode and encode would."""
+    keys = [key for key in keys if key in timing]  # a chat's answers have no startup
     if cache == "hit":
         keys = [key for key in keys if key not in ("decode", "encode")]
-        keys.insert(1, "cache_load")
+        keys.insert(keys.index("load") + 1, "cache_load")
     return " · ".join(f"{key.replace('_', ' ')} {timing[key]:.2f}" for key in keys) + " s"
 
 

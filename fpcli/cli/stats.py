@@ -46,6 +46,8 @@ from fpcli.cli.progress import Reporter
 from fpcli.cli.render import stats_summary
 from fpcli.cli.runner import each_video, expand_videos, feature_cache
 from fpcli.cli.settings import run_settings
+from fpcli.cli.startup import with_startup
+from fpcli.cli.tables import print_whole
 from fpcli.model.methods import in_llm_stage
 from fpcli.run.answering import inspect_video
 from fpcli.run.settings import ModelSettings, RunSettings
@@ -67,7 +69,8 @@ def video_stats(model: LazyModel, video: Path, settings: RunSettings, reporter: 
         clip = decoded[0] if decoded else decode(video, settings, model, reporter)[0]
         write_stats(viz, clip, result, model.get().temporal_patch_size, viz_trees)
         reporter.message(f"Wrote {viz}")
-    return result.to_dict()
+    out = result.to_dict()
+    return {**out, "timing_s": with_startup(out["timing_s"])}
 
 
 def stats(
@@ -128,5 +131,5 @@ def stats(
                 picture = viz_path(viz, path, len(paths) > 1)
             return video_stats(llm, path, settings, reporter, picture, viz_trees)
 
-        each_video(paths, measure, lambda out, result: out.print(stats_summary(result, out.width, frames_table)),
+        each_video(paths, measure, lambda out, result: print_whole(out, stats_summary(result, out.width, frames_table)),
                    json_output, errors.debug_enabled(ctx.meta), reporter)

@@ -31,6 +31,7 @@ from fpcli.eval.plan import Session, VideoGroup
 from fpcli.eval.prompts import build_prompt
 from fpcli.eval.protocols import BenchProtocol
 from fpcli.eval.rundir import BROKEN_VIDEO, failure_record, failure_records, prediction_record
+from fpcli.model.method_catalogue import method_options
 
 if TYPE_CHECKING:
     from fpcli.model import AnswerResult, ClipFeatures, GenerationConfig, VideoLLM
@@ -138,7 +139,7 @@ def _ask_session(llm: VideoLLM, pool: SessionPool, features: ClipFeatures, sessi
         counts.questions += 1
         parsed = parse_response(item, bench_protocol, result.answer, method=session.method, ratio=session.ratio,
                                 seed=seed)
-        yield _record(item, session, result, parsed)
+        yield {**_record(item, session, result, parsed), "method_options": method_options(session.method, options)}
 
 
 def _record(item: EvalItem, session: Session, result: AnswerResult, parsed: Parsed) -> dict[str, Any]:

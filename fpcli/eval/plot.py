@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -15,9 +16,31 @@ _MARGIN = (64, 36, 150, 48)  # left, top, right (legend), bottom
 _COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
-def plot_accuracy(table: Table1, path: str | Path, *, bench: str | None = None) -> Path:
+def axis(low: float, high: float, ticks: int = 4, flat_span: float = 10.0) -> tuple[float, float, float]:
+    """(start, end, step) of an axis over [low, high]: a round step (1, 2, 2.5 or 5 times a power of ten) giving about
+    `ticks` intervals, the ends the multiples of it around the data: 52.3..58.1 -> 52, 60, 2. Data without a spread
+    (one value) gets a step as for `flat_span` (percentage points), one step either side."""
+    span = (high - low) or flat_span
+    raw = span / ticks
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    start, end = math.floor(low / step) * step, math.ceil(high / step) * step
+    if start == end:
+        start, end = start - step, end + step
+    return start, end, step
+
+
+def plot_title(table: Table1, bench: str | None = None, model: str | None = None) -> str:
+    """'VideoMME accuracy % · llava-ov-0.5b'; several benchmarks averaged: 'VideoMME + MLVU (average) ...'."""
+    benches = [bench] if bench else table.benches
+    what = " + ".join(table.titles[b] for b in benches) + (" (average)" if len(benches) > 1 else "")
+    return f"{what} accuracy %" + (f" · {model}" if model else "")
+
+
+def plot_accuracy(table: Table1, path: str | Path, *, bench: str | None = None, model: str | None = None) -> Path:
     """Write a PNG of accuracy (a benchmark's column, or the row average) against ratio, one line per
-    method; `none` is a dashed horizontal reference line. Returns the path written."""
+    method; `none` is a dashed horizontal reference line. The title names the benchmark(s) and `model`; the y axis
+    runs between round values around the data (`axis`). Returns the path written."""
     if bench is not None and bench not in table.benches:
         raise EvalInputError(f"no results for benchmark {bench!r} to plot")
     series: dict[str, list[tuple[float, float]]] = {}
@@ -37,9 +60,7 @@ def plot_accuracy(table: Table1, path: str | Path, *, bench: str | None = None) 
     x0, x1 = min(xs), max(xs)
     span = (x1 - x0) or 1.0
     x0, x1 = x0 - 0.05 * span, x1 + 0.05 * span  # keep the end points off the frame
-    y0, y1 = min(ys), max(ys)
-    pad = max((y1 - y0) * 0.1, 1.0)
-    y0, y1 = y0 - pad, y1 + pad
+    y0, y1, y_step = axis(min(ys), max(ys))
     left, top, right, bottom = _MARGIN
     width, height = _SIZE[0] - left - right, _SIZE[1] - top - bottom
 
@@ -49,18 +70,17 @@ def plot_accuracy(table: Table1, path: str | Path, *, bench: str | None = None) 
     image = Image.new("RGB", _SIZE, "white")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
-    for k in range(5):  # y grid and labels
-        y = y0 + (y1 - y0) * k / 4
+    for k in range(round((y1 - y0) / y_step) + 1):  # y grid and labels, at the axis' round steps
+        y = y0 + k * y_step
         _, py = at(x0, y)
         draw.line([left, py, left + width, py], fill="#dddddd")
-        draw.text((left - 8, py), f"{y:.1f}", fill="black", font=font, anchor="rm")
+        draw.text((left - 8, py), f"{y:g}", fill="black", font=font, anchor="rm")
     for x in sorted(set(xs)):
         px, _ = at(x, y0)
         draw.text((px, top + height + 6), f"{x:g}", fill="black", font=font, anchor="ma")
     draw.rectangle([left, top, left + width, top + height], outline="black")
     draw.text((left + width / 2, _SIZE[1] - 14), "pruning ratio", fill="black", font=font, anchor="mm")
-    title = f"{table.titles[bench] if bench else 'average'} accuracy %"
-    draw.text((left + width / 2, top / 2), title, fill="black", font=font, anchor="mm")
+    draw.text((left + width / 2, top / 2), plot_title(table, bench, model), fill="black", font=font, anchor="mm")
     legend_y = top
     if reference is not None:
         _, py = at(x0, reference)

@@ -31,9 +31,11 @@ from fpcli.eval.plan import RunPlan, VideoGroup, plan_run, prediction_key, setti
 from fpcli.eval.protocols import BenchProtocol, get_protocol
 from fpcli.eval.protocols import Protocol as EvalProtocol
 from fpcli.eval.rundir import (
-    MISSING_VIDEO, SUMMARY, RunDir, RunInfo, RunSummary, failure_records, summarize, write_summary,
+    MISSING_VIDEO, SUMMARY, RunDir, RunInfo, RunSummary, failure_records, read_run_info, summarize, write_summary,
 )
+from fpcli.eval.settings import check_merge, open_settings
 from fpcli.eval.shard import Shard, parse_shard, shard_items
+from fpcli.recorded_settings import SETTINGS_KEY
 
 if TYPE_CHECKING:
     from fpcli.model import VideoLLM
@@ -177,6 +179,7 @@ def run_eval(
     progress: Progress | None = None,
     cache: FeatureCache | None = None,
     execute: Executor | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> EvalOutcome:
     """Run (or resume) `prepared` into its --out directory and write its summary.json.
 
@@ -184,12 +187,15 @@ def run_eval(
     disk (progress and running accuracy); progress(stage, done, total) goes to decoding and encoding (in this
     process). `cache`: the feature cache each video's features are read from or stored in (None: always encode).
     `execute` runs the videos that exist (default: `in_process(model, progress)`); missing videos are recorded here
-    first, without a model."""
+    first, without a model. `settings` (fpcli.eval.settings.eval_settings): what the run directory must have been
+    made with (SettingsChanged, exit 2, otherwise), recorded there and on each answered prediction."""
     request = prepared.request
     counts = Counts()
     answered = failed = 0
     runner = VideoRunner(prepared.bench_protocol, request.frames, request.max_new_tokens, prepared.protocol.seed,
                          cache)
+    if settings is not None:
+        open_settings(request.out, settings)
     with RunDir(request.out, run_info(prepared, model)) as run:
         methods, ratios = list(request.methods), list(request.ratios)
         mine = {prediction_key(i.bench, i.id, m, r) for i in prepared.items for m, r in settings_of(methods, ratios)}
@@ -201,6 +207,8 @@ def run_eval(
 
         def write(record: dict[str, Any], cost: Counts) -> None:
             nonlocal answered, failed
+            if settings is not None and record["status"] == "ok":
+                record = {**record, SETTINGS_KEY: settings}
             run.append(record)
             run.count(**cost.to_dict())  # with its record: an interruption never counts work twice
             counts.add(cost)
@@ -226,7 +234,8 @@ def run_eval(
 def merge_runs(run_dirs: list[Path], out: Path | None = None) -> RunSummary:
     """One summary of several run directories (shards of a benchmark, or benchmarks for Table 1); written to
     `out`/summary.json when `out` is given."""
-    summary = summarize(run_dirs)
+    summary = summarize(run_dirs)  # every one a run directory, of one protocol and model
+    check_merge(run_dirs, [read_run_info(run_dir).bench for run_dir in run_dirs])
     if out is not None:
         if out.exists() and not out.is_dir():
             raise EvalInputError("--out must be a directory, not a file", out)

@@ -117,7 +117,8 @@ def features_for(
     features = llm.encode_clip(clip, progress, decode_s=decode_s, max_pixels=max_pixels)
     if key is not None:
         features.cache = "miss"
-        cache.put(key, features.tensors(), features.meta())
+        # the model and the video's full path: what `forestprune cache list` shows and `cache rm` matches
+        cache.put(key, features.tensors(), {**features.meta(), "model": llm.name, "path": str(Path(video).resolve())})
     if cache is not None:
         features.warnings.extend(cache.warnings[seen:])
     return features

@@ -286,6 +286,7 @@ class FeatureCache:
                 path.unlink(missing_ok=True)
             return None
         self._touch(path)
+        self._evict()  # the cap holds on a hit too (a smaller --cache-max-size than the cache has grown to)
         return entry
 
     def put(self, key: str, tensors: dict[str, Tensor], meta: dict) -> None:
@@ -354,6 +355,10 @@ class FeatureCache:
             except OSError:
                 return  # cannot delete here: the cap is best effort
             total -= entry.size
+
+    def files(self) -> list[tuple[Path, int, int]]:
+        """(path, bytes, last use in ns since the epoch) of every entry on disk, unread."""
+        return [(entry.path, entry.size, entry.used_ns) for entry in self._scan()]
 
     def info(self) -> CacheInfo:
         entries = self._scan()

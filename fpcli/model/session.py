@@ -49,8 +49,12 @@ class Session(Protocol):
         """Visual tokens the LLM's last layers run on: those kept before it, or an in-LLM method's budget."""
 
     @property
+    def visual_entering(self) -> int:
+        """Visual tokens that enter the LLM: all of them for an in-LLM method, a pre-LLM stage's kept ones."""
+
+    @property
     def in_llm(self) -> bool:
-        """Whether every visual token enters the LLM and the method prunes inside it."""
+        """Whether the method prunes inside the LLM (every visual token, or a pre-LLM stage's, enters it)."""
 
     def check_fits(self, question: str, *, time_instruction: bool | None = None,
                    system_prompt: str | None = None) -> None:
@@ -95,6 +99,10 @@ class SessionBase:
     @property
     def visual_kept(self) -> int:
         return keep_count(self.ratio, self.visual_before)
+
+    @property
+    def visual_entering(self) -> int:
+        return self.visual_before
 
     def _finish(self, question: str, out: Generated, counts: TokenCounts, timing: Timings, per_frame_kept: list[int],
                 tflops_after: float, **extra) -> AnswerResult:
@@ -151,6 +159,10 @@ class PrunedSession(SessionBase):
 
     @property
     def visual_kept(self) -> int:
+        return self.pruned.k
+
+    @property
+    def visual_entering(self) -> int:
         return self.pruned.k
 
     def _result(self, question: str, out: Generated, counts: TokenCounts, prefill_s: float, **extra) -> AnswerResult:

@@ -186,8 +186,8 @@ def validate(ratio: float, method: str, **options: object) -> dict[str, object]:
     entry = _entry(method)
     unknown = [name for name in options if name not in entry.options]
     if unknown and not entry.any_options:
-        accepted = ", ".join(entry.options) if entry.options else "none"
-        raise ValueError(f"unknown option {unknown[0]!r} for method {method!r}; accepted options: {accepted}")
+        accepted = f"accepted options: {', '.join(entry.options)}" if entry.options else "it takes no options"
+        raise ValueError(f"unknown option {unknown[0]!r} for method {method!r}; {accepted}")
     if entry.keeps_all and ratio != 0:
         raise ValueError(f"method {method!r} keeps every token; ratio must be 0")
     checked = {name: spec.check(options[name]) if name in options else spec.default
@@ -321,6 +321,8 @@ def prune(
     """
     import torch
 
+    from fpcli.prune.threads import prune_threads
+
     _check_features(features)
     t, n, _ = features.shape
     grid = _check_grid(grid, n)
@@ -333,7 +335,8 @@ def prune(
         if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= t * n:
             raise ValueError(f"budget must be an integer in 1..{t * n} (the tokens there are), got {budget!r}")
         k, ratio = budget, 1 - budget / (t * n)
-    selection = fn(features, grid, k, **inputs, **options)
+    with prune_threads(features.device):  # small tensor work: one thread on CPU (fpcli.prune.threads)
+        selection = fn(features, grid, k, **inputs, **options)
     keep = _check_selection(selection, method, k, t * n, features.device)
     merged = sorted_merged_features(selection, method, features)
     merged_into = _check_merged_into(selection, method, keep, t * n)

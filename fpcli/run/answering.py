@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 from fpcli.errors import Fatal
+from fpcli.model.method_catalogue import method_options
+from fpcli.model.result import round_timings
 from fpcli.model.session_pool import SessionPool
 from fpcli.run.settings import RunSettings
 from fpcli.run.source import LazyModel, Reporter, decode
@@ -81,7 +83,7 @@ def answer_clip(model: LazyModel, video: Path, questions: Sequence[Question]) ->
             yield exc
             continue
         result.timing_s.load = model.load_s_once()
-        yield result.to_dict()
+        yield {**result.to_dict(), "method_options": method_options(settings.method, settings.prune_options())}
 
 
 def answer_video(model: LazyModel, video: Path, question: str, settings: RunSettings) -> dict[str, Any]:
@@ -95,7 +97,7 @@ def answer_video(model: LazyModel, video: Path, question: str, settings: RunSett
 def compare_video(model: LazyModel, video: Path, question: str, settings: RunSettings, reporter: Reporter
                   ) -> list[dict[str, Any]]:
     """--method and every --compare method answering on one decoding and one encoding: one JSON-form result per
-    method, the model's load time on the process's first."""
+    method, the model's load time on the process's first, the decoding and encoding on the first method's only."""
     clip, decode_s = decode(video, settings, model, reporter)
     comparison = model.get().compare(
         clip,
@@ -108,7 +110,12 @@ def compare_video(model: LazyModel, video: Path, question: str, settings: RunSet
         max_pixels=settings.max_pixels,
     )
     comparison.results[0].timing_s.load = model.load_s_once()
-    return [result.to_dict() for result in comparison.results]
+    outs = [result.to_dict() for result in comparison.results]
+    for out in outs[1:]:  # the one decoding and encoding are the first method's: the records add up to the run
+        stages = {key: value for key, value in out["timing_s"].items() if key != "total"}
+        out["timing_s"] = round_timings({**stages, "decode": 0.0, "encode": 0.0, "cache_load": 0.0})
+    return [{**out, "method_options": method_options(out["method"], settings.prune_options(out["method"]))}
+            for out in outs]
 
 
 def inspect_video(model: LazyModel, video: Path, settings: RunSettings,

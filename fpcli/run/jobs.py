@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import yaml
 
-from fpcli.errors import InputError, one_line
+from fpcli.errors import InputError, one_line, retryable
 from fpcli.run.answering import Question, answer_clip
 from fpcli.run.settings import RunSettings
 from fpcli.run.source import LazyModel
@@ -120,8 +120,15 @@ def _job(item: Any, base_dir: Path) -> Job:
 
 
 def read_jobs(path: Path) -> list[Job]:
-    """The items of a jobs file, with ids; duplicate ids are a usage error."""
+    """The items of a jobs file, with ids; no items, an item without video or question (or otherwise malformed)
+    and duplicate ids are usage errors naming the item (1-based)."""
     jobs = [_job(item, path.parent) for item in _load_items(path)]
+    if not jobs:
+        raise InputError("jobs file has no items", path,
+                         hint="an item is {video: PATH, question: TEXT}; see 'forestprune batch --help'")
+    bad = next(((number, job) for number, job in enumerate(jobs, 1) if job.problem is not None), None)
+    if bad is not None:
+        raise InputError(f"item {bad[0]} of the jobs file: {bad[1].problem}", path)
     seen = Counter(job.id for job in jobs)
     duplicates = [ident for ident, count in seen.items() if count > 1]
     if duplicates:
@@ -131,14 +138,16 @@ def read_jobs(path: Path) -> list[Job]:
     return jobs
 
 
-def error_record(job: Job, error: str) -> dict[str, Any]:
-    """The results line of an item that failed with `error` (one line)."""
+def error_record(job: Job, error: str, retryable: bool = True) -> dict[str, Any]:
+    """The results line of an item that failed with `error` (one line); `retryable`: whether running it again
+    can succeed (fpcli.errors.retryable)."""
     return {
         "id": job.id,
         "status": "error",
         "video": None if job.video is None else str(job.video),
         "question": job.question,
         "error": error,
+        "retryable": retryable,
     }
 
 
@@ -173,7 +182,7 @@ def answer_jobs(llm: LazyModel, jobs: list[Job], base: RunSettings,
         try:
             questions = [Question(job.question, job.settings(base)) for job in unit]
         except ValueError as exc:  # an invalid item: a unit of its own
-            yield error_record(unit[0], one_line(exc))
+            yield error_record(unit[0], one_line(exc), retryable=False)
             continue
         runnable = []
         for job, question in zip(unit, questions):
@@ -181,7 +190,7 @@ def answer_jobs(llm: LazyModel, jobs: list[Job], base: RunSettings,
                 llm.check_methods([question.settings.method])
                 runnable.append((job, question))
             except InputError as exc:
-                yield error_record(job, one_line(exc))
+                yield error_record(job, one_line(exc), retryable=False)
         if not runnable:
             continue
         unit = [job for job, _ in runnable]
@@ -189,6 +198,6 @@ def answer_jobs(llm: LazyModel, jobs: list[Job], base: RunSettings,
             if isinstance(outcome, Exception):
                 if on_error is not None:
                     on_error(outcome)
-                yield error_record(job, one_line(outcome))
+                yield error_record(job, one_line(outcome), retryable(outcome))
             else:
                 yield {"id": job.id, "status": "ok", **outcome}

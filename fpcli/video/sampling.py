@@ -15,10 +15,12 @@ from fpcli.video.clip import VideoClip
 from fpcli.video.decode import IndexMismatch, decode_by_seeking, decode_sequentially, prepare
 from fpcli.video.errors import VideoError
 from fpcli.video.indices import INDEX_RULES, bounded_indices, capped_rule, rate_picks, uniform_indices
+from fpcli.video.notes import rate_above_native, stated_seconds, too_few_frames
 from fpcli.video.picture import frame_to_rgb
 from fpcli.video.probe import FrameIndex, ffmpeg_reason, index_frames, open_video
 
 Progress = Callable[[str, int, int], None]
+DEFAULT_INDEX_RULE = "round"  # what a caller that names no rule gets (the CLI's sampling, fpcli.model.sampling)
 
 
 def sample_frames(
@@ -28,7 +30,7 @@ def sample_frames(
     fps: float | None = None,
     max_frames: int = 1024,
     progress: Progress | None = None,
-    index_rule: str = "round",
+    index_rule: str = DEFAULT_INDEX_RULE,
     start: float | None = None,
     end: float | None = None,
 ) -> VideoClip:
@@ -75,10 +77,11 @@ class _Rule:
         """int64 indices in sampling order (ascending; repeats possible with "floor"/"segment"), and a
         warning when rate sampling had to be capped."""
         if self.fps is None:
-            return bounded_indices(seconds, self.num_frames, self.index_rule, self.start, self.end, fps_avg or 25.0), []
+            chosen = bounded_indices(seconds, self.num_frames, self.index_rule, self.start, self.end, fps_avg or 25.0)
+            return chosen, too_few_frames(chosen, self.num_frames)
         picked = rate_picks(seconds, duration, self.fps)
         if picked.shape[0] <= self.max_frames:
-            return picked, []
+            return picked, rate_above_native(self.fps, fps_avg, picked.shape[0])
         capped = f"sampling at {self.fps:g} fps gives {picked.shape[0]} frames, more than the cap of " \
                  f"{self.max_frames}: took {self.max_frames} frames evenly spread over the video instead"
         return uniform_indices(len(seconds), self.max_frames, capped_rule(self.index_rule)), [capped]
@@ -176,12 +179,13 @@ class _Taken:
 
 
 def _header_seconds(container: InputContainer, stream: VideoStream) -> float | None:
-    """The duration the file's header promises (stream, else container), None when it states none."""
+    """The duration the file's header promises (stream, else container, or its frame count: notes.stated_seconds),
+    None when it states none."""
     if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    if container.duration:
-        return container.duration / av.time_base
-    return None
+        seconds = float(stream.duration * stream.time_base)
+    else:
+        seconds = container.duration / av.time_base if container.duration else None
+    return stated_seconds(seconds, int(stream.frames or 0), float(stream.average_rate or 0))
 
 
 def _cut_short(header: float | None, duration: float, fps_avg: float) -> list[str]:

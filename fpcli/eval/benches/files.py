@@ -12,8 +12,10 @@ from fpcli.eval.errors import EvalInputError
 def find_file(data: Path, bench: str, patterns: list[str]) -> Path:
     """The first file under `data` matching one of the glob `patterns` (relative, tried in order,
     matches sorted so the choice is stable). None matching is bad input naming the first pattern."""
+    if not data.exists():
+        raise EvalInputError(f"{bench}: no such file or folder (--data is the benchmark's folder)", data)
     if not data.is_dir():
-        raise EvalInputError(f"{bench}: the data folder does not exist or is not a folder", data)
+        raise EvalInputError(f"{bench}: the data folder is not a folder", data)
     for pattern in patterns:
         matches = sorted(p for p in data.glob(pattern) if p.is_file())
         if matches:
@@ -41,9 +43,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def field(row: dict[str, Any], name: str, source: Path, index: int) -> Any:
-    """row[name], or bad input naming the row and the missing field."""
+    """row[name], or bad input naming the row (`index` 0-based, shown from 1 like a spreadsheet) and the field."""
     if name not in row or row[name] is None:
-        raise EvalInputError(f"row {index} has no {name!r} field", source)
+        raise EvalInputError(f"row {index + 1} has no {name!r} field", source)
     return row[name]
 
 

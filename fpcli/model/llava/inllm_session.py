@@ -49,6 +49,10 @@ class InLLMSession(LlavaPrompt, SessionBase):
         self.before = before
         self._unreported_prune_s = prune_s
 
+    @property
+    def visual_entering(self) -> int:
+        return self.visual_before if self.before is None else self.before.k
+
     def ask(self, question: str, generation: GenerationConfig | None = None, *,
             time_instruction: bool | None = None, system_prompt: str | None = None) -> AnswerResult:
         """Answer `question`: its whole prompt through the pruned prefill, then decode (see the module docs)."""
