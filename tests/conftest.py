@@ -28,6 +28,13 @@ def _own_feature_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _cpu_dtype_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--dtype auto` is float32 on every test machine's CPU, with or without native bfloat16 (fpcli.model.cpu_dtype):
+    the tests' exact references must not depend on the CPU that runs them."""
+    monkeypatch.setenv("FORESTPRUNE_CPU_DTYPE", "float32")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `ray` need Ray, an optional extra: skipped (not failed) where it is not installed."""
     if importlib.util.find_spec("ray") is not None:
