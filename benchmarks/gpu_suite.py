@@ -24,8 +24,8 @@ and which machine, date and versions) and DIR/report.json (the same figures). Th
 Each part runs in its own process under its own time limit (its share of --budget-s, what earlier parts left
 unused carried forward), writing its figures as it goes: a part that fails, hangs or runs out of time is recorded
 with its error and its figures so far, and the next part runs. The checkpoints are built by fpcli.devtools under
-DIR/checkpoints (random weights drawn on the GPU, in seconds; writing the 16 GB takes longer) unless
---checkpoints names a folder that has them.
+--checkpoints (default <tmp>/forestprune-gpu-suite, outside --out: 2 x 16 GB; random weights drawn on the GPU in
+seconds, writing them takes longer) and kept there, so a second run on the same machine starts at once.
 
 On a bare GPU machine (no network): the suite needs PyAV, which such an image may lack. Download its wheel on a
 machine with the network, beside the code, for the GPU machine's Python (3.12 here):
@@ -33,7 +33,7 @@ machine with the network, beside the code, for the GPU machine's Python (3.12 he
     pip download av --only-binary :all: --python-version 3.12 --platform manylinux_2_28_x86_64 -d wheels/
 
 and start the device command with `pip install --no-index wheels/av-*.whl && python benchmarks/gpu_suite.py --out
-gpu-report`. The suite checks its imports before anything else and names what is missing, with that command.
+"$OUT/gpu-report"` (the wheels/ folder travels with the working tree; $OUT is what comes back). The suite checks its imports before anything else and names what is missing, with that command.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ import importlib.util
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -90,16 +89,18 @@ class Setting:
     frame_size: tuple[int, int]  # random frames' H, W before the model's resize
     cli_shape: str  # the CLI part's checkpoint (video layout)
     cli_frames: int
+    cli_max_new_tokens: int  # short: 4 processes and 2 x 12 x 11 answers must fit the part's share
     max_new_tokens: int
 
 
 # The paper's Table 2: 512 frames of 13x13 tokens, 10816 kept.
-GPU = Setting(device="cuda", budget_s=480.0, shares={"tests": 0.1, "selection": 0.1, "llava": 0.35, "qwen": 0.25,
-                                                     "cli": 0.2},
+GPU = Setting(device="cuda", budget_s=480.0, shares={"tests": 0.1, "selection": 0.1, "llava": 0.33, "qwen": 0.22,
+                                                     "cli": 0.25},
               selection_shapes=((64, 196, 3584), (32, 196, 3584), (512, 169, 3584)),
               selection_repeat=5, llava_shape="llava-video-7b", llava_frames=64, table2_frames=512,
               table2_budget=10816, table2_methods=("none", "forestprune"), qwen_shape="qwen2.5-vl-7b", qwen_fps=2.0,
-              qwen_seconds=60.0, frame_size=(360, 640), cli_shape="llava-video-7b", cli_frames=64, max_new_tokens=16)  # fmt: skip
+              qwen_seconds=60.0, frame_size=(360, 640), cli_shape="llava-video-7b", cli_frames=32, cli_max_new_tokens=4,
+              max_new_tokens=16)  # fmt: skip
 # tiny-deep: 4 decoder layers, so the in-LLM methods run at their default layers as on the real models; a budget of 98
 # of 16 x 7x7 tokens keeps Table 2's 12.5%. On the CPU the process starts (torch, transformers) weigh most: the parts
 # that start the most processes get the most time.
@@ -108,7 +109,8 @@ SMOKE = Setting(device="cpu", budget_s=170.0, shares={"tests": 0.2, "selection":
                 selection_shapes=((8, 16, 32), (4, 16, 32), (16, 9, 32)),
                 selection_repeat=3, llava_shape="tiny-deep", llava_frames=8, table2_frames=16,
                 table2_budget=98, table2_methods=("none", "forestprune"), qwen_shape="tiny", qwen_fps=2.0,
-                qwen_seconds=4.0, frame_size=(48, 80), cli_shape="tiny-deep", cli_frames=4, max_new_tokens=2)  # fmt: skip
+                qwen_seconds=4.0, frame_size=(48, 80), cli_shape="tiny-deep", cli_frames=4, cli_max_new_tokens=2,
+                max_new_tokens=2)  # fmt: skip
 
 
 def missing_packages() -> list[str]:
@@ -376,9 +378,9 @@ def part_cli(setting: Setting, out: Path, log: PartLog, deadline: float, root: P
 
     model = build_checkpoint(root, setting.cli_shape, "video", setting.device)
     common = ["--model", str(model), "--device", setting.device, "--frames", str(setting.cli_frames),
-              "--max-new-tokens", str(setting.max_new_tokens), "--json", "-q"]  # fmt: skip
+              "--max-new-tokens", str(setting.cli_max_new_tokens), "--json", "-q"]  # fmt: skip
     methods = ",".join(method_names())
-    with tempfile.TemporaryDirectory(dir=out) as scratch:
+    with tempfile.TemporaryDirectory() as scratch:  # not under --out: the cache's features are no report
         cache, data = Path(scratch) / "cache", Path(scratch) / "questions.jsonl"
         questions = jsonl_questions(data)
         rows = {}
@@ -561,7 +563,8 @@ def parse_args(argv=None):
     parser.add_argument("--budget-s", type=float, help=f"total time limit (default {GPU.budget_s:.0f} s, "
                         f"--smoke {SMOKE.budget_s:.0f} s)")  # fmt: skip
     parser.add_argument("--parts", default=",".join(PARTS), help="the parts to run, comma-separated")
-    parser.add_argument("--checkpoints", type=Path, help="folder of the random checkpoints (default DIR/checkpoints)")
+    parser.add_argument("--checkpoints", type=Path, default=Path(tempfile.gettempdir()) / "forestprune-gpu-suite",
+                        help="folder of the random checkpoints, built there on first use (default %(default)s)")
     parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)  # a child process: run one part
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -571,7 +574,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()  # the budget counts from here: imports and the report included
     args = parse_args(argv)
     setting = SMOKE if args.smoke else GPU
-    root = args.checkpoints or args.out / "checkpoints"
+    root = args.checkpoints
     if args.part:
         run_part(args.part, setting, args.out, args.deadline, root)
         return 0
@@ -612,8 +615,6 @@ def main(argv=None) -> int:
     report["seconds"] = time.perf_counter() - start
     (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str))
     (args.out / "report.md").write_text(markdown(report))
-    if args.checkpoints is None and not args.smoke:
-        shutil.rmtree(root, ignore_errors=True)  # 30 GB of random weights: not part of the report
     print(f"Wrote {args.out / 'report.md'} and report.json", file=sys.stderr)
     return 0
 

@@ -27,7 +27,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("gpu-suite")
     env = dict(os.environ, FORESTPRUNE_CPU_DTYPE="float32")  # as conftest pins it: set before its fixtures run
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_suite.py"), "--smoke", "--out", str(out),
-                           "--budget-s", "500"], cwd=REPO, env=env, capture_output=True, text=True, timeout=560)
+                           "--budget-s", "500", "--checkpoints", str(out / "checkpoints")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=560)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
 

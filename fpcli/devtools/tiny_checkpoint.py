@@ -239,7 +239,8 @@ def build_tiny_checkpoint(directory: str | Path, layout: str = "onevision", seed
         tie_word_embeddings=size.tie_word_embeddings,
     )
     where = torch.device(device)
-    with torch.random.fork_rng(devices=[where] if where.type == "cuda" else []), where:
+    cuda = [torch.cuda.current_device() if where.index is None else where.index] if where.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), where:
         torch.manual_seed(seed)
         model = LlavaOnevisionForConditionalGeneration._from_config(config, dtype=size.saved_dtype).eval()
     model.generation_config = GenerationConfig(

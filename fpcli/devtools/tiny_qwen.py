@@ -167,7 +167,8 @@ def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int =
         tie_word_embeddings=text.get("tie_word_embeddings", False),  # the 3B ties its embeddings and lm_head
     )
     where = torch.device(device)
-    with torch.random.fork_rng(devices=[where] if where.type == "cuda" else []), where:
+    cuda = [torch.cuda.current_device() if where.index is None else where.index] if where.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), where:
         torch.manual_seed(seed)
         # a real shape is drawn and saved as the hub's checkpoint is: bfloat16
         model = model_class._from_config(config, dtype=torch.bfloat16 if real else torch.float32).eval()
