@@ -529,7 +529,7 @@ def markdown(report: dict) -> str:
               _status(p), ""]  # fmt: skip
     runs = p["figures"].get("runs", {})
     if runs:
-        lines += ["| run | exit | questions | wall s | s / question | of which model load s | cache |",
+        lines += ["| run | exit | questions | wall s | s / question | model load s (in wall) | cache |",
                   "|---|---:|---:|---:|---:|---:|---|"]
         for name, r in runs.items():
             cache = ",".join(r.get("cache", [])) or f"videos encoded {r.get('videos_encoded')}"
