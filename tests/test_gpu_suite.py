@@ -119,3 +119,34 @@ def test_markdown_report(report):
         "## `forestprune ask` and `eval` end to end"]  # fmt: skip
     rows = {line.split(" | ")[0].removeprefix("| ") for line in lines if line.startswith("| ")}
     assert set(method_names()) <= rows and {"ask cold", "ask warm", "eval cold", "eval warm"} <= rows
+
+
+@pytest.fixture
+def suite(monkeypatch):
+    """benchmarks/gpu_suite.py as a module (registered while the test runs: its dataclasses look themselves up)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_suite", REPO / "benchmarks" / "gpu_suite.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_suite", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_missing_packages_are_named_before_anything_runs(suite, tmp_path, monkeypatch, capsys):
+    real = suite.importlib.util.find_spec
+    monkeypatch.setattr(suite.importlib.util, "find_spec", lambda name: None if name in ("av", "PIL") else real(name))
+    assert suite.main(["--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: missing Python packages: av, pillow. On a machine without network, install them from "
+                          "wheels brought beside the code: pip install --no-index wheels/*.whl (for PyAV: pip download "
+                          "av --only-binary :all: --python-version 3.12 --platform manylinux_2_28_x86_64 -d wheels/")
+    assert not (tmp_path / "report").exists()
+
+
+def test_usage_errors_exit_2(suite, tmp_path, capsys):
+    assert suite.main(["--out", str(tmp_path), "--smoke", "--parts", "tests,gpu"]) == 2
+    assert capsys.readouterr().err == "Error: unknown part 'gpu'; parts: tests, selection, llava, qwen, cli\n"
+    if not __import__("torch").cuda.is_available():
+        assert suite.main(["--out", str(tmp_path)]) == 2
+        assert capsys.readouterr().err == "Error: no CUDA device here; --smoke runs the same steps on the CPU\n"
