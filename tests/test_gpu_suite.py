@@ -6,7 +6,6 @@ script's cap, not its duration (about a minute on an idle 2-core machine): a loa
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +24,8 @@ KEPT_AT_09 = {"8x16x32": 13, "4x16x32": 6, "16x9x32": 14}  # round-half-up of 10
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("gpu-suite")
-    env = dict(os.environ, FORESTPRUNE_CPU_DTYPE="float32")  # as conftest pins it: set before its fixtures run
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_suite.py"), "--smoke", "--out", str(out),
-                           "--budget-s", "500", "--checkpoints", str(out / "checkpoints")], cwd=REPO, env=env,
+                           "--budget-s", "500", "--checkpoints", str(out / "checkpoints")], cwd=REPO,
                           capture_output=True, text=True, timeout=560)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
