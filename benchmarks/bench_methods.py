@@ -39,6 +39,7 @@ import torch  # noqa: E402
 
 from fpcli.devtools.tiny_checkpoint import build_tiny_checkpoint  # noqa: E402
 from fpcli.model import load_model  # noqa: E402
+from fpcli.model.cpu_dtype import AUTO_HELP  # noqa: E402
 from fpcli.model.generate import prefill  # noqa: E402
 from fpcli.model.inllm import VisualSpan, prefill_pruned  # noqa: E402
 from fpcli.model.methods import is_in_llm, ratio_for  # noqa: E402
@@ -170,7 +171,7 @@ def table(report: dict) -> str:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="auto", help="auto: bfloat16 on CUDA, float32 on CPU")
+    parser.add_argument("--dtype", default="auto", help=AUTO_HELP)
     parser.add_argument("--frames", type=int, default=4, help="frames per clip (both layouts) unless --paper")
     parser.add_argument("--paper", action="store_true", help="the paper's 32 (onevision) / 64 (video) frames")
     parser.add_argument("--layouts", default="onevision,video")

@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -26,6 +27,16 @@ def _own_feature_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.setenv("FORESTPRUNE_CACHE", str(tmp_path_factory.mktemp("forestprune-cache")))
     for name in ("FORESTPRUNE_NO_CACHE", "FORESTPRUNE_CACHE_MAX_SIZE"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cpu_dtype_pinned() -> Iterator[None]:
+    """`--dtype auto` is float32 on every test machine's CPU, with or without native bfloat16 (fpcli.model.cpu_dtype):
+    the tests' exact references must not depend on the CPU that runs them. Session-wide, so that the models that
+    module- and session-scoped fixtures load are pinned too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FORESTPRUNE_CPU_DTYPE", "float32")
+        yield
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -21,6 +21,7 @@ from fpcli.eval.benches import BENCHES
 from fpcli.eval.protocols import PROTOCOLS
 from fpcli.eval.run import DEFAULT_METHODS, DEFAULT_PROTOCOL, DEFAULT_RATIOS
 from fpcli.model import ATTENTION_NAMES, DTYPE_NAMES, LAYOUTS, PROFILES
+from fpcli.model.cpu_dtype import AUTO_HELP
 from fpcli.model.methods import is_in_llm, is_two_stage, method_names, options_of
 from fpcli.model.profiles import MAX_PIXELS_CAP, QWEN_MAX_FRAMES
 from fpcli.model.sampling import MAX_FRAMES, RATE_LAYOUTS
@@ -134,8 +135,7 @@ Device = Annotated[
     str,
     typer.Option("--device", callback=_check_device, rich_help_panel=MODEL_PANEL, help="auto, cpu, cuda or cuda:N."),
 ]
-DTypeOpt = Annotated[DType, typer.Option("--dtype", rich_help_panel=MODEL_PANEL,
-                                         help="auto: bfloat16 on CUDA, float32 on CPU.")]
+DTypeOpt = Annotated[DType, typer.Option("--dtype", rich_help_panel=MODEL_PANEL, help=AUTO_HELP)]
 Attn = Annotated[Attention, typer.Option("--attn", rich_help_panel=MODEL_PANEL, help="Attention implementation.")]
 Ratio = Annotated[
     Optional[float],

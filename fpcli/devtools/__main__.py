@@ -1,4 +1,4 @@
-"""`python -m fpcli.devtools tiny-checkpoint DIR [--layout LAYOUT] [--seed N] [--shape tiny|llava-ov-0.5b|...]`.
+"""`python -m fpcli.devtools tiny-checkpoint DIR [--layout LAYOUT] [--seed N] [--shape tiny|llava-ov-0.5b|...] [--device D]`.
 
 Writes a tiny random checkpoint (see fpcli.devtools.tiny_checkpoint) for trying the CLI offline: its answers are
 noise, everything else is the real code path. Exit 2 for bad usage (DIR not empty), 0 on success.
@@ -30,14 +30,16 @@ def main(argv: list[str] | None = None) -> int:
                       "Qwen-VL architecture (qwen2.5-vl, qwen3-vl: merged tokens, M-RoPE)")
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     tiny.add_argument("--shape", choices=list(dict.fromkeys([*SHAPES, *QWEN_SHAPES])), default="tiny",
-                      help="sizes: tiny (default), or llava-ov-0.5b's or qwen2.5-vl-3b's real ones (3 GB, 7.5 GB; "
-                      "the real compute, for benchmarks)")
+                      help="sizes: tiny (default), tiny-deep (4 decoder layers), or a real model's (llava-ov-0.5b "
+                      "3 GB, qwen2.5-vl-3b 7.5 GB, llava-video-7b 16 GB, qwen2.5-vl-7b 16.6 GB: the real compute, "
+                      "for benchmarks)")
+    tiny.add_argument("--device", default="cpu", help="where the random weights are drawn (cuda: seconds for a 7B)")
     args = parser.parse_args(argv)
     if args.directory.exists() and (not args.directory.is_dir() or any(args.directory.iterdir())):
         print(f"Error: {args.directory} exists and is not an empty folder", file=sys.stderr)
         return 2
     try:
-        build_tiny_checkpoint(args.directory, layout=args.layout, seed=args.seed, shape=args.shape)
+        build_tiny_checkpoint(args.directory, layout=args.layout, seed=args.seed, shape=args.shape, device=args.device)
     except ValueError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,10 @@ Sizes (`SHAPES`): "tiny" is SigLIP 30 px with patch 2, a 15x15 grid (odd, like t
 pooling yields 8x8 tokens per frame (ceil(15/2)) and LLaVA-Video's 2x2 average pooling yields 7x7 (floor(15/2)).
 "llava-ov-0.5b" has every size of llava-hf/llava-onevision-qwen2-0.5b-ov-hf (SigLIP-so400m at 384 px, 27x27 patches;
 Qwen2-0.5B; the real vocabulary size, so the LM head costs what it does there): random weights with the real compute,
-for benchmarks. The tokenizer is the tiny one in both; ids it does not know decode to nothing.
+for benchmarks. "llava-video-7b" is LLaVA-Video-7B-Qwen2's (the same SigLIP-so400m, Qwen2-7B: 8B parameters, saved in
+bfloat16 as the hub's, 16 GB; build it with device="cuda" where there is one: minutes on a CPU). "tiny-deep" is "tiny"
+with 4 decoder layers, so that the in-LLM methods' default layers (FastV's K = 2, STTM's layer 2) exist in it. The
+tokenizer is the tiny one in every shape; ids it does not know decode to nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class CheckpointShape:
     text_kv_heads: int
     vocab_size: int | None
     tie_word_embeddings: bool
+    saved_dtype: torch.dtype = torch.float32  # what the weights are written in
 
     @property
     def grid(self) -> int:
@@ -55,7 +59,11 @@ class CheckpointShape:
 
 SHAPES: dict[str, CheckpointShape] = {
     "tiny": CheckpointShape(30, 2, 32, 64, 2, 4, 32, 64, 2, 4, 2, None, False),
+    "tiny-deep": CheckpointShape(30, 2, 32, 64, 2, 4, 32, 64, 4, 4, 2, None, False),
     "llava-ov-0.5b": CheckpointShape(384, 14, 1152, 4304, 26, 16, 896, 4864, 24, 14, 2, 151647, True),
+    # lmms-lab/LLaVA-Video-7B-Qwen2's config.json: Qwen2-7B (3584 wide, 28 layers, 28 heads, 4 KV heads, untied head)
+    "llava-video-7b": CheckpointShape(384, 14, 1152, 4304, 26, 16, 3584, 18944, 28, 28, 4, 152064, False,
+                                      torch.bfloat16),
 }
 IMAGE_SIZE = SHAPES["tiny"].image_size
 PATCH_SIZE = SHAPES["tiny"].patch_size
@@ -95,16 +103,18 @@ def _preprocessor_configs(directory: Path, image_size: int, grid: int) -> None:
     (directory / "processor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
 
 
-def build_tiny_checkpoint(directory: str | Path, layout: str = "onevision", seed: int = 0, shape: str = "tiny") -> Path:
+def build_tiny_checkpoint(directory: str | Path, layout: str = "onevision", seed: int = 0, shape: str = "tiny",
+                          device: str = "cpu") -> Path:
     """Write a random LlavaOnevisionForConditionalGeneration checkpoint of `SHAPES[shape]` into `directory`; return it.
 
-    Deterministic from `seed` (the global torch RNG state is left untouched). A Qwen-VL layout writes that
-    architecture's checkpoint instead (fpcli.devtools.tiny_qwen).
+    Deterministic from `seed` and `device` (the weights are drawn there, in the saved dtype: "cuda" makes a 7B in
+    seconds; the global torch RNG state is left untouched). A Qwen-VL layout writes that architecture's checkpoint
+    instead (fpcli.devtools.tiny_qwen).
     """
     if layout in MODEL_TYPE_LAYOUTS.values():
         from fpcli.devtools.tiny_qwen import build_qwen_checkpoint
 
-        return build_qwen_checkpoint(directory, layout, seed, shape)
+        return build_qwen_checkpoint(directory, layout, seed, shape, device)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if shape not in SHAPES:
@@ -155,9 +165,11 @@ def build_tiny_checkpoint(directory: str | Path, layout: str = "onevision", seed
         image_grid_pinpoints=[[size.image_size * i, size.image_size * j] for i in (1, 2) for j in (1, 2)],
         tie_word_embeddings=size.tie_word_embeddings,
     )
-    with torch.random.fork_rng(devices=[]):
+    where = torch.device(device)
+    cuda = [torch.cuda.current_device() if where.index is None else where.index] if where.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), where:
         torch.manual_seed(seed)
-        model = LlavaOnevisionForConditionalGeneration(config).eval()
+        model = LlavaOnevisionForConditionalGeneration._from_config(config, dtype=size.saved_dtype).eval()
     model.generation_config = GenerationConfig(
         bos_token_id=pad_id, eos_token_id=eos_id, pad_token_id=pad_id, do_sample=False
     )

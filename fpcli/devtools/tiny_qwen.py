@@ -18,7 +18,8 @@ from fpcli.devtools.tokenizer import build_tokenizer
 from fpcli.model.profiles import MODEL_TYPE_LAYOUTS
 
 ARCHS = ("qwen2_5_vl", "qwen3_vl")
-SHAPES = ("tiny", "qwen2.5-vl-3b")  # the second: Qwen2.5-VL-3B-Instruct's real sizes (qwen2.5-vl layout only)
+# Besides "tiny": Qwen2.5-VL-3B-Instruct's and -7B-Instruct's real sizes (qwen2.5-vl layout only).
+SHAPES = ("tiny", "qwen2.5-vl-3b", "qwen2.5-vl-7b")
 PATCH = 2
 MERGE = 2
 FACTOR = PATCH * MERGE
@@ -90,6 +91,11 @@ QWEN25_3B_TEXT = dict(vocab_size=151936, hidden_size=2048, intermediate_size=110
 QWEN25_3B_VISION = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
                         patch_size=14, window_size=112, fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2)
 QWEN25_3B_PIXELS = dict(patch_size=14, size={"shortest_edge": 128 * 28 * 28, "longest_edge": 768 * 28 * 28})
+# Qwen2.5-VL-7B-Instruct: the same vision tower and pixel budgets, merged into the 7B's 3584-wide LLM (Qwen2.5-7B).
+QWEN25_7B_TEXT = dict(QWEN25_3B_TEXT, vocab_size=152064, hidden_size=3584, intermediate_size=18944,
+                      num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4, tie_word_embeddings=False)
+QWEN25_7B_VISION = dict(QWEN25_3B_VISION, out_hidden_size=3584)
+REAL_SIZES = {"qwen2.5-vl-3b": (QWEN25_3B_TEXT, QWEN25_3B_VISION), "qwen2.5-vl-7b": (QWEN25_7B_TEXT, QWEN25_7B_VISION)}
 
 
 def _preprocessor_configs(directory: Path, arch: str, real_shape: bool = False) -> None:
@@ -112,23 +118,30 @@ def _preprocessor_configs(directory: Path, arch: str, real_shape: bool = False) 
     (directory / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
 
 
-def build_qwen_checkpoint(directory: str | Path, layout: str, seed: int = 0, shape: str = "tiny") -> Path:
+def build_qwen_checkpoint(directory: str | Path, layout: str, seed: int = 0, shape: str = "tiny",
+                          device: str = "cpu") -> Path:
     """`build_tiny_qwen` by the project's names: a Qwen-VL layout and a shape of SHAPES."""
     archs = {label: arch for arch, label in MODEL_TYPE_LAYOUTS.items()}
     if layout not in archs or shape not in SHAPES or (shape != "tiny" and layout != "qwen2.5-vl"):
         raise ValueError(f"a Qwen-VL checkpoint is {' or '.join(archs)} of shape tiny, or qwen2.5-vl of shape "
-                         f"qwen2.5-vl-3b; got {layout} of shape {shape}")
-    return build_tiny_qwen(directory, archs[layout], seed, real_shape=shape != "tiny")
+                         f"{' or '.join(REAL_SIZES)}; got {layout} of shape {shape}")
+    real = shape if shape != "tiny" else False
+    return build_tiny_qwen(directory, archs[layout], seed, real_shape=real, device=device)
 
 
-def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int = 0, real_shape: bool = False,
-                    text_layers: int = 2) -> Path:
+def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int = 0, real_shape: bool | str = False,
+                    device: str = "cpu", text_layers: int = 2) -> Path:
     """Write a tiny random Qwen2.5-VL (`qwen2_5_vl`) or Qwen3-VL (`qwen3_vl`) checkpoint into `directory`.
 
-    `real_shape` (Qwen2.5-VL only): Qwen2.5-VL-3B's sizes instead, for benchmarks (3.75B parameters, 7.5 GB).
-    `text_layers`: decoder layers of the tiny LLM (in-LLM methods act at layer 2 by default, so they need 3 or more)."""
-    if arch not in ARCHS or (real_shape and arch != "qwen2_5_vl"):
-        raise ValueError(f"arch must be one of {ARCHS} (real_shape: qwen2_5_vl), got {arch!r}")
+    `real_shape` (Qwen2.5-VL only): a real model's sizes instead, for benchmarks: True or "qwen2.5-vl-3b" (3.75B
+    parameters, 7.5 GB), "qwen2.5-vl-7b" (8.3B, 16.6 GB). The weights are drawn on `device` ("cuda": seconds for a
+    7B), deterministic from `seed` and the device. `text_layers`: decoder layers of the tiny LLM (in-LLM methods
+    act at layer 2 by default, so they need 3 or more)."""
+    real = "qwen2.5-vl-3b" if real_shape is True else real_shape
+    if arch not in ARCHS or (real and (arch != "qwen2_5_vl" or real not in REAL_SIZES)):
+        raise ValueError(f"arch must be one of {ARCHS} (real_shape: qwen2_5_vl, one of {', '.join(REAL_SIZES)}), "
+                         f"got {arch!r} {real_shape!r}")
+    text, vision = REAL_SIZES[real] if real else ({"num_hidden_layers": text_layers}, {})
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
     from transformers.utils import logging as hf_logging
@@ -146,20 +159,20 @@ def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int =
         else (Qwen3VLConfig, Qwen3VLForConditionalGeneration)
     )
     config = config_class(
-        text_config={**_text_config(arch, vocab_size, ids), "num_hidden_layers": text_layers,
-                     **(QWEN25_3B_TEXT if real_shape else {})},
-        vision_config={**_vision_config(arch), **(QWEN25_3B_VISION if real_shape else {})},
+        text_config={**_text_config(arch, vocab_size, ids), **text},
+        vision_config={**_vision_config(arch), **vision},
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=real_shape,  # the 3B ties its embeddings and lm_head
+        tie_word_embeddings=text.get("tie_word_embeddings", False),  # the 3B ties its embeddings and lm_head
     )
-    with torch.random.fork_rng(devices=[]):
+    where = torch.device(device)
+    cuda = [torch.cuda.current_device() if where.index is None else where.index] if where.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), where:
         torch.manual_seed(seed)
-        model = model_class(config).eval()
-    if real_shape:  # saved as the hub's checkpoint is: bfloat16
-        model = model.to(torch.bfloat16)
+        # a real shape is drawn and saved as the hub's checkpoint is: bfloat16
+        model = model_class._from_config(config, dtype=torch.bfloat16 if real else torch.float32).eval()
     eos, pad = ids["<|im_end|>"], ids["<|endoftext|>"]
     model.generation_config = GenerationConfig(bos_token_id=pad, eos_token_id=[eos, pad], pad_token_id=pad,
                                                do_sample=False)  # fmt: skip
@@ -170,5 +183,5 @@ def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int =
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    _preprocessor_configs(directory, arch, real_shape)
+    _preprocessor_configs(directory, arch, bool(real))
     return directory

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from fpcli.model.cpu_dtype import cpu_auto_dtype
 from fpcli.model.errors import ModelError
 from fpcli.model.profiles import ATTENTION_NAMES, DTYPE_NAMES
 
@@ -35,9 +36,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """auto -> bfloat16 on CUDA, float32 on CPU."""
+    """auto -> bfloat16 on CUDA; on the CPU what fpcli.model.cpu_dtype measured best (bfloat16 with native bf16)."""
     if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return torch.bfloat16 if device.type == "cuda" else cpu_auto_dtype()
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be auto, {', '.join(DTYPES)}, got {dtype!r}")
     return DTYPES[dtype]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from fpcli.model.generate import cache_name
+
 
 @dataclass
 class LMOutput:
@@ -49,8 +51,10 @@ class QwenLM:
         deepstack = {}
         if deepstack_visual_embeds is not None:
             deepstack = {"visual_pos_masks": visual_pos_masks, "deepstack_visual_embeds": deepstack_visual_embeds}
-        out = self.model.model.language_model(inputs_embeds=inputs_embeds, position_ids=position_ids, cache=cache,
-                                              use_cache=use_cache, **deepstack)  # fmt: skip
-        return LMOutput(self.model.lm_head(out.last_hidden_state[:, -logits_to_keep:]), out.cache)
+        language_model = self.model.model.language_model
+        kv = cache_name(language_model)  # `cache` in recent transformers, `past_key_values` in 5.17
+        out = language_model(inputs_embeds=inputs_embeds, position_ids=position_ids, use_cache=use_cache,
+                             **{kv: cache}, **deepstack)  # fmt: skip
+        return LMOutput(self.model.lm_head(out.last_hidden_state[:, -logits_to_keep:]), getattr(out, kv))
 
     __call__ = forward
