@@ -91,6 +91,7 @@ class Setting:
     cli_frames: int
     cli_max_new_tokens: int  # short: 4 processes and 2 x 12 x 11 answers must fit the part's share
     max_new_tokens: int
+    method_options: dict[str, dict[str, int]] = field(default_factory=dict)  # options a method needs at this shape
 
 
 # The paper's Table 2: 512 frames of 13x13 tokens, 10816 kept.
@@ -101,16 +102,17 @@ GPU = Setting(device="cuda", budget_s=480.0, shares={"tests": 0.1, "selection": 
               table2_budget=10816, table2_methods=("none", "forestprune"), qwen_shape="qwen2.5-vl-7b", qwen_fps=2.0,
               qwen_seconds=60.0, frame_size=(360, 640), cli_shape="llava-video-7b", cli_frames=32, cli_max_new_tokens=4,
               max_new_tokens=16)  # fmt: skip
-# tiny-deep: 4 decoder layers, so the in-LLM methods run at their default layers as on the real models; a budget of 98
+# tiny-deep: 4 decoder layers, so the in-LLM methods run at their default layers as on the real models (the two-stage
+# methods' in-LLM layers, 18 and 20 of the real 28, at layer 2); a budget of 98
 # of 16 x 7x7 tokens keeps Table 2's 12.5%. On the CPU the process starts (torch, transformers) weigh most: the parts
 # that start the most processes get the most time.
 SMOKE = Setting(device="cpu", budget_s=170.0, shares={"tests": 0.2, "selection": 0.08, "llava": 0.18, "qwen": 0.14,
                                                       "cli": 0.4},
                 selection_shapes=((8, 16, 32), (4, 16, 32), (16, 9, 32)),
                 selection_repeat=3, llava_shape="tiny-deep", llava_frames=8, table2_frames=16,
-                table2_budget=98, table2_methods=("none", "forestprune"), qwen_shape="tiny", qwen_fps=2.0,
+                table2_budget=98, table2_methods=("none", "forestprune"), qwen_shape="tiny-deep", qwen_fps=2.0,
                 qwen_seconds=4.0, frame_size=(48, 80), cli_shape="tiny-deep", cli_frames=4, cli_max_new_tokens=2,
-                max_new_tokens=2)  # fmt: skip
+                max_new_tokens=2, method_options={"holitom": {"layer": 2}, "flashvid": {"layer": 2}})  # fmt: skip
 
 
 def missing_packages() -> list[str]:
@@ -274,7 +276,7 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def answer_row(llm, features, method: str, ratio: float, max_new_tokens: int) -> dict:
+def answer_row(llm, features, method: str, ratio: float, max_new_tokens: int, options: dict | None = None) -> dict:
     """One question about `features` with `method`: the session's stages, TFLOPs and peak memory; an error or an
     OOM as a row."""
     import torch
@@ -285,7 +287,7 @@ def answer_row(llm, features, method: str, ratio: float, max_new_tokens: int) ->
 
     try:
         reset_peak_memory(llm.device)
-        session = llm.start(features, ratio=ratio_for(method, ratio), method=method)
+        session = llm.start(features, ratio=ratio_for(method, ratio), method=method, options=options)
         session.check_fits(QUESTION)
         result = session.ask(QUESTION, GenerationConfig(max_new_tokens=max_new_tokens))
     except Exception as exc:  # noqa: BLE001 - an OOM or a refusal is what the report records
@@ -327,7 +329,8 @@ def model_part(setting: Setting, out: Path, log: PartLog, deadline: float, famil
     answer_row(llm, features, "none", RATIO, 1)  # warm-up: the first calls of the LLM's kernels
     rows = {}
     for method in method_names():
-        rows[method] = (answer_row(llm, features, method, RATIO, setting.max_new_tokens) if time.time() < deadline
+        rows[method] = (answer_row(llm, features, method, RATIO, setting.max_new_tokens,
+                                   setting.method_options.get(method)) if time.time() < deadline
                         else {"fits": None, "error": "skipped: the part's time limit"})  # fmt: skip
         log.put("methods", rows)
     if family != "llava":
@@ -381,6 +384,7 @@ def part_cli(setting: Setting, out: Path, log: PartLog, deadline: float, root: P
     model = build_checkpoint(root, setting.cli_shape, "video", setting.device)
     common = ["--model", str(model), "--device", setting.device, "--frames", str(setting.cli_frames),
               "--max-new-tokens", str(setting.cli_max_new_tokens), "--json", "-q"]  # fmt: skip
+    opts = [f"--opt={name}={value}" for options in setting.method_options.values() for name, value in options.items()]
     methods = ",".join(method_names())
     with tempfile.TemporaryDirectory() as scratch:  # not under --out: the cache's features are no report
         cache, data = Path(scratch) / "cache", Path(scratch) / "questions.jsonl"
@@ -399,7 +403,7 @@ def part_cli(setting: Setting, out: Path, log: PartLog, deadline: float, root: P
         predictions = questions * len(method_names())  # none once, every other method at RATIO
         for run in ("cold", "warm"):
             wall, done = run_cli(["eval", "jsonl", "--data", str(data), "--out", str(Path(scratch) / f"run-{run}"),
-                                  "--methods", methods, "--ratios", str(RATIO), *common], cache,
+                                  "--methods", methods, "--ratios", str(RATIO), *sorted(set(opts)), *common], cache,
                                  deadline - time.time())  # fmt: skip
             summary = json.loads(done.stdout) if done.stdout.strip() else {}
             answered = sum(g.get("n", 0) for g in summary.get("groups", []))

@@ -210,7 +210,7 @@ def manual_run(llm, batch, visual, reduce, fed_ids=(), next_position=0, final=No
         for index, layer in enumerate(lm.layers):
             n = len(alive)
             cos, sin = lm.rotary_emb(hidden, positions[:, None])
-            reduced = reduce(index, layer, hidden[:, :n], visual[alive], cos[:, :n], sin[:, :n])
+            reduced = reduce(index, layer, hidden[:, :n], visual[alive], cos[..., :n, :], sin[..., :n, :])
             if reduced is not None:
                 keep, new = reduced
                 hidden = torch.cat([(hidden[:, :n] if new is None else new)[:, keep], hidden[:, n:]], dim=1)

@@ -18,8 +18,10 @@ from fpcli.devtools.tokenizer import build_tokenizer
 from fpcli.model.profiles import MODEL_TYPE_LAYOUTS
 
 ARCHS = ("qwen2_5_vl", "qwen3_vl")
-# Besides "tiny": Qwen2.5-VL-3B-Instruct's and -7B-Instruct's real sizes (qwen2.5-vl layout only).
-SHAPES = ("tiny", "qwen2.5-vl-3b", "qwen2.5-vl-7b")
+# Besides "tiny" (and "tiny-deep", with more decoder layers): Qwen2.5-VL-3B-Instruct's and -7B-Instruct's real sizes
+# (qwen2.5-vl layout only).
+SHAPES = ("tiny", "tiny-deep", "qwen2.5-vl-3b", "qwen2.5-vl-7b")
+TINY_DEEP_LAYERS = 4  # tiny-deep: decoder layers enough for every method's default layer (as fpcli.devtools' LLaVA)
 PATCH = 2
 MERGE = 2
 FACTOR = PATCH * MERGE
@@ -122,11 +124,14 @@ def build_qwen_checkpoint(directory: str | Path, layout: str, seed: int = 0, sha
                           device: str = "cpu") -> Path:
     """`build_tiny_qwen` by the project's names: a Qwen-VL layout and a shape of SHAPES."""
     archs = {label: arch for arch, label in MODEL_TYPE_LAYOUTS.items()}
-    if layout not in archs or shape not in SHAPES or (shape != "tiny" and layout != "qwen2.5-vl"):
-        raise ValueError(f"a Qwen-VL checkpoint is {' or '.join(archs)} of shape tiny, or qwen2.5-vl of shape "
-                         f"{' or '.join(REAL_SIZES)}; got {layout} of shape {shape}")
-    real = shape if shape != "tiny" else False
-    return build_tiny_qwen(directory, archs[layout], seed, real_shape=real, device=device)
+    tiny = shape in ("tiny", "tiny-deep")
+    if layout not in archs or shape not in SHAPES or (not tiny and layout != "qwen2.5-vl"):
+        raise ValueError(f"a Qwen-VL checkpoint is {' or '.join(archs)} of shape tiny or tiny-deep, or qwen2.5-vl "
+                         f"of shape {' or '.join(REAL_SIZES)}; got {layout} of shape {shape}")
+    if tiny:
+        layers = TINY_DEEP_LAYERS if shape == "tiny-deep" else 2
+        return build_tiny_qwen(directory, archs[layout], seed, device=device, text_layers=layers)
+    return build_tiny_qwen(directory, archs[layout], seed, real_shape=shape, device=device)
 
 
 def build_tiny_qwen(directory: str | Path, arch: str = "qwen2_5_vl", seed: int = 0, real_shape: bool | str = False,

@@ -18,13 +18,30 @@ def _rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-second, first), dim=-1)
 
 
+def multimodal_rotary(layer, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+    """The rotary embeddings [1, L, head_dim] a layer applies. transformers before 5.17 hands Qwen2.5-VL's layers
+    one [3, 1, L, head_dim] table per position axis (time, height, width) and interleaves them inside attention by
+    the config's mrope sections (its apply_multimodal_rotary_pos_emb); from 5.17 on, and every other model, they
+    arrive combined."""
+    if cos.dim() == 3:
+        return cos, sin
+    sections = list(layer.self_attn.config.rope_parameters["mrope_section"]) * 2
+
+    def combine(table: Tensor) -> Tensor:
+        return torch.cat([part[i % 3] for i, part in enumerate(table.split(sections, dim=-1))], dim=-1)
+
+    return combine(cos), combine(sin)
+
+
 def last_token_attention(layer, hidden: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Mean over heads of the last query's softmax attention over all L keys: [L] float32.
 
     layer: a Llama/Qwen2-style decoder layer (input_layernorm, self_attn.{q,k}_proj, head_dim, scaling; Qwen3's
     self_attn.{q,k}_norm where present); hidden: its input [1, L, D]; cos, sin: the tokens' rotary embeddings
-    [1, L, head_dim] as the layer receives them (Qwen-VL: M-RoPE's, already interleaved from the 3-D positions).
+    [1, L, head_dim] as the layer receives them (Qwen-VL: M-RoPE's, interleaved from the 3-D positions; see
+    multimodal_rotary).
     """
+    cos, sin = multimodal_rotary(layer, cos, sin)
     attn = layer.self_attn
     head_dim = attn.head_dim
     normed = layer.input_layernorm(hidden)  # [1, L, D]

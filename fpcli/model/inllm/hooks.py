@@ -34,7 +34,7 @@ class LayerInput:
     layer: torch.nn.Module
     hidden: Tensor  # [1, L', D]
     visual: Tensor  # [L'] flat visual index t*H*W + y*W + x of each survivor, -1 for text and newlines
-    cos: Tensor  # [1, L', head_dim]
+    cos: Tensor  # [1, L', head_dim] ([3, 1, L', head_dim] for Qwen2.5-VL before transformers 5.17)
     sin: Tensor
 
     def attention_row(self) -> Tensor:
@@ -86,8 +86,8 @@ class _Pass:
         mask or None, meaning causal, which stays None), so the survivors' view is valid until they change.
         """
         if self._positional_of is not self.alive:
-            cos, sin = kwargs["position_embeddings"]
-            view = {"position_embeddings": (cos[:, self.alive], sin[:, self.alive])}
+            cos, sin = kwargs["position_embeddings"]  # positions on the next-to-last axis, whatever comes before
+            view = {"position_embeddings": (cos[..., self.alive, :], sin[..., self.alive, :])}
             if kwargs.get("position_ids") is not None:
                 view["position_ids"] = kwargs["position_ids"][:, self.alive]
             mask = kwargs.get("attention_mask")
