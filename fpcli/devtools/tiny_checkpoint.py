@@ -12,6 +12,7 @@ marker `forestprune convert` leaves in LLaVA-Video checkpoints.
 
 Sizes (`SHAPES`): "tiny" is SigLIP 30 px with patch 2, a 15x15 grid (odd, like the real 27x27), so onevision
 pooling yields 8x8 tokens per frame (ceil(15/2)) and LLaVA-Video's 2x2 average pooling yields 7x7 (floor(15/2)).
+"tiny-deep" is "tiny" with 4 decoder layers, so the in-LLM methods' default layers (FastV's K=2, STTM's layer 2) fit.
 "llava-ov-0.5b" has every size of llava-hf/llava-onevision-qwen2-0.5b-ov-hf (SigLIP-so400m at 384 px, 27x27 patches;
 Qwen2-0.5B; the real vocabulary size, so the LM head costs what it does there): random weights with the real compute,
 for benchmarks. The tokenizer is the tiny one in both; ids it does not know decode to nothing.
@@ -55,6 +56,7 @@ class CheckpointShape:
 
 SHAPES: dict[str, CheckpointShape] = {
     "tiny": CheckpointShape(30, 2, 32, 64, 2, 4, 32, 64, 2, 4, 2, None, False),
+    "tiny-deep": CheckpointShape(30, 2, 32, 64, 2, 4, 32, 64, 4, 4, 2, None, False),
     "llava-ov-0.5b": CheckpointShape(384, 14, 1152, 4304, 26, 16, 896, 4864, 24, 14, 2, 151647, True),
 }
 IMAGE_SIZE = SHAPES["tiny"].image_size
