@@ -270,9 +270,9 @@ def test_framefusion_generation_equals_a_manual_run_fed_its_merges(llm, monkeypa
     monkeypatch.setattr(FrameFusion, "reduce", recorded)
     pruned = qwen_prefill_pruned(llm, features, prompt, positions, 0.5, "framefusion",
                                  {"S_threshold": 0.999, "N_threshold": 0.5})  # fmt: skip
-    # layer 0 runs on 120 of 180 (group 1 merged into group 0; 1/3 < 0.5 so merging stops), so the mean visual
-    # fraction over the 4 layers is 0.5 with 80 in layers 1-3: (120 + 3 * 80) / (4 * 180)
-    assert pruned.visual_lengths == [120, 80, 80, 80]
+    # layer 0 runs on 120 of 180 (group 1 merged into group 0; 1/3 < 0.5 so merging stops), layers 1-3 on the
+    # budget, 90 of 180
+    assert pruned.visual_lengths == [120, 90, 90, 90]
     out = decode(llm.lm, pruned.last_logits, pruned.cache, GREEDY, set(), next_position=pruned.next_position)
 
     def replay(index, layer, hidden, visual, cos, sin):
