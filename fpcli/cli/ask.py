@@ -11,6 +11,7 @@ from rich.console import Console
 from fpcli.cli import errors
 from fpcli.run.answering import answer_video, compare_video
 from fpcli.cli.options import (
+    Budget,
     CacheMaxSize,
     DEFAULT_DEVICE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -99,6 +100,7 @@ def ask(
     dtype: DTypeOpt = DType.auto,
     attn: Attn = Attention.sdpa,
     ratio: Ratio = None,
+    budget: Budget = None,
     method: Method = DEFAULT_METHOD,
     compare: Compare = None,
     frames: Frames = None,
@@ -131,7 +133,7 @@ def ask(
     videos, question = check_question(ctx, videos, question)
     settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
                             tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
-                            compare=compare)
+                            compare=compare, budget=budget)
     cache = feature_cache(no_cache, cache_max_size)
     paths = expand_videos(videos)
     with Reporter(quiet) as reporter:

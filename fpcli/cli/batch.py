@@ -19,6 +19,7 @@ import typer
 from fpcli.cli import errors
 from fpcli.cli.on_ray import GpusPerWorker, RayAddress, Workers
 from fpcli.cli.options import (
+    Budget,
     CacheMaxSize,
     DEFAULT_DEVICE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -80,6 +81,7 @@ def batch(
     dtype: DTypeOpt = DType.auto,
     attn: Attn = Attention.sdpa,
     ratio: Ratio = None,
+    budget: Budget = None,
     method: Method = DEFAULT_METHOD,
     frames: Frames = None,
     fps: Fps = None,
@@ -110,7 +112,8 @@ def batch(
     Exit code 0 when every item succeeded, 1 otherwise, 130 when interrupted.
     """
     base = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
-                        tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+                        tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
+                        budget=budget)
     model_settings = ModelSettings.of(model, layout, device, dtype, attn)
     on_ray = RaySettings.of(ray, workers, gpus_per_worker)
     out = out or default_out(jobs_file)

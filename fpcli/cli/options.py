@@ -33,6 +33,7 @@ from fpcli.run.settings import (  # noqa: F401  the defaults the commands' decla
     DEFAULT_SEED,
     DEFAULT_TEMPERATURE,
     GPU_DEFAULT,
+    MIN_BUDGET,
     MIN_NEW_TOKENS,
     MIN_TEMPERATURE,
 )
@@ -131,6 +132,12 @@ Ratio = Annotated[
     Optional[float],
     typer.Option("--ratio", "-r", callback=_check_ratio, rich_help_panel=PRUNE_PANEL, show_default=False,
                  help=f"Fraction of visual tokens to drop, in [0, 1) (default {DEFAULT_RATIO}; 0 with --method none)."),
+]
+Budget = Annotated[
+    Optional[int],
+    typer.Option("--budget", min=MIN_BUDGET, rich_help_panel=PRUNE_PANEL, show_default=False,
+                 help="Visual tokens to keep in total, whatever the frame count, instead of --ratio (the ratio "
+                 "reported is then 1 - budget / visual tokens)."),
 ]
 Method = Annotated[
     str,

@@ -39,14 +39,14 @@ def run_settings(*, ratio: Optional[float], method: str, frames: Optional[int], 
                  tau_s: Optional[float], tau_p: Optional[float], opt: Optional[list[str]], seed: int,
                  max_pixels: Optional[int] = None,
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, temperature: float = DEFAULT_TEMPERATURE,
-                 compare: Optional[str] = None) -> RunSettings:
+                 compare: Optional[str] = None, budget: Optional[int] = None) -> RunSettings:
     """A command's typed pruning/sampling/generation parameters as checked settings: a bad value is a usage
     error (exit 2), before any video is decoded or model loaded."""
     compared = parse_compare(compare)
     try:
         flags = {name: value for name, value in (("tau_s", tau_s), ("tau_p", tau_p)) if value is not None}
         settings = RunSettings(
-            ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
+            ratio=ratio, budget=budget, method=method, frames=frames, fps=fps, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
             temperature=temperature, seed=seed, compare=compared,
             method_options={**flags, **parse_opts(opt, list(dict.fromkeys((method, *compared))))},
         )

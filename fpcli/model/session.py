@@ -75,6 +75,7 @@ class SessionBase:
     """What every session shares: counters, earlier turns under history, and `_finish` (the AnswerResult)."""
 
     in_llm = False
+    budget: int | None = None  # the visual tokens asked for (VideoLLM.start's budget), reported with the ratio
 
     def __init__(self, llm: VideoLLM, features: ClipFeatures, method: str, ratio: float, history: bool) -> None:
         self.llm = llm
@@ -132,6 +133,7 @@ class SessionBase:
             generated_ids=out.ids,
             warnings=list(features.warnings),
             cache=features.cache,
+            budget=self.budget,
             **extra,
         )
 
