@@ -156,3 +156,46 @@ def test_a_budget_over_the_tokens_is_exit_2_with_the_numbers_before_encoding(cli
     assert result.stderr.splitlines()[-2:] == [
         f"Error: the budget of {visual + 1} visual tokens exceeds the {visual} there are in {frames} frames",
         "Hint: lower --budget or sample more --frames"]
+
+
+def test_eval_budgets_over_a_frames_sweep_is_table_2(tiny_onevision_dir, tmp_path):
+    from fixtures_eval import make_jsonl
+
+    data = make_jsonl(tmp_path / "data")
+    args = ["eval", "jsonl", "--data", data, "--out", tmp_path / "run", "--model", tiny_onevision_dir, "--limit", "1",
+            "--max-new-tokens", "2", "--protocol", "lmms-eval", "--frames", "2,3", "--budgets", "40",
+            "--methods", "none,forestprune,fastv", "--opt", "K=1", "--json"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    records = json_lines((tmp_path / "run" / "predictions.jsonl").read_text())
+    seen = [(r["method"], r["frames"], r["budget"], r["ratio"], r["tokens"]["visual_before"],
+             r["tokens"]["visual_in_llm"][-1]["visual"]) for r in records]
+    assert seen == [("none", 2, None, 0.0, 128, 128),  # the reference once, at the first frame count
+                    ("forestprune", 2, 40, 1 - 40 / 128, 128, 40), ("fastv", 2, 40, 1 - 40 / 128, 128, 40),
+                    ("forestprune", 3, 40, 1 - 40 / 192, 192, 40), ("fastv", 3, 40, 1 - 40 / 192, 192, 40)]
+    table = json.loads(result.stdout)["table1"]
+    assert table["benches"] == ["jsonl@2", "jsonl@3"]  # one column per frame count
+    assert table["titles"] == {"jsonl@2": "JSONL 2f", "jsonl@3": "JSONL 3f"}
+    rows = [(row["method"], row["ratio"], row["budget"],
+             [row["cells"][column]["accuracy"] is not None for column in table["benches"]]) for row in table["rows"]]
+    assert rows == [("none", 0.0, None, [True, False]), ("forestprune", None, 40, [True, True]),
+                    ("fastv", None, 40, [True, True])]
+    again = invoke(*args)  # the same command resumes: nothing left to ask
+    assert again.exit_code == 0 and "0 answered, 0 failed, 5 already done" in again.stderr
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--budgets", "40", "--ratios", "0.5"], "Error: give --ratios or --budgets, not both"),
+    (["--budgets", "0"], "Error: --budgets takes integers in >= 1, got '0'"),
+    (["--budgets", "4x"], "Error: --budgets takes integers separated by commas, got '4x'"),
+    (["--frames", "2,2"], "Error: frame counts are listed twice"),
+    (["--frames", "2,2000"], "Error: --frames takes integers in 1..1024, got '2,2000'"),
+    (["--budgets", "40,40"], "Error: budgets are listed twice"),
+])
+def test_eval_budget_and_frames_usage_errors_exit_2(tmp_path, extra, message):
+    from fixtures_eval import make_jsonl
+
+    data = make_jsonl(tmp_path / "data")
+    result = invoke("eval", "jsonl", "--data", data, "--out", tmp_path / "run", "--model", "/nonexistent", *extra)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.splitlines()[0] == message
