@@ -36,7 +36,8 @@ class Session(Protocol):
 
     features: ClipFeatures
     method: str
-    ratio: float
+    ratio: float  # with a budget: the effective ratio, 1 - budget / visual_before
+    budget: int | None  # the visual tokens asked for (VideoLLM.start's budget), else None
     questions: int  # questions answered
     prefills: int  # prefills run: prefixes (methods before the LLM) or whole prompts (in-LLM methods)
 
