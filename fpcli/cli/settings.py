@@ -46,8 +46,8 @@ def run_settings(*, ratio: Optional[float], method: str, frames: Optional[int], 
     try:
         flags = {name: value for name, value in (("tau_s", tau_s), ("tau_p", tau_p)) if value is not None}
         settings = RunSettings(
-            ratio=ratio, budget=budget, method=method, frames=frames, fps=fps, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
-            temperature=temperature, seed=seed, compare=compared,
+            ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
+            temperature=temperature, seed=seed, compare=compared, budget=budget,
             method_options={**flags, **parse_opts(opt, list(dict.fromkeys((method, *compared))))},
         )
         settings.check()

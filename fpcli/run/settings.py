@@ -155,8 +155,10 @@ class RunSettings:
     def override(self, options: dict[str, Any]) -> RunSettings:
         """A copy with a batch item's `options` applied and checked; ValueError names a bad key or value.
 
-        Keys are the settings (ratio, budget, method, frames, fps, max_pixels, max_new_tokens, temperature, seed) or options of
-        the item's pruning method (tau_s, or any option a registered method declares), typed by its declaration.
+        Keys are the settings (ratio, budget, method, frames, fps, max_pixels, max_new_tokens, temperature, seed) or
+        options of the item's pruning method (tau_s, or any option a registered method declares), typed by its
+        declaration. An item's own budget replaces the command line's ratio, and its own ratio (or method none) the
+        command line's budget.
         """
         changes: dict[str, Any] = {}
         names = {str(key).replace("-", "_"): value for key, value in options.items()}
@@ -173,10 +175,10 @@ class RunSettings:
             else:
                 allowed = ", ".join([*ITEM_SETTINGS, *accepted])
                 raise ValueError(f"unknown option '{name}' (allowed: {allowed})")
-        if "budget" in changes and "ratio" not in changes:  # the item's own budget replaces the command's ratio
+        if "budget" in changes and "ratio" not in changes:
             changes["ratio"] = None
-        elif ("ratio" in changes or method == "none") and "budget" not in changes:  # and its own ratio (or none,
-            changes["budget"] = None  # which keeps every token) the command's budget
+        elif ("ratio" in changes or method == "none") and "budget" not in changes:
+            changes["budget"] = None
         settings = replace(self, **changes, method_options=method_options)
         settings.check()
         return settings

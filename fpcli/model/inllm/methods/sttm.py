@@ -219,7 +219,7 @@ def join_most_similar(nodes: Nodes, rep: Tensor, k: int) -> Tensor:
 def split_least_similar(video: Tensor, nodes: Nodes, rep: Tensor, merged: Nodes, missing: int) -> Nodes:
     """`merged` plus the `missing` finest tokens of video [T, H, W, D] least similar to the group that stands for
     them, each a token of its own at its own slot (a group's own slot is never taken), in (t, y, x) order."""
-    frames, h, w, dim = video.shape
+    h, w, dim = video.shape[1:]
     cells = video.reshape(-1, dim)  # [T*H*W, D]
     cell_unit = torch.nn.functional.normalize(cells.float(), dim=-1, eps=1e-8)
     group = rep[_cell_owner(nodes.tlbr)].flatten()  # [T*H*W]
