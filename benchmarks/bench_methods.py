@@ -4,16 +4,20 @@ of every method, pre-LLM and in-LLM, answering one question about one encoded cl
     python benchmarks/bench_methods.py                      # CPU: 4 frames, both layouts, llava-ov-0.5b's shape
     python benchmarks/bench_methods.py --device cuda --paper  # 32 frames 14x14 (onevision), 64 frames 13x13 (video)
     python benchmarks/bench_methods.py --tiny               # the tests' tiny checkpoint, to check the script runs
+    python benchmarks/bench_methods.py --layouts qwen2.5-vl --frames 2 --repeat 1   # Qwen2.5-VL-3B's shape on CPU
 
 The checkpoint is a random-weight LLaVA-OneVision of llava-onevision-qwen2-0.5b-ov's real sizes
 (`fpcli.devtools.build_tiny_checkpoint(..., shape="llava-ov-0.5b")`: SigLIP-so400m, Qwen2-0.5B, the real vocabulary),
-built once per layout under --root. Random weights compute what the real ones do, so times and FLOPs are real.
+built once per layout under --root; the qwen2.5-vl layout is a random Qwen2.5-VL of Qwen2.5-VL-3B-Instruct's real
+sizes (`shape="qwen2.5-vl-3b"`, 3.75B parameters), where the methods the layout cannot run (visionzip needs the
+SigLIP tower's attention) are left out. Random weights compute what the real ones do, so times and FLOPs are real.
 The clip (random frames) is encoded once per layout; each method then opens its own session on those features
 (`VideoLLM.start`) and its prompt is prefilled once, as the paper measures, so `prune` + `prefill` is the whole cost
 of getting the visual tokens through the LLM: a pre-LLM method's selection (forestprune, visionzip, ...) then one
 pass over the short prompt; an in-LLM method's one pass over every visual token, its hooks' time reported as prune.
 (`ask` runs a pre-LLM method's first question in two passes, the cached prefix and then the question, which on a
-CPU adds a pass's fixed cost, about 0.4 s at this shape.)
+CPU adds a pass's fixed cost, about 0.4 s at this shape.) On Qwen-VL each method's session answers the question
+with one generated token and its result's timings are read: a pre-LLM method's prefill is those two passes there.
 Methods run round-robin `--repeat` times after one warm-up round (first-call imports and allocations), medians
 reported. Peak memory is CUDA's max allocated per method (tensors, weights included); on CPU the process's peak
 resident set only grows, so it is not reported per method.
@@ -38,17 +42,19 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from fpcli.devtools.tiny_checkpoint import build_tiny_checkpoint  # noqa: E402
-from fpcli.model import load_model  # noqa: E402
+from fpcli.model import GenerationConfig, load_model  # noqa: E402
 from fpcli.model.cpu_dtype import AUTO_HELP  # noqa: E402
 from fpcli.model.generate import prefill  # noqa: E402
-from fpcli.model.inllm import VisualSpan, prefill_pruned  # noqa: E402
-from fpcli.model.methods import is_in_llm, ratio_for  # noqa: E402
+from fpcli.model.inllm.prefill import prefill_pruned  # noqa: E402
+from fpcli.model.inllm.span import VisualSpan  # noqa: E402
+from fpcli.model.methods import check_for_layout, is_in_llm, ratio_for  # noqa: E402
 from fpcli.model.result import visual_stages  # noqa: E402
 from fpcli.model.timing import now, peak_memory_mb, reset_peak_memory  # noqa: E402
 
 METHODS = "none,forestprune,visionzip,gprune,fastv,framefusion,sttm"
 QUESTION = "What is happening in this video? Describe the main events."
 PAPER_FRAMES = {"onevision": 32, "video": 64}  # the paper's settings: 14x14 and 13x13 tokens a frame
+REAL_SHAPES = {"onevision": "llava-ov-0.5b", "video": "llava-ov-0.5b", "qwen2.5-vl": "qwen2.5-vl-3b"}
 TINY_OPTIONS = {"fastv": {"K": 1}, "sttm": {"layer": 1}}  # the tiny LLM has 2 decoder layers (the defaults use 2)
 
 
@@ -107,17 +113,40 @@ def measure(llm, features, method: str, ratio: float, options: dict) -> dict:
     }
 
 
+def measure_qwen(llm, features, method: str, ratio: float, options: dict) -> dict:
+    """One answer of one generated token through `method`'s session (Qwen-VL): its result's prune and prefill."""
+    reset_peak_memory(llm.device)
+    session = llm.start(features, ratio=ratio_for(method, ratio), method=method, options=options)
+    result = session.ask(QUESTION, GenerationConfig(max_new_tokens=1))
+    return {
+        "prune_s": result.timing_s.prune,
+        "prefill_s": result.timing_s.prefill,
+        "tflops": result.prefill_tflops.after,
+        "peak_mb": peak_memory_mb(llm.device) if llm.device.type == "cuda" else None,
+        "stages": result.tokens.visual_in_llm,
+    }
+
+
+def runnable(name: str, layout: str) -> bool:
+    try:
+        check_for_layout(name, layout)
+    except ValueError:
+        return False
+    return True
+
+
 def run_layout(args, layout: str) -> dict:
-    shape = "tiny" if args.tiny else "llava-ov-0.5b"
-    frames = PAPER_FRAMES[layout] if args.paper else args.frames
+    shape = "tiny" if args.tiny else REAL_SHAPES[layout]
+    frames = PAPER_FRAMES.get(layout, args.frames) if args.paper else args.frames  # the paper has no Qwen setting
     llm = load_model(checkpoint(args.root, shape, layout), device=args.device, dtype=args.dtype)
     features = llm.encode_clip(random_clip(frames))
-    methods = args.methods.split(",")
+    methods = [name for name in args.methods.split(",") if runnable(name, layout)]
+    qwen = layout.startswith("qwen")
     options = {name: (TINY_OPTIONS.get(name, {}) if args.tiny else {}) for name in methods}
     runs: dict[str, list[dict]] = {name: [] for name in methods}
     for round_ in range(args.repeat + 1):  # round 0 warms up
         for name in methods:
-            figures = measure(llm, features, name, args.ratio, options[name])
+            figures = (measure_qwen if qwen else measure)(llm, features, name, args.ratio, options[name])
             if round_:
                 runs[name].append(figures)
     rows = {}
@@ -128,7 +157,8 @@ def run_layout(args, layout: str) -> dict:
         rows[name] = {**median, "peak_mb": max(peaks) if peaks else None, "stages": figures[-1]["stages"],
                       "in_llm": is_in_llm(name)}
     grid = list(features.grid)
-    return {"layout": layout, "frames": frames, "grid": grid, "visual": frames * grid[0] * grid[1],
+    visual = features.features.shape[0] * grid[0] * grid[1]  # Qwen-VL: temporal groups of 2 frames
+    return {"layout": layout, "frames": frames, "grid": grid, "visual": visual,
             "encode_s": features.encode_s, "methods": rows,
             "device": str(llm.device), "dtype": str(llm.dtype).removeprefix("torch."), "shape": shape}
 
@@ -150,7 +180,8 @@ def table(report: dict) -> str:
     """A markdown table of one layout's report."""
     grid = report["grid"]
     lines = [
-        f"{report['layout']} layout, {report['frames']} frames x {grid[0]}x{grid[1]} tokens, ratio {ARGS.ratio:g}, "
+        f"{report['layout']} layout, {report['frames']} frames, {report['visual']} visual tokens ({grid[0]}x{grid[1]} "
+        f"a frame or temporal group), ratio {ARGS.ratio:g}, "
         f"{report['shape']} shape, {report['device']} {report['dtype']}, encode {report['encode_s']:.2f} s (once)",
         "",
         "| method | visual tokens in the LLM | prune ms | prefill ms | prune+prefill ms | TFLOPs | peak MB |",
@@ -174,7 +205,7 @@ def parse_args(argv=None):
     parser.add_argument("--dtype", default="auto", help=AUTO_HELP)
     parser.add_argument("--frames", type=int, default=4, help="frames per clip (both layouts) unless --paper")
     parser.add_argument("--paper", action="store_true", help="the paper's 32 (onevision) / 64 (video) frames")
-    parser.add_argument("--layouts", default="onevision,video")
+    parser.add_argument("--layouts", default="onevision,video", help="onevision, video, qwen2.5-vl (comma-separated)")
     parser.add_argument("--methods", default=METHODS)
     parser.add_argument("--ratio", type=float, default=0.9)
     parser.add_argument("--repeat", type=int, default=3)

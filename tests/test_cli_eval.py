@@ -75,7 +75,7 @@ def test_merge_combines_shards(tiny_onevision_dir: Path, tmp_path: Path):
     (["--ratios", "0.5,0.5"], "ratios are listed twice"),
     (["--shard", "3/2"], "shard must be I/N with 1 <= I <= N (e.g. 1/4), got '3/2'"),
     (["--protocol", "mine"], "Invalid value for '--protocol'"),
-    (["--frames", "0"], "Invalid value for '--frames'"),
+    (["--frames", "0"], "--frames takes integers in 1..1024, got '0'"),
     (["--plot", "acc.jpg"], "acc.jpg must end in .png"),
 ])
 def test_bad_options_exit_2(tmp_path: Path, extra: list[str], message: str | None):

@@ -16,10 +16,9 @@ from test_cli_run import write_clip
 from typer.testing import CliRunner
 
 from fpcli.cli import app
-from fpcli.cli.signals import sigterm_interrupts
 from fpcli.cli.failures import Failures
-from fpcli.errors import retryable
 from fpcli.cli.signals import sigterm_interrupts
+from fpcli.errors import retryable
 from fpcli.errors import InputError
 from fpcli.video import VideoError
 

@@ -18,12 +18,12 @@ from fpcli.cli import app
 runner = CliRunner()
 QUESTION = "What is the man doing?"
 ANSWER_KEYS = {
-    "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
+    "video", "question", "answer", "model", "layout", "method", "ratio", "budget", "frames", "grid", "tokens",
     "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings", "temporal_groups",
     "cache", "method_options",
 }  # fmt: skip
 STATS_KEYS = {
-    "video", "model", "layout", "method", "ratio", "frames", "grid", "tokens", "per_frame_kept", "timestamps",
+    "video", "model", "layout", "method", "ratio", "budget", "frames", "grid", "tokens", "per_frame_kept", "timestamps",
     "timing_s", "peak_memory_mb", "forest", "compare", "warnings", "temporal_groups", "cache",
 }  # fmt: skip
 

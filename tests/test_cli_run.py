@@ -27,14 +27,14 @@ QUESTION = "What is the man doing?"
 FAST = ["--frames", "3", "--max-new-tokens", "3"]
 
 ANSWER_KEYS = {
-    "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
+    "video", "question", "answer", "model", "layout", "method", "ratio", "budget", "frames", "grid", "tokens",
     "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings", "cache",
     "method_options",
 }
 TOKEN_KEYS = {"visual_before", "visual_after", "newline", "text", "prompt", "generated", "visual_in_llm"}
 TIMING_KEYS = {"startup", "load", "decode", "encode", "cache_load", "prune", "prefill", "generate", "total"}
 STATS_KEYS = {
-    "video", "model", "layout", "method", "ratio", "frames", "grid", "tokens", "per_frame_kept", "timestamps",
+    "video", "model", "layout", "method", "ratio", "budget", "frames", "grid", "tokens", "per_frame_kept", "timestamps",
     "timing_s", "peak_memory_mb", "forest", "compare", "warnings", "cache",
 }
 FOREST_KEYS = {"nodes", "trees", "roots_before", "roots_after", "depth_histogram"}

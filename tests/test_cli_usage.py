@@ -311,7 +311,7 @@ def test_item_overrides_are_checked():
         ({"ratio": True}, "option 'ratio' must be float, got True"),
         ({"model": "x"}, "unknown option 'model'"),
         ({"tau_s": 5}, "tau_s must be a number in [-1, 1], got 5"),
-        ({"method": "uniform", "tau_s": 0.5}, "unknown option 'tau_s' (allowed: ratio, method, frames, fps, "
+        ({"method": "uniform", "tau_s": 0.5}, "unknown option 'tau_s' (allowed: ratio, budget, method, frames, fps, "
          "max_pixels, max_new_tokens, temperature, seed)"),
     ]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):

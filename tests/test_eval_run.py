@@ -198,6 +198,6 @@ def test_work_items_rebuild_their_groups_and_any_suffix(tmp_path: Path):
     assert [(s.method, s.ratio, [i.id for i in s.items]) for s in rest.sessions] == [
         ("forestprune", 0.7, ["v0q1", "v0q2"]), ("forestprune", 0.9, ["v0q0", "v0q1", "v0q2"]),
         ("gprune", 0.7, ["v0q0", "v0q1", "v0q2"]), ("gprune", 0.9, ["v0q0", "v0q1", "v0q2"])]
-    with pytest.raises(ValueError, match="one video and time bound"):
+    with pytest.raises(ValueError, match="one video, time bound and frame count"):
         group_of(items)
     assert first[0].failed("boom")["error"] == "boom" and first[0].failed("boom")["status"] == "error"

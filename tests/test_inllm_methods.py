@@ -109,12 +109,33 @@ def test_sttm_temporal_merge_joins_repeated_frames_and_nested_regions():
     torch.testing.assert_close(nodes.features[:52], Pyramid(video[:1], 1).quadtree(0.9).features)
 
 
-def test_sttm_budget_is_the_largest_count_not_above_k():
+def test_sttm_ends_at_exactly_k():
     video = _quadrant_video(frames=4, seed=1)
-    for k in (20, 60, 120):
-        nodes = sttm_nodes(video, k, tau_s=0.85, tau_t=0.6, root_level=1)
-        assert len(nodes.features) <= k
-    assert len(sttm_nodes(video, 256, tau_s=0.85, tau_t=0.6, root_level=1).features) == 256  # nothing to merge
+    for k in (1, 20, 60, 120, 256):
+        assert len(sttm_nodes(video, k, tau_s=0.85, tau_t=0.6, root_level=1).features) == k
+    same = video[:1].expand(4, -1, -1, -1)
+    merged = sttm_nodes(same, 200, tau_s=0.85, tau_t=0.6, root_level=1)  # all frames alike: a split is needed
+    assert len(merged.features) == 200
+
+
+def test_sttm_splits_the_least_represented_token_back():
+    # 4 identical 2x2 frames and a root at the finest grid: only the temporal step merges, into 4 tokens; one cell
+    # of frame 3 is slightly off, so it is the one least similar to its group and comes back at k = 5
+    video = torch.ones(4, 2, 2, 3)
+    video[..., 0] = torch.arange(4.0).view(1, 2, 2) + 1
+    video[3, 1, 0, 1] = 1.5
+    nodes = sttm_nodes(video, 5, tau_s=0.85, tau_t=0.6, root_level=1)
+    assert nodes.tlbr[:, :3].tolist() == [[0, 0, 0], [0, 0, 1], [0, 1, 0], [0, 1, 1], [3, 1, 0]]
+    torch.testing.assert_close(nodes.features[4], video[3, 1, 0])
+
+
+def test_sttm_joins_the_most_similar_neighbours_when_the_tree_cannot_reach_k():
+    # a root at the finest grid of a single 2x2 frame: no merging reaches below 4 tokens; at k = 3 the two most
+    # similar neighbours (cells (0, 0) and (0, 1)) join into their mean, at the first one's slot
+    video = torch.tensor([[[[1.0, 0.0], [1.0, 0.1]], [[0.0, 1.0], [-1.0, 0.0]]]])  # [1, 2, 2, 2]
+    nodes = sttm_nodes(video, 3, tau_s=1.0, tau_t=1.0, root_level=5)
+    assert nodes.tlbr[:, :3].tolist() == [[0, 0, 0], [0, 1, 0], [0, 1, 1]]
+    torch.testing.assert_close(nodes.features[0], torch.tensor([1.0, 0.05]))
 
 
 @pytest.mark.parametrize(
@@ -234,13 +255,12 @@ def test_framefusion_merge_matches_the_reference_on_any_duplicates(frames, patch
 
 @settings(max_examples=25)
 @given(frames=st.integers(1, 4), side=st.integers(3, 8), keep_share=st.floats(0.05, 1.0), seed=st.integers(0, 99))
-def test_sttm_never_exceeds_the_budget_it_can_reach(frames, side, keep_share, seed):
+def test_sttm_ends_at_exactly_the_budget(frames, side, keep_share, seed):
     video = _quadrant_video(frames=frames, side=side, seed=seed)
     total = frames * side * side
     k = max(1, int(keep_share * total))
     nodes = sttm_nodes(video, k, tau_s=0.85, tau_t=0.6, root_level=1)
-    everything = temporal_merge(Pyramid(video, 1).quadtree(-2.0), -2.0)  # the fewest tokens the tree allows
-    assert len(nodes.features) <= max(k, len(everything.features))
+    assert len(nodes.features) == k
     corners = nodes.tlbr[:, 0] * side * side + nodes.tlbr[:, 1] * side + nodes.tlbr[:, 2]
     assert torch.equal(corners, corners.unique())  # distinct slots in (t, y, x) order
 

@@ -14,7 +14,7 @@ from fpcli.model.llava.preprocess import Preprocessor, preprocess_frames
 from fpcli.model.llava.sequence import time_instruction, visual_sequence
 
 RESULT_KEYS = [
-    "video", "question", "answer", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
+    "video", "question", "answer", "model", "layout", "method", "ratio", "budget", "frames", "grid", "tokens",
     "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "prefill_tflops", "warnings", "cache",
 ]  # fmt: skip
 
@@ -287,7 +287,7 @@ def test_inspect_prunes_one_encoding_with_each_method(ov):
     result = ov.inspect(ov.encode_clip(clip, decode_s=0.125), ratio=0.5, method="forestprune", options={"tau_s": 0.5},
                         compare={"uniform": {}, "forestprune": {}, "random": {"seed": 1}})
     data = result.to_dict()
-    assert list(data) == ["video", "model", "layout", "method", "ratio", "frames", "grid", "tokens",
+    assert list(data) == ["video", "model", "layout", "method", "ratio", "budget", "frames", "grid", "tokens",
                           "per_frame_kept", "timestamps", "timing_s", "peak_memory_mb", "forest", "compare",
                           "warnings", "cache"]
     assert data["cache"] == "off" and data["timing_s"]["cache_load"] == 0.0

@@ -139,7 +139,7 @@ def test_invalid_grid(grid, message):
         (math.inf, "ratio must be in [0, 1), got inf"),
         (True, "ratio must be a number in [0, 1), got True"),
         ("0.5", "ratio must be a number in [0, 1), got '0.5'"),
-        (None, "ratio must be a number in [0, 1), got None"),
+        (None, "give ratio or budget, not both and not neither"),  # no ratio: prune(budget=K)
     ],
 )
 def test_invalid_ratio(ratio, message):

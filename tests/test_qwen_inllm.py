@@ -270,9 +270,9 @@ def test_framefusion_generation_equals_a_manual_run_fed_its_merges(llm, monkeypa
     monkeypatch.setattr(FrameFusion, "reduce", recorded)
     pruned = qwen_prefill_pruned(llm, features, prompt, positions, 0.5, "framefusion",
                                  {"S_threshold": 0.999, "N_threshold": 0.5})  # fmt: skip
-    # layer 0 runs on 120 of 180 (group 1 merged into group 0; 1/3 < 0.5 so merging stops), so the mean visual
-    # fraction over the 4 layers is 0.5 with 80 in layers 1-3: (120 + 3 * 80) / (4 * 180)
-    assert pruned.visual_lengths == [120, 80, 80, 80]
+    # layer 0 runs on 120 of 180 (group 1 merged into group 0; 1/3 < 0.5 so merging stops), layers 1-3 on the
+    # budget, 90 of 180
+    assert pruned.visual_lengths == [120, 90, 90, 90]
     out = decode(llm.lm, pruned.last_logits, pruned.cache, GREEDY, set(), next_position=pruned.next_position)
 
     def replay(index, layer, hidden, visual, cos, sin):
@@ -300,19 +300,19 @@ def test_fastv_ends_at_exactly_the_budget_from_its_layer_on(models, percent, fra
     assert len(fastv.kept_positions) == len(prompt.input_ids) - total + budget
 
 
-def test_sttm_ends_at_most_at_the_budget_where_its_tree_reaches_it(llm, inputs):
-    """STTM's count is the largest its shifted thresholds reach at or below the budget (30 of 120 here)."""
+def test_sttm_ends_at_exactly_the_budget(llm, inputs):
+    """STTM's shifted thresholds, then a split or join by similarity, end at the budget (30 of 120 here)."""
     _, features, prompt, positions, _, _ = inputs
     pruned = qwen_prefill_pruned(llm, features, prompt, positions, 0.75, "sttm")
-    assert pruned.visual_lengths[:2] == [120, 120] and 25 <= pruned.visual_lengths[2] == pruned.visual_lengths[3] <= 30
+    assert pruned.visual_lengths[:2] == [120, 120] and pruned.visual_lengths[2:] == [30, 30]
 
 
-def test_framefusion_follows_its_cost_model_not_the_budget(llm, inputs):
-    """FrameFusion's pruning keeps what its cost model leaves (the mean over the 4 layers of the visual fraction
-    is 1 - ratio); with 4 layers and nothing merged at layer 0, layers 1-3 get 1 / 3 of the tokens at ratio 0.5."""
+def test_framefusion_prunes_to_the_budget_not_its_cost_model(llm, inputs):
+    """FrameFusion's pruning keeps the budget, 60 of 120 at ratio 0.5 (its cost model, a mean visual fraction of
+    1 - ratio over the 4 layers with nothing merged at layer 0, would keep 1 / 3 of them at layers 1-3)."""
     _, features, prompt, positions, _, _ = inputs
     pruned = qwen_prefill_pruned(llm, features, prompt, positions, 0.5, "framefusion", {"S_threshold": 1.0})
-    assert pruned.visual_lengths == [120, 40, 40, 40]  # (4 * 0.5 - 1) / 3 = 1/3 of 120
+    assert pruned.visual_lengths == [120, 60, 60, 60]
     assert no_hooks(llm)
 
 

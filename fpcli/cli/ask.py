@@ -11,6 +11,7 @@ from rich.console import Console
 from fpcli.cli import errors
 from fpcli.cli.config import config_origin
 from fpcli.cli.options import (
+    Budget,
     CacheMaxSize,
     DEFAULT_DEVICE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -121,6 +122,7 @@ def ask(
     dtype: DTypeOpt = DType.auto,
     attn: Attn = Attention.sdpa,
     ratio: Ratio = None,
+    budget: Budget = None,
     method: Method = DEFAULT_METHOD,
     compare: Compare = None,
     frames: Frames = None,
@@ -158,7 +160,7 @@ def ask(
     videos, question = check_question(ctx, videos, question)
     settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
                             tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
-                            compare=compare, config=config_origin(ctx))
+                            compare=compare, budget=budget, config=config_origin(ctx))
     if viz is not None or viz_trees is not None:
         from fpcli.cli.viz import check
 

@@ -22,6 +22,7 @@ from fpcli.cli.config import config_origin
 from fpcli.cli.failures import Failures
 from fpcli.cli.on_ray import GpusPerWorker, RayAddress, Workers
 from fpcli.cli.options import (
+    Budget,
     CacheMaxSize,
     DEFAULT_DEVICE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -88,6 +89,7 @@ def batch(
     dtype: DTypeOpt = DType.auto,
     attn: Attn = Attention.sdpa,
     ratio: Ratio = None,
+    budget: Budget = None,
     method: Method = DEFAULT_METHOD,
     frames: Frames = None,
     fps: Fps = None,
@@ -120,7 +122,7 @@ def batch(
     """
     base = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
                         tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
-                        config=config_origin(ctx))
+                        budget=budget, config=config_origin(ctx))
     model_settings = ModelSettings.of(model, layout, device, dtype, attn)
     on_ray = RaySettings.of(ray, workers, gpus_per_worker)
     out = out or default_out(jobs_file)

@@ -27,6 +27,7 @@ from fpcli.cli.options import (
     GENERATION_PANEL,
     Attention,
     Attn,
+    Budget,
     CacheMaxSize,
     Config,
     Debug,
@@ -71,6 +72,7 @@ def chat(
     dtype: DTypeOpt = DType.auto,
     attn: Attn = Attention.sdpa,
     ratio: Ratio = None,
+    budget: Budget = None,
     method: Method = DEFAULT_METHOD,
     frames: Frames = None,
     fps: Fps = None,
@@ -105,7 +107,7 @@ def chat(
     """
     settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
                             tau_p=tau_p, opt=opt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
-                            config=config_origin(ctx))
+                            budget=budget, config=config_origin(ctx))
     cache = feature_cache(no_cache, cache_max_size)
     if not video.exists():
         raise errors.usage_error("no such file", video)

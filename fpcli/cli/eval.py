@@ -33,6 +33,7 @@ from fpcli.cli.options import (
     DType,
     DTypeOpt,
     EvalArgs,
+    EvalBudgets,
     EvalData,
     EvalFrames,
     EvalJson,
@@ -61,6 +62,7 @@ from fpcli.cli.runner import feature_cache, warn
 from fpcli.cli.settings import parse_opts
 from fpcli.cli.tables import print_whole
 from fpcli.eval.rundir import BROKEN_VIDEO, MISSING_VIDEO
+from fpcli.model.sampling import MAX_FRAMES
 from fpcli.run.on_ray import RaySettings
 from fpcli.run.recorded import Recorder
 from fpcli.run.settings import MethodSetting, ModelSettings, plain
@@ -95,6 +97,22 @@ def _ratios(value: Optional[str]) -> Optional[tuple[float, ...]]:
         raise errors.usage_error(f"--ratios takes numbers separated by commas, got {value!r}") from None
 
 
+def _counts(value: Optional[str], option: str, high: Optional[int] = None) -> Optional[tuple[int, ...]]:
+    """'64,128' -> (64, 128): integers >= 1 (and <= high), exit 2 otherwise."""
+    names = _names(value)
+    if names is None:
+        return None
+    try:
+        counts = tuple(int(name) for name in names)
+    except ValueError:
+        raise errors.usage_error(f"{option} takes integers separated by commas, got {value!r}") from None
+    bad = [c for c in counts if c < 1 or (high is not None and c > high)]
+    if bad or not counts:
+        allowed = f"1..{high}" if high is not None else ">= 1"
+        raise errors.usage_error(f"{option} takes integers in {allowed}, got {value!r}")
+    return counts
+
+
 def _percent(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -111,7 +129,8 @@ def table1_view(table: Table1) -> Table:
         cells = [row.cells[bench] for bench in table.benches] + [row.average]
         shown = [f"{_percent(c.accuracy)} ({_percent(c.retain)})" if c.retain is not None else _percent(c.accuracy)
                  for c in cells]
-        view.add_row(row.method, "-" if row.method == "none" else f"{row.ratio:g}", *shown)
+        amount = "-" if row.method == "none" else f"{row.ratio:g}" if row.budget is None else f"{row.budget} tok"
+        view.add_row(row.method, amount, *shown)
     return view
 
 
@@ -190,6 +209,7 @@ def eval_command(
     protocol: EvalProtocolOpt = ProtocolName(DEFAULT_PROTOCOL),
     methods: EvalMethods = None,
     ratios: EvalRatios = None,
+    budgets: EvalBudgets = None,
     opt: Opt = None,
     model: Model = None,
     layout: LayoutOpt = None,
@@ -239,10 +259,16 @@ def eval_command(
         raise errors.usage_error(f"give one BENCH, got {len(args)} arguments (several run directories: --merge)")
     if data is None or out is None:
         raise errors.usage_error(f"{'--data DIR' if data is None else '--out RUN_DIR'} is required")
-    chosen = {"methods": _names(methods), "ratios": _ratios(ratios)}
+    if ratios is not None and budgets is not None:
+        raise errors.usage_error("give --ratios or --budgets, not both")
+    counts = _counts(frames, "--frames", MAX_FRAMES)
+    chosen = {"methods": _names(methods), "ratios": _ratios(ratios), "budgets": _counts(budgets, "--budgets")}
+    if chosen["budgets"] is not None:
+        chosen["ratios"] = ()
     request = EvalRequest(
-        bench=args[0], data=data, out=out, protocol=plain(protocol), frames=frames, max_new_tokens=max_new_tokens,
-        limit=limit, shard=shard, **{k: v for k, v in chosen.items() if v is not None},
+        bench=args[0], data=data, out=out, protocol=plain(protocol), max_new_tokens=max_new_tokens, limit=limit,
+        shard=shard, frames=counts if counts is None or len(counts) > 1 else counts[0],
+        **{k: v for k, v in chosen.items() if v is not None},
     )
     request = dataclasses.replace(request, method_options=_method_options(opt, request.methods))
     prepared = prepare_eval(request)

@@ -35,6 +35,7 @@ from fpcli.run.settings import (  # noqa: F401  the defaults the commands' decla
     DEFAULT_SEED,
     DEFAULT_TEMPERATURE,
     GPU_DEFAULT,
+    MIN_BUDGET,
     MIN_NEW_TOKENS,
     MIN_TEMPERATURE,
 )
@@ -141,6 +142,12 @@ Ratio = Annotated[
     Optional[float],
     typer.Option("--ratio", "-r", callback=_check_ratio, rich_help_panel=PRUNE_PANEL, show_default=False,
                  help=f"Fraction of visual tokens to drop, in [0, 1) (default {DEFAULT_RATIO}; 0 with --method none)."),
+]
+Budget = Annotated[
+    Optional[int],
+    typer.Option("--budget", min=MIN_BUDGET, rich_help_panel=PRUNE_PANEL, show_default=False,
+                 help="Visual tokens to keep in total, whatever the frame count, instead of --ratio (the ratio "
+                 "reported is then 1 - budget / visual tokens)."),
 ]
 Method = Annotated[
     str,
@@ -266,9 +273,14 @@ EvalMethods = Annotated[Optional[str], typer.Option(
 EvalRatios = Annotated[Optional[str], typer.Option(
     "--ratios", rich_help_panel=EVAL_PANEL, show_default=False,
     help=f"Pruning ratios, comma-separated (default {','.join(f'{r:g}' for r in DEFAULT_RATIOS)}).")]
-EvalFrames = Annotated[Optional[int], typer.Option(
-    "--frames", "-f", min=1, max=MAX_FRAMES, rich_help_panel=EVAL_PANEL, show_default=False,
-    help="Frames per video instead of the protocol's (its index rule and time bounds stay).")]
+EvalBudgets = Annotated[Optional[str], typer.Option(
+    "--budgets", rich_help_panel=EVAL_PANEL, show_default=False,
+    help="Visual tokens to keep, comma-separated, instead of --ratios: the same count whatever the frame count "
+    "(e.g. --frames 64,128,256,512 --budgets 10816: the paper's Table 2).")]
+EvalFrames = Annotated[Optional[str], typer.Option(
+    "--frames", "-f", rich_help_panel=EVAL_PANEL, show_default=False,
+    help=f"Frames per video (1..{MAX_FRAMES}) instead of the protocol's (its index rule and time bounds stay); "
+    "several, comma-separated, are a frames sweep: one column per frame count, none at the first.")]
 EvalMaxNewTokens = Annotated[Optional[int], typer.Option(
     "--max-new-tokens", min=MIN_NEW_TOKENS, rich_help_panel=EVAL_PANEL, show_default=False,
     help="Longest answer instead of the protocol's (greedy either way).")]

@@ -72,6 +72,11 @@ def wrapped_strip(result: dict[str, Any], width: int) -> list[Text]:
     return lines
 
 
+def _budget(result: dict[str, Any]) -> str:
+    """' (budget K)' for a result of a run given --budget, else nothing."""
+    return "" if result.get("budget") is None else f" (budget {result['budget']})"
+
+
 def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
@@ -112,7 +117,8 @@ def answer_summary(result: dict[str, Any], width: int = 80) -> RenderableType:
     flops = result["prefill_tflops"]
     return _rows([
         ("visual tokens",
-         f"{before} → {after} ({_percent(after, before)} kept) · {result['method']}, ratio {result['ratio']:g}"),
+         f"{before} → {after} ({_percent(after, before)} kept) · {result['method']}, ratio {result['ratio']:g}"
+         f"{_budget(result)}"),
         ("other tokens",
          f"newline {tokens['newline']} · text {tokens['text']} · prompt {tokens['prompt']} · "
          f"generated {tokens['generated']}"),
@@ -181,7 +187,7 @@ def stats_summary(result: dict[str, Any], width: int = 80, frames_table: bool = 
         ("model", f"{result['model']} ({result['layout']} layout, vision tower only)"),
         ("visual tokens",
          f"{before} → {after} ({_percent(after, before)} kept) · newline {tokens['newline']} · "
-         f"{result['method']}, ratio {result['ratio']:g}"),
+         f"{result['method']}, ratio {result['ratio']:g}{_budget(result)}"),
         ("time", _times(result["timing_s"], STATS_TIMES, result["cache"])),
         ("memory", f"peak {result['peak_memory_mb']:.0f} MB"),
     ])

@@ -39,7 +39,8 @@ def run_settings(*, ratio: Optional[float], method: str, frames: Optional[int], 
                  tau_s: Optional[float], tau_p: Optional[float], opt: Optional[list[str]], seed: int,
                  max_pixels: Optional[int] = None,
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, temperature: float = DEFAULT_TEMPERATURE,
-                 compare: Optional[str] = None, config: Optional[tuple[Path, set[str]]] = None) -> RunSettings:
+                 compare: Optional[str] = None, budget: Optional[int] = None,
+                 config: Optional[tuple[Path, set[str]]] = None) -> RunSettings:
     """A command's typed pruning/sampling/generation parameters as checked settings: a bad value is a usage
     error (exit 2), before any video is decoded or model loaded. `config`: the --config file and the parameters it
     set (fpcli.cli.config.config_origin), named in the message of an option that came from it."""
@@ -48,7 +49,7 @@ def run_settings(*, ratio: Optional[float], method: str, frames: Optional[int], 
         flags = {name: value for name, value in (("tau_s", tau_s), ("tau_p", tau_p)) if value is not None}
         settings = RunSettings(
             ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
-            temperature=temperature, seed=seed, compare=compared,
+            temperature=temperature, seed=seed, compare=compared, budget=budget,
             method_options={**flags, **parse_opts(opt, list(dict.fromkeys((method, *compared))))},
         )
         settings.check()

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from fpcli.cli import errors
+from fpcli.cli.config import config_origin
 from fpcli.cli.options import (
+    Budget,
     CacheMaxSize,
     DEFAULT_DEVICE,
     DEFAULT_METHOD,
@@ -83,6 +85,7 @@ def stats(
     device: Device = DEFAULT_DEVICE,
     dtype: DTypeOpt = DType.auto,
     ratio: Ratio = None,
+    budget: Budget = None,
     method: Method = DEFAULT_METHOD,
     compare: Compare = None,
     frames: Frames = None,
@@ -107,7 +110,8 @@ def stats(
     Loads only the vision tower and projector (no LLM weights) and generates nothing.
     """
     settings = run_settings(ratio=ratio, method=method, frames=frames, fps=fps, max_pixels=max_pixels, tau_s=tau_s,
-                            tau_p=tau_p, opt=opt, seed=seed, compare=compare)
+                            tau_p=tau_p, opt=opt, seed=seed, compare=compare, budget=budget,
+                            config=config_origin(ctx))
     inside = [name for name in settings.methods() if in_llm_stage(name) is not None]
     if inside:
         raise errors.usage_error(f"{inside[0]} prunes inside the LLM, which stats does not run",

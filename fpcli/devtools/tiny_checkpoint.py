@@ -12,6 +12,7 @@ marker `forestprune convert` leaves in LLaVA-Video checkpoints.
 
 Sizes (`SHAPES`): "tiny" is SigLIP 30 px with patch 2, a 15x15 grid (odd, like the real 27x27), so onevision
 pooling yields 8x8 tokens per frame (ceil(15/2)) and LLaVA-Video's 2x2 average pooling yields 7x7 (floor(15/2)).
+"tiny-deep" is "tiny" with 4 decoder layers, so the in-LLM methods' default layers (FastV's K=2, STTM's layer 2) fit.
 "llava-ov-0.5b" has every size of llava-hf/llava-onevision-qwen2-0.5b-ov-hf (SigLIP-so400m at 384 px, 27x27 patches;
 Qwen2-0.5B; the real vocabulary size, so the LM head costs what it does there): random weights with the real compute,
 for benchmarks. "llava-video-7b" is LLaVA-Video-7B-Qwen2's (the same SigLIP-so400m, Qwen2-7B: 8B parameters, saved in

@@ -84,8 +84,8 @@ def run_video(
 ) -> Iterator[dict[str, Any]]:
     """The predictions.jsonl records of every pending question of `group`, each yielded as soon as it is answered.
 
-    The video is sampled with `bench_protocol.sampling(llm.layout, *group.time_bound, frames=frames,
-    default_frames=llm.default_frames)` and encoded once (`llm.encode_clip`), or its features read from the feature
+    The video is sampled with `bench_protocol.sampling(llm.layout, *group.time_bound, frames=group.frames or
+    frames, default_frames=llm.default_frames)` (a frames sweep's group has its own count) and encoded once (`llm.encode_clip`), or its features read from the feature
     cache `cache` (fpcli.model.cached_encode); each session is one `llm.start(features, ratio=, method=, options=the
     protocol's)` and its questions go through `session.ask(prompt, greedy generation, time_instruction=,
     system_prompt=)` with the protocol's values. `seed` seeds the parsers' random fallback. `counts` (if given) is
@@ -99,7 +99,8 @@ def run_video(
     counts = counts if counts is not None else Counts()
     bound = group.time_bound or (None, None)
     try:
-        sampling = bench_protocol.sampling(llm.layout, *bound, frames=frames, default_frames=llm.default_frames)
+        sampling = bench_protocol.sampling(llm.layout, *bound, frames=group.frames or frames,
+                                           default_frames=llm.default_frames)
         features = features_for(group.video, sampling, cache, lambda: llm, progress=progress)
     except VideoError as exc:
         yield from failure_records(group.sessions, one_line(exc), BROKEN_VIDEO)
@@ -117,10 +118,11 @@ def run_video(
 def _ask_session(llm: VideoLLM, pool: SessionPool, features: ClipFeatures, session: Session,
                  bench_protocol: BenchProtocol, generation: GenerationConfig, seed: int, counts: Counts
                  ) -> Iterator[dict[str, Any]]:
-    """The records of one (method, ratio) on one encoded video: prune once, then every question on its prefix."""
+    """The records of one (method, ratio or budget) on one encoded video: prune once, then every question on its
+    prefix."""
     try:
         options = bench_protocol.prune_options.get(session.method, {})
-        asked = pool.session(session.method, session.ratio, options)
+        asked = pool.session(session.method, session.ratio, options, session.budget)
     except Exception as exc:
         yield from failure_records((session,), one_line(exc), "error")
         return
@@ -133,12 +135,13 @@ def _ask_session(llm: VideoLLM, pool: SessionPool, features: ClipFeatures, sessi
             result = asked.ask(prompt, generation, **fit)
         except Exception as exc:
             counts.prefills += asked.prefills - prefills
-            yield failure_record(item, session.method, session.ratio, one_line(exc))
+            yield failure_record(item, session.method, session.ratio, one_line(exc), budget=session.budget,
+                                 frames=session.frames)
             continue
         counts.prefills += asked.prefills - prefills
         counts.questions += 1
-        parsed = parse_response(item, bench_protocol, result.answer, method=session.method, ratio=session.ratio,
-                                seed=seed)
+        amount = session.ratio if session.budget is None else session.budget  # the fallback's random key
+        parsed = parse_response(item, bench_protocol, result.answer, method=session.method, ratio=amount, seed=seed)
         yield {**_record(item, session, result, parsed), "method_options": method_options(session.method, options)}
 
 
@@ -146,8 +149,9 @@ def _record(item: EvalItem, session: Session, result: AnswerResult, parsed: Pars
     out = result.to_dict()
     timing = {k: v for k, v in out["timing_s"].items() if k not in ("load", "total")}
     return prediction_record(
-        item, session.method, session.ratio, result.answer, parsed, tokens=out["tokens"], timing_s=timing,
+        item, session.method, result.ratio, result.answer, parsed, tokens=out["tokens"], timing_s=timing,
         prefill_tflops=out["prefill_tflops"]["after"], peak_memory_mb=out["peak_memory_mb"], warnings=result.warnings,
+        budget=session.budget, frames=session.frames,
     )
 
 

@@ -15,29 +15,49 @@ The model loop (later, on modelcore's API) walks it as:
 A missing video is not decoded: each of its pending (item, method, ratio) gets a failure record.
 `none` has one session per group whatever the ratios (ratio 0). Finished predictions are left out,
 so a resumed run asks only what is left (failures are asked again).
+
+A session may keep a budget of visual tokens instead of a ratio (`--budgets`: ratio None), and a frames sweep
+(`--frames` with several values) makes one group per frame count of each video (`VideoGroup.frames`; `none` only
+at the first, the reference). A run with one frame count leaves `frames` None (the runner's value).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from fpcli.eval.errors import EvalInputError
 from fpcli.eval.items import EvalItem
 from fpcli.eval.scoring import REFERENCE
 
-PredictionKey = tuple[str, str, str, float]  # bench, item id, method, ratio
+PredictionKey = tuple  # bench, item id, method, ratio (None with a budget), budget, frames (a sweep's, else None)
 
 
-def prediction_key(bench: str, item_id: str, method: str, ratio: float) -> PredictionKey:
-    return (bench, item_id, method, 0.0 if method == REFERENCE else float(ratio))
+def prediction_key(bench: str, item_id: str, method: str, ratio: float | None, budget: int | None = None,
+                   frames: int | None = None) -> PredictionKey:
+    if method == REFERENCE:
+        return (bench, item_id, method, 0.0, None, frames)
+    return (bench, item_id, method, None if budget is not None else float(ratio), budget, frames)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One pruning setting of a run: a method at a ratio or keeping a budget, at a frame count of a sweep."""
+
+    method: str
+    ratio: float | None  # None: `budget` visual tokens instead
+    budget: int | None = None
+    frames: int | None = None  # a frames sweep's value; None: the run's one frame count
 
 
 @dataclass(frozen=True)
 class Session:
     method: str
-    ratio: float
+    ratio: float | None  # None: keeps `budget` visual tokens
     items: tuple[EvalItem, ...]
+    budget: int | None = None
+    frames: int | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,7 @@ class VideoGroup:
     video: Path
     time_bound: tuple[float, float] | None  # frames are sampled inside it (protocols with time bounds)
     sessions: tuple[Session, ...]
+    frames: int | None = None  # a frames sweep's frame count for every session of the group (None: the run's)
 
     @property
     def questions(self) -> int:
@@ -88,6 +109,36 @@ def settings_of(methods: list[str], ratios: list[float]) -> list[tuple[str, floa
     return pairs
 
 
+def sweep_of(methods: list[str], ratios: list[float], budgets: Sequence[int] = (),
+             frames: Sequence[int | None] = (None,)) -> list[Setting]:
+    """Every setting of a run in order: per frame count, `none` once at ratio 0 (at the first frame count only: the
+    reference), every other method at every ratio, or at every budget (ratios and budgets are exclusive)."""
+    if budgets and ratios:
+        raise EvalInputError("give ratios or budgets, not both")
+    for budget in budgets:
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise EvalInputError(f"budgets must be integers >= 1, got {budget!r}")
+    if len(set(budgets)) != len(budgets):
+        raise EvalInputError("budgets are listed twice")
+    if len(set(frames)) != len(frames):
+        raise EvalInputError("frame counts are listed twice")
+    if budgets:
+        settings_of(methods, [0.0])  # the methods' checks (0, a ratio that every method takes)
+        amounts = [(None, budget) for budget in budgets]
+    else:
+        settings_of(methods, ratios)  # the methods' and the ratios' checks
+        amounts = [(float(ratio), None) for ratio in ratios]
+    sweep = list(frames) if len(frames) > 1 else [None]
+    out = []
+    for count in sweep:
+        for method in methods:
+            if method == REFERENCE:
+                out += [Setting(method, 0.0, None, count)] if count == sweep[0] else []
+            else:
+                out += [Setting(method, ratio, budget, count) for ratio, budget in amounts]
+    return out
+
+
 def plan_run(
     items: list[EvalItem],
     methods: list[str],
@@ -95,20 +146,24 @@ def plan_run(
     *,
     use_time_bound: bool = False,
     done: set[PredictionKey] | frozenset[PredictionKey] = frozenset(),
+    budgets: list[int] = (),
+    frames: list[int | None] = (None,),
 ) -> RunPlan:
-    """Group the pending predictions by (video, time bound), in first-appearance order."""
-    pairs = settings_of(methods, ratios)
+    """Group the pending predictions by (video, time bound, frame count of a sweep), in first-appearance order."""
+    settings = sweep_of(methods, ratios, budgets, frames)
     grouped: dict[tuple[Path, tuple[float, float] | None], list[EvalItem]] = {}
     for item in items:
         bound = item.time_bound if use_time_bound else None
         grouped.setdefault((item.video, bound), []).append(item)
     groups = []
     for (video, bound), group_items in grouped.items():
-        sessions = []
-        for method, ratio in pairs:
-            pending = tuple(i for i in group_items if prediction_key(i.bench, i.id, method, ratio) not in done)
-            if pending:
-                sessions.append(Session(method, ratio, pending))
-        if sessions:
-            groups.append(VideoGroup(video, bound, tuple(sessions)))
+        for count in dict.fromkeys(s.frames for s in settings):
+            sessions = []
+            for s in (s for s in settings if s.frames == count):
+                pending = tuple(i for i in group_items
+                                if prediction_key(i.bench, i.id, s.method, s.ratio, s.budget, s.frames) not in done)
+                if pending:
+                    sessions.append(Session(s.method, s.ratio, pending, s.budget, s.frames))
+            if sessions:
+                groups.append(VideoGroup(video, bound, tuple(sessions), count))
     return RunPlan(tuple(groups))

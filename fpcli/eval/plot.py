@@ -51,7 +51,7 @@ def plot_accuracy(table: Table1, path: str | Path, *, bench: str | None = None, 
             continue
         if row.method == REFERENCE:
             reference = value
-        else:
+        elif row.ratio is not None:  # a budget row has no one ratio to place it at
             series.setdefault(row.method, []).append((row.ratio, value))
     if not series and reference is None:
         raise EvalInputError("nothing to plot: the summary has no accuracies")

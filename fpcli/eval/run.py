@@ -27,7 +27,7 @@ from fpcli.eval.benches import get_bench, load_bench
 from fpcli.eval.errors import EvalInputError
 from fpcli.eval.items import EvalItem
 from fpcli.eval.loop import Counts, Progress, VideoRunner
-from fpcli.eval.plan import RunPlan, VideoGroup, plan_run, prediction_key, settings_of
+from fpcli.eval.plan import RunPlan, Setting, VideoGroup, plan_run, prediction_key, sweep_of
 from fpcli.eval.protocols import BenchProtocol, get_protocol
 from fpcli.eval.protocols import Protocol as EvalProtocol
 from fpcli.eval.rundir import (
@@ -64,7 +64,9 @@ class ModelSource(Protocol):
 
 @dataclass(frozen=True)
 class EvalRequest:
-    """What `forestprune eval` asks for. `frames` and `max_new_tokens` replace the protocol's values when given."""
+    """What `forestprune eval` asks for. `frames` and `max_new_tokens` replace the protocol's values when given;
+    several `frames` are a frames sweep (every setting at each, `none` at the first). `budgets` (visual tokens kept
+    whatever the frame count) replace `ratios`: give ratios=() with them."""
 
     bench: str
     data: Path
@@ -72,11 +74,21 @@ class EvalRequest:
     protocol: str = DEFAULT_PROTOCOL
     methods: tuple[str, ...] = DEFAULT_METHODS
     ratios: tuple[float, ...] = DEFAULT_RATIOS
-    frames: int | None = None
+    frames: int | tuple[int, ...] | None = None
+    budgets: tuple[int, ...] = ()
     max_new_tokens: int | None = None
     limit: int | None = None
     shard: str | None = None
     method_options: dict[str, Any] = field(default_factory=dict)  # --opt: each to every method that takes it
+
+    @property
+    def frame_counts(self) -> list[int | None]:
+        """The frame counts of the run: [None] for the protocol's, one or several (a sweep) given."""
+        return [self.frames] if not isinstance(self.frames, tuple) else list(self.frames)
+
+    def settings(self) -> list[Setting]:
+        """Every setting of the run (fpcli.eval.plan.sweep_of)."""
+        return sweep_of(list(self.methods), list(self.ratios), list(self.budgets), self.frame_counts)
 
 
 @dataclass(frozen=True)
@@ -131,11 +143,13 @@ def prepare_eval(request: EvalRequest) -> PreparedRun:
                            **{k: v for k, v in request.method_options.items() if k in options_of(method)}}
                   for method in request.methods}
         bench_protocol = replace(bench_protocol, prune_options={m: o for m, o in chosen.items() if o})
-    _positive("frames", request.frames)
+    for frames in request.frame_counts:
+        _positive("frames", frames)
     _positive("max_new_tokens", request.max_new_tokens)
-    for method, ratio in settings_of(list(request.methods), list(request.ratios)):
-        try:
-            validate_method(ratio, method, **bench_protocol.prune_options.get(method, {}))
+    for setting in request.settings():
+        try:  # a budget setting's ratio depends on the video: its options are checked at a stand-in ratio 0
+            options = bench_protocol.prune_options.get(setting.method, {})
+            validate_method(setting.ratio or 0.0, setting.method, **options)
         except ValueError as exc:
             raise EvalInputError(str(exc)) from None
     shard = None if request.shard is None else parse_shard(request.shard)
@@ -149,9 +163,10 @@ def prepare_eval(request: EvalRequest) -> PreparedRun:
 
 
 def method_settings(prepared: PreparedRun) -> list[tuple[str, float, dict]]:
-    """(method, ratio, options) of every setting the run answers with: what a model checks before any encoding."""
-    pairs = settings_of(list(prepared.request.methods), list(prepared.request.ratios))
-    return [(method, ratio, dict(prepared.bench_protocol.prune_options.get(method, {}))) for method, ratio in pairs]
+    """(method, ratio, options) of every setting the run answers with: what a model checks before any encoding (a
+    budget setting at the stand-in ratio 0: its ratio depends on the video)."""
+    settings = dict.fromkeys((s.method, s.ratio or 0.0) for s in prepared.request.settings())
+    return [(method, ratio, dict(prepared.bench_protocol.prune_options.get(method, {}))) for method, ratio in settings]
 
 
 def run_info(prepared: PreparedRun, model: ModelSource) -> RunInfo:
@@ -192,16 +207,18 @@ def run_eval(
     request = prepared.request
     counts = Counts()
     answered = failed = 0
-    runner = VideoRunner(prepared.bench_protocol, request.frames, request.max_new_tokens, prepared.protocol.seed,
-                         cache)
+    counts_given = request.frame_counts
+    runner = VideoRunner(prepared.bench_protocol, counts_given[0] if len(counts_given) == 1 else None,
+                         request.max_new_tokens, prepared.protocol.seed, cache)
     if settings is not None:
         open_settings(request.out, settings)
     with RunDir(request.out, run_info(prepared, model)) as run:
-        methods, ratios = list(request.methods), list(request.ratios)
-        mine = {prediction_key(i.bench, i.id, m, r) for i in prepared.items for m, r in settings_of(methods, ratios)}
+        mine = {prediction_key(i.bench, i.id, s.method, s.ratio, s.budget, s.frames)
+                for i in prepared.items for s in request.settings()}
         already_done = len(mine & run.done)
-        plan = plan_run(prepared.items, methods, ratios, use_time_bound=prepared.bench_protocol.time_bound,
-                        done=run.done)
+        plan = plan_run(prepared.items, list(request.methods), list(request.ratios),
+                        use_time_bound=prepared.bench_protocol.time_bound, done=run.done,
+                        budgets=list(request.budgets), frames=counts_given)
         if on_plan is not None:
             on_plan(plan, run)
 

@@ -1,4 +1,5 @@
-"""A run directory: predictions.jsonl (one line per item x method x ratio), run.json, summary.json.
+"""A run directory: predictions.jsonl (one line per item x method x ratio or budget x frame count of a sweep), run.json,
+summary.json.
 
     predictions.jsonl  appended and fsynced as each prediction finishes; reopening resumes
     run.json           what the run is (bench, protocol, model, layout, shard) and its counters
@@ -19,7 +20,7 @@ from fpcli.eval.items import EvalItem
 from fpcli.eval.parsing import Parsed
 from fpcli.eval.plan import PredictionKey, Session, prediction_key
 from fpcli.eval.protocols import get_protocol
-from fpcli.eval.scoring import GroupScore, score_groups
+from fpcli.eval.scoring import REFERENCE, GroupScore, score_groups
 from fpcli.eval.table1 import Table1, build_table1
 from fpcli.jsonl import JsonlLog, read_records, replace_file
 
@@ -32,7 +33,10 @@ BROKEN_VIDEO = "broken_video"  # ... whose video cannot be decoded
 
 
 def record_key(record: dict[str, Any]) -> PredictionKey:
-    return prediction_key(str(record["bench"]), str(record["id"]), str(record["method"]), float(record["ratio"]))
+    """A record's prediction key; records written before budgets and frame sweeps have neither (None)."""
+    budget, frames = record.get("budget"), record.get("frames")
+    ratio = None if budget is not None else float(record["ratio"])
+    return prediction_key(str(record["bench"]), str(record["id"]), str(record["method"]), ratio, budget, frames)
 
 
 def prediction_record(
@@ -47,24 +51,30 @@ def prediction_record(
     prefill_tflops: float | None = None,
     peak_memory_mb: float | None = None,
     warnings: list[str] | None = None,
+    budget: int | None = None,
+    frames: int | None = None,
 ) -> dict[str, Any]:
     """The predictions.jsonl line of one answered question; `warnings` are its clip's (frames capped by the rate,
-    a file cut short)."""
+    a file cut short). With a `budget`, `ratio` is the effective one of this answer (1 - budget / visual tokens);
+    `frames` is a frames sweep's frame count (None in a run of one frame count)."""
     return {
         "id": item.id, "bench": item.bench, "category": item.category, "video": str(item.video),
-        "method": method, "ratio": prediction_key(item.bench, item.id, method, ratio)[3], "status": OK,
+        "method": method, "ratio": 0.0 if method == REFERENCE else float(ratio), "budget": budget, "frames": frames,
+        "status": OK,
         "response": response, "parsed": parsed.parsed, "fallback": parsed.fallback, "answer": item.answer,
         "correct": parsed.correct, "tokens": tokens, "timing_s": timing_s,
         "prefill_tflops": prefill_tflops, "peak_memory_mb": peak_memory_mb, "warnings": list(warnings or []),
     }
 
 
-def failure_record(item: EvalItem, method: str, ratio: float, error: str, kind: str = "error") -> dict[str, Any]:
+def failure_record(item: EvalItem, method: str, ratio: float | None, error: str, kind: str = "error", *,
+                   budget: int | None = None, frames: int | None = None) -> dict[str, Any]:
     """The predictions.jsonl line of a question that could not be answered (retried on resume); `correct` is null:
-    it was not scored, so a sum over `correct` counts only answered questions."""
+    it was not scored, so a sum over `correct` counts only answered questions. With a budget, `ratio` is null."""
     return {
         "id": item.id, "bench": item.bench, "category": item.category, "video": str(item.video),
-        "method": method, "ratio": prediction_key(item.bench, item.id, method, ratio)[3], "status": FAILED,
+        "method": method, "ratio": prediction_key(item.bench, item.id, method, ratio, budget)[3], "budget": budget,
+        "frames": frames, "status": FAILED,
         "kind": kind, "error": error, "answer": item.answer, "correct": None,
     }
 
@@ -73,7 +83,8 @@ def failure_records(sessions: Iterable[Session], error: str, kind: str = "error"
     """A failure record for every question of `sessions` (a video or a session that could not run)."""
     for session in sessions:
         for item in session.items:
-            yield failure_record(item, session.method, session.ratio, error, kind)
+            yield failure_record(item, session.method, session.ratio, error, kind, budget=session.budget,
+                                 frames=session.frames)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Scores from predictions: per (bench, method, ratio) accuracy, retain, breakdowns, costs.
+"""Scores from predictions: per (bench, method, ratio or budget, frame count of a sweep) accuracy, retain, breakdowns,
+costs.
 
 Accuracies are percentages (0-100), as Table 1 prints them. `none` is the unpruned reference:
 retain = accuracy / accuracy of `none` on the same benchmark, in percent. The aggregation follows the
@@ -21,11 +22,11 @@ REFERENCE = "none"
 
 @dataclass
 class GroupScore:
-    """One bench x method x ratio."""
+    """One bench x method x ratio (or budget) x frame count of a sweep."""
 
     bench: str
     method: str
-    ratio: float
+    ratio: float | None  # with a budget: the mean effective ratio of its answers (1 - budget / visual tokens)
     n: int  # questions scored
     correct: int
     accuracy: float  # percent, by the protocol's aggregation
@@ -36,13 +37,17 @@ class GroupScore:
     timing_s: dict[str, float] = field(default_factory=dict)  # mean seconds per stage per question
     prefill_tflops: float | None = None  # mean per question
     peak_memory_mb: float | None = None  # max over questions
+    budget: int | None = None  # visual tokens kept, where the run gave budgets instead of ratios
+    frames: int | None = None  # a frames sweep's frame count (None: the run's one count)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _key(record: dict[str, Any]) -> tuple[str, str, float]:
-    return str(record["bench"]), str(record["method"]), float(record["ratio"])
+def _key(record: dict[str, Any]) -> tuple[str, str, float | None, int | None, int | None]:
+    budget = record.get("budget")
+    ratio = None if budget is not None else float(record["ratio"])
+    return str(record["bench"]), str(record["method"]), ratio, budget, record.get("frames")
 
 
 def _accuracy(records: list[dict[str, Any]], aggregation: str) -> float:
@@ -68,19 +73,23 @@ def _mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
 
 
 def score_groups(records: list[dict[str, Any]], protocol: p.Protocol) -> list[GroupScore]:
-    """One GroupScore per (bench, method, ratio) found in `records` (predictions.jsonl lines),
-    ordered by bench, then `none` first, then methods by first appearance, ratios ascending."""
-    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = defaultdict(list)
+    """One GroupScore per (bench, method, ratio or budget, frames) found in `records` (predictions.jsonl lines),
+    ordered by bench, then `none` first, then methods by first appearance, frame counts, budgets and ratios ascending.
+    Retain is against the bench's first `none` group (a frames sweep runs it at its first frame count)."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         groups[_key(r)].append(r)
     method_order = {REFERENCE: -1}
     for r in records:
         method_order.setdefault(str(r["method"]), len(method_order))
     scores: list[GroupScore] = []
-    for key in sorted(groups, key=lambda k: (k[0], method_order[k[1]], k[2])):
-        bench, method, ratio = key
+    for key in sorted(groups, key=lambda k: (k[0], method_order[k[1]], k[4] or 0, k[3] or 0, k[2] or 0)):
+        bench, method, ratio, budget, frames = key
         rs = groups[key]
         ok = [r for r in rs if r.get("status", "ok") == "ok"]
+        if budget is not None:
+            effective = [float(r["ratio"]) for r in ok]
+            ratio = sum(effective) / len(effective) if effective else None
         aggregation = protocol.for_bench(bench).aggregation
         categories: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in ok:
@@ -94,9 +103,12 @@ def score_groups(records: list[dict[str, Any]], protocol: p.Protocol) -> list[Gr
             per_category={c: _accuracy(v, p.MICRO) for c, v in sorted(categories.items()) if c},
             timing_s=_mean_dicts([r["timing_s"] for r in ok if r.get("timing_s")]),
             prefill_tflops=sum(flops) / len(flops) if flops else None,
-            peak_memory_mb=max(memory) if memory else None,
+            peak_memory_mb=max(memory) if memory else None, budget=budget, frames=frames,
         ))
-    reference = {s.bench: s.accuracy for s in scores if s.method == REFERENCE and s.n}
+    reference: dict[str, float] = {}
+    for s in scores:
+        if s.method == REFERENCE and s.n:
+            reference.setdefault(s.bench, s.accuracy)
     for s in scores:
         if reference.get(s.bench):
             s.retain = 100 * s.accuracy / reference[s.bench]

@@ -22,47 +22,53 @@ from fpcli.eval.rundir import failure_record
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One pending prediction of a run: `item` asked with (`method`, `ratio`) on its group's video and bound."""
+    """One pending prediction of a run: `item` asked with (`method`, `ratio` or `budget`) on its group's video and
+    bound (at `frames`, a frames sweep's count)."""
 
     video: Path
     time_bound: tuple[float, float] | None
     method: str
-    ratio: float
+    ratio: float | None
     item: EvalItem
+    budget: int | None = None
+    frames: int | None = None
 
     @property
     def video_key(self) -> str:
         """The same for every item of one group (one decode and encode)."""
-        if self.time_bound is None:
-            return str(self.video)
-        return f"{self.video}@{self.time_bound[0]:g}-{self.time_bound[1]:g}"
+        key = str(self.video)
+        if self.time_bound is not None:
+            key += f"@{self.time_bound[0]:g}-{self.time_bound[1]:g}"
+        return key if self.frames is None else f"{key}#{self.frames}f"
 
     @property
     def ident(self) -> str:
         """Unique in a run: its prediction's key."""
-        return f"{self.item.bench}/{self.item.id}/{self.method}/{self.ratio:g}"
+        amount = f"{self.ratio:g}" if self.budget is None else f"budget{self.budget}"
+        frames = "" if self.frames is None else f"/{self.frames}f"
+        return f"{self.item.bench}/{self.item.id}/{self.method}/{amount}{frames}"
 
     def failed(self, error: str) -> dict[str, Any]:
         """Its predictions.jsonl line when it could not run (retried on resume)."""
-        return failure_record(self.item, self.method, self.ratio, error)
+        return failure_record(self.item, self.method, self.ratio, error, budget=self.budget, frames=self.frames)
 
 
 def work_items(groups: Iterable[VideoGroup]) -> list[WorkItem]:
     """Every pending prediction of `groups`, in the order `run_video` answers them."""
-    return [WorkItem(group.video, group.time_bound, session.method, session.ratio, item)
+    return [WorkItem(group.video, group.time_bound, session.method, session.ratio, item, session.budget, group.frames)
             for group in groups for session in group.sessions for item in session.items]
 
 
 def group_of(items: Sequence[WorkItem]) -> VideoGroup:
-    """The VideoGroup of items that share one video and bound: consecutive items of one (method, ratio) make a
-    session, so `run_video` over it yields their records in the items' order."""
+    """The VideoGroup of items that share one video, bound and frame count: consecutive items of one (method, ratio
+    or budget) make a session, so `run_video` over it yields their records in the items' order."""
     if not items or len({item.video_key for item in items}) != 1:
-        raise ValueError("a group needs items of one video and time bound")
+        raise ValueError("a group needs items of one video, time bound and frame count")
     sessions: list[Session] = []
     for work in items:
         last = sessions[-1] if sessions else None
-        if last is not None and (last.method, last.ratio) == (work.method, work.ratio):
-            sessions[-1] = Session(last.method, last.ratio, last.items + (work.item,))
+        if last is not None and (last.method, last.ratio, last.budget) == (work.method, work.ratio, work.budget):
+            sessions[-1] = Session(last.method, last.ratio, last.items + (work.item,), last.budget, last.frames)
         else:
-            sessions.append(Session(work.method, work.ratio, (work.item,)))
-    return VideoGroup(items[0].video, items[0].time_bound, tuple(sessions))
+            sessions.append(Session(work.method, work.ratio, (work.item,), work.budget, work.frames))
+    return VideoGroup(items[0].video, items[0].time_bound, tuple(sessions), items[0].frames)

@@ -41,7 +41,7 @@ from fpcli.model.result import AnswerResult
 from fpcli.model.session import Session
 from fpcli.model.timing import now, reset_peak_memory
 from fpcli.prune import PruneResult, prune
-from fpcli.prune.registry import keep_count
+from fpcli.prune.registry import budget_ratio, keep_count
 
 if TYPE_CHECKING:
     from fpcli.model.compare import Comparison
@@ -93,6 +93,11 @@ class VideoLLM(ABC):
     @abstractmethod
     def frame_size(self, features: ClipFeatures) -> tuple[int, int] | None:
         """(height, width) of the frames the tower saw, or None when it squashed them to its square input."""
+
+    @abstractmethod
+    def visual_tokens(self, frames: int, clip, max_pixels: int | None) -> int:
+        """Visual tokens of `frames` frames (`clip`: the VideoClip or its ClipFeatures, where the count follows the
+        frame size) before any pruning, without encoding."""
 
     @abstractmethod
     def _check_prompt(self, frames: int, question: str, ratio: float, method: str, entering: Callable[[int], int],
@@ -193,15 +198,26 @@ class VideoLLM(ABC):
             raise ModelInputError(str(exc)) from None
         return values
 
-    def check_fits(self, frames: int, question: str, ratio: float, method: str, *, clip=None,
+    def budget_ratio(self, budget: int, visual: int, frames: int) -> float:
+        """The ratio that keeps `budget` of `visual` tokens (of `frames` frames), 1 - budget / visual; a budget
+        over the tokens there are is a ModelInputError (exit 2) with the numbers."""
+        try:
+            return budget_ratio(budget, visual)
+        except ValueError as exc:
+            raise ModelInputError(f"{exc} in {frames} frames",
+                                  hint="lower --budget or sample more --frames") from None
+
+    def check_fits(self, frames: int, question: str, ratio: float | None, method: str, *, clip=None,
                    options: Optional[Mapping[str, Any]] = None, time_instruction: bool | None = None,
                    system_prompt: str | None = None, max_new_tokens: int = 0,
-                   max_pixels: int | None = None) -> None:
+                   max_pixels: int | None = None, budget: int | None = None) -> None:
         """Before any encoding: the method on this model (check_method), then the prompt of `question` over
         `frames` frames (`clip`: the VideoClip or its ClipFeatures, for the timing text and Qwen-VL's frame size,
-        resized by `max_pixels`) against the context, with room for `max_new_tokens`. ModelInputError (exit 2)
-        when either fails."""
+        resized by `max_pixels`) against the context, with room for `max_new_tokens`. With `budget` (instead of
+        `ratio`), the budget against the clip's visual tokens. ModelInputError (exit 2) when any fails."""
         self._require_llm()
+        if budget is not None:
+            ratio = self.budget_ratio(budget, self.visual_tokens(frames, clip, max_pixels), frames)
         values = self.check_method(method, ratio, options)
         self._check_prompt(frames, question, ratio, method, lambda total: self.entering(method, ratio, values, total),
                            clip, time_instruction=time_instruction, system_prompt=system_prompt,
@@ -217,55 +233,75 @@ class VideoLLM(ABC):
             return in_llm_stage(method).pre_budget(ratio, total, **split_options(method, values)[1])
         return keep_count(ratio, total)
 
-    def start(self, features: ClipFeatures, *, ratio: float, method: str, options: dict | None = None,
-              history: bool = False) -> Session:
-        """Open a session of questions about `features`. A method before the LLM prunes them once here (timed);
-        an in-LLM method gets every visual token and prunes inside each question's prefill. The method and its
-        options are checked against this model before any work (check_method)."""
+    def start(self, features: ClipFeatures, *, ratio: float | None = None, method: str, options: dict | None = None,
+              history: bool = False, budget: int | None = None) -> Session:
+        """Open a session of questions about `features` at `ratio`, or keeping `budget` visual tokens whatever the
+        frame count (the session's ratio is then 1 - budget / visual tokens). A method before the LLM prunes them
+        once here (timed); an in-LLM method gets every visual token and prunes inside each question's prefill (to
+        keep_count of that ratio, which is the budget). The method and its options are checked against this model
+        before any work (check_method)."""
         self._require_llm()
+        if (ratio is None) == (budget is None):
+            raise ValueError("give ratio or budget, not both and not neither")
+        if budget is not None:
+            ratio = self.budget_ratio(budget, features.features.shape[0] * features.features.shape[1],
+                                      len(features.timestamps))
         values = self.check_method(method, ratio, options)
         if is_in_llm(method):
-            return self._in_llm_session(features, method, float(ratio), values, history)
-        before, inside = split_options(method, values) if is_two_stage(method) else (values, {})
-        budget = self.entering(method, ratio, values, features.tokens) if inside else None
-        with out_of_memory_is_model_error("pruning", features.frames):
-            tokens = features.features.to(self.device)  # [T', N, D]; a no-op unless they were kept elsewhere
-            extras = {name: value.to(self.device) for name, value in features.extras.items()}  # [T', N, ...]
-            begin = now(self.device)
-            pruned = prune(tokens, features.grid, ratio, method, extras=extras, budget=budget, **before)
-            prune_s = now(self.device) - begin
-        if inside:
-            return self._two_stage_session(features, pruned, prune_s, float(ratio), inside, history)
-        return self._pruned_session(features, pruned, prune_s, history)
+            session = self._in_llm_session(features, method, float(ratio), values, history)
+        else:
+            before, inside = split_options(method, values) if is_two_stage(method) else (values, {})
+            kept = self.entering(method, ratio, values, features.tokens) if inside else budget  # None: the ratio's
+            with out_of_memory_is_model_error("pruning", features.frames):
+                tokens = features.features.to(self.device)  # [T', N, D]; a no-op unless they were kept elsewhere
+                extras = {name: value.to(self.device) for name, value in features.extras.items()}  # [T', N, ...]
+                begin = now(self.device)
+                pruned = prune(tokens, features.grid, ratio if kept is None else None, method, budget=kept,
+                               extras=extras, **before)
+                prune_s = now(self.device) - begin
+            if inside:
+                session = self._two_stage_session(features, pruned, prune_s, float(ratio), inside, history)
+            else:
+                session = self._pruned_session(features, pruned, prune_s, history)
+        session.budget = budget
+        return session
 
-    def answer(self, clip, question: str, ratio: float = 0.9, method: str = "forestprune",
+    def answer(self, clip, question: str, ratio: float | None = 0.9, method: str = "forestprune",
                prune_options: dict | None = None, generation: GenerationConfig | None = None, decode_s: float = 0.0,
                progress: Progress | None = None, *, time_instruction: bool | None = None,
-               system_prompt: str | None = None, max_pixels: int | None = None) -> AnswerResult:
-        """Answer `question` about `clip`: check_fits, encode_clip, start, ask. `timing_s.load` is 0: the caller
-        holds the model and knows when its load should be counted."""
+               system_prompt: str | None = None, max_pixels: int | None = None,
+               budget: int | None = None) -> AnswerResult:
+        """Answer `question` about `clip`: check_fits, encode_clip, start, ask (`budget`: keep that many visual
+        tokens, the ratio is not used). `timing_s.load` is 0: the caller holds the model and knows when its load
+        should be counted."""
         generation = generation or GenerationConfig()
         fit = {"time_instruction": time_instruction, "system_prompt": system_prompt}
+        ratio = None if budget is not None else ratio
         self.check_fits(len(clip.frames), question, ratio, method, clip=clip, options=prune_options,
-                        max_new_tokens=generation.max_new_tokens, max_pixels=max_pixels, **fit)
+                        max_new_tokens=generation.max_new_tokens, max_pixels=max_pixels, budget=budget, **fit)
         reset_peak_memory(self.device)
         features = self.encode_clip(clip, progress, decode_s=decode_s, max_pixels=max_pixels)
-        session = self.start(features, ratio=ratio, method=method, options=prune_options)
+        session = self.start(features, ratio=ratio, method=method, options=prune_options, budget=budget)
         return session.ask(question, generation, **fit)
 
-    def compare(self, clip, question: str, methods: Mapping[str, Mapping], *, ratio: float,
+    def compare(self, clip, question: str, methods: Mapping[str, Mapping], *, ratio: float | None,
                 generation: GenerationConfig | None = None, decode_s: float = 0.0, progress: Progress | None = None,
                 time_instruction: bool | None = None, system_prompt: str | None = None,
-                max_pixels: int | None = None) -> Comparison:
+                max_pixels: int | None = None, budget: int | None = None) -> Comparison:
         """Answer `question` about `clip` with each method on one encoding: see fpcli.model.compare."""
         from fpcli.model.compare import compare_methods
 
         return compare_methods(self, clip, question, methods, ratio=ratio, generation=generation, decode_s=decode_s,
                                progress=progress, time_instruction=time_instruction, system_prompt=system_prompt,
-                               max_pixels=max_pixels)
+                               max_pixels=max_pixels, budget=budget)
 
-    def inspect(self, features: ClipFeatures, *, ratio: float, method: str,
+    def inspect(self, features: ClipFeatures, *, ratio: float | None, method: str,
                 options: Optional[Mapping[str, Any]] = None,
-                compare: Mapping[str, Mapping[str, Any]] | Sequence[str] = ()) -> StatsResult:
+                compare: Mapping[str, Mapping[str, Any]] | Sequence[str] = (),
+                budget: int | None = None) -> StatsResult:
         """What pruning keeps of a clip's features, without generating (needs only the vision tower)."""
-        return inspect_clip(self, features, ratio=ratio, method=method, options=options, compare=compare)
+        if budget is not None:
+            self.budget_ratio(budget, features.features.shape[0] * features.features.shape[1],
+                              len(features.timestamps))  # a budget over the tokens: ModelInputError, as in start
+        return inspect_clip(self, features, ratio=ratio, method=method, options=options, compare=compare,
+                            budget=budget)

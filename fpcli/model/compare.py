@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from fpcli.model.generate import GenerationConfig
-from fpcli.model.methods import ratio_for
+from fpcli.model.methods import pruning_for
 from fpcli.model.oom import out_of_memory_is_model_error
 from fpcli.model.profiles import Progress
 from fpcli.model.result import AnswerResult
@@ -41,27 +41,32 @@ def compare_methods(
     question: str,
     methods: Mapping[str, Mapping[str, Any]],
     *,
-    ratio: float,
+    ratio: float | None,
     generation: Optional[GenerationConfig] = None,
     decode_s: float = 0.0,
     progress: Optional[Progress] = None,
     time_instruction: bool | None = None,
     system_prompt: str | None = None,
     max_pixels: int | None = None,
+    budget: int | None = None,
 ) -> Comparison:
-    """Answer `question` about `clip` with each method (name -> its options) at `ratio` (`none` at 0).
+    """Answer `question` about `clip` with each method (name -> its options) at `ratio`, or keeping `budget` visual
+    tokens (`none` keeps them all).
 
     Every method's prompt is checked against the context before the one encoding."""
     if not methods:
         raise ValueError("compare_methods needs at least one method")
     fit = {"time_instruction": time_instruction, "system_prompt": system_prompt}
     for name, options in methods.items():
-        llm.check_fits(len(clip.frames), question, ratio_for(name, ratio), name, clip=clip, options=options, **fit)
+        pruning = dict(zip(("ratio", "budget"), pruning_for(name, ratio, budget)))
+        llm.check_fits(len(clip.frames), question, method=name, clip=clip, options=options, max_pixels=max_pixels,
+                       **pruning, **fit)
     features = llm.encode_clip(clip, progress, decode_s=decode_s, max_pixels=max_pixels)
     results = []
     for name, options in methods.items():
         reset_peak_memory(llm.device)
         with out_of_memory_is_model_error(f"answering with {name} about", features.frames):
-            session = llm.start(features, ratio=ratio_for(name, ratio), method=name, options=dict(options))
+            session = llm.start(features, method=name, options=dict(options),
+                                **dict(zip(("ratio", "budget"), pruning_for(name, ratio, budget))))
             results.append(session.ask(question, generation or GenerationConfig(), **fit))
     return Comparison(video=str(clip.path), question=question, results=results, frame_size=llm.frame_size(features))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
-from fpcli.model.methods import ratio_for
+from fpcli.model.methods import pruning_for
 from fpcli.model.result import round_megabytes, round_seconds, round_timings
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ class StatsResult:
     keep: Optional[Tensor] = field(default=None, repr=False)
     temporal_groups: Optional[int] = None  # Qwen-VL: T' temporal groups of frames (per_frame_kept is per group)
     frame_size: Optional[tuple[int, int]] = None  # (h, w) the tower saw when it keeps the aspect (Qwen-VL), else None
+    budget: Optional[int] = None  # the visual tokens asked for (--budget); `ratio` is then 1 - budget / visual_before
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: exactly the documented `stats --json` keys, plain Python types (`temporal_groups` only
@@ -89,6 +90,7 @@ class StatsResult:
             "layout": self.layout,
             "method": self.method,
             "ratio": self.ratio,
+            "budget": self.budget,
             "frames": self.frames,
             "grid": [int(self.grid[0]), int(self.grid[1])],
             "tokens": {"visual_before": self.visual_before, "visual_after": self.main.visual_after,
@@ -107,14 +109,14 @@ class StatsResult:
         return out
 
 
-def _run(features: Tensor, grid: tuple[int, int], ratio: float, method: str, options: Mapping[str, Any],
-         extras: Mapping[str, Tensor]) -> tuple[PruneResult, MethodRun]:
+def _run(features: Tensor, grid: tuple[int, int], ratio: float | None, method: str, options: Mapping[str, Any],
+         extras: Mapping[str, Tensor], budget: int | None = None) -> tuple[PruneResult, MethodRun]:
     """Prune with `method` (vision-tower extras at hand); seconds measured when the device has finished."""
     from fpcli.model.timing import now
     from fpcli.prune import prune
 
     start = now(features.device)
-    result = prune(features, grid, ratio, method, extras=extras, **options)
+    result = prune(features, grid, ratio, method, budget=budget, extras=extras, **options)
     seconds = now(features.device) - start
     forest = result.forest.summary().to_dict() if result.forest is not None else None
     return result, MethodRun(result.method, result.k, result.per_frame.tolist(), seconds, forest, result)
@@ -138,13 +140,15 @@ def inspect_clip(
     llm: VideoLLM,
     clip_features: ClipFeatures,
     *,
-    ratio: float,
+    ratio: float | None,
     method: str,
     options: Optional[Mapping[str, Any]] = None,
     compare: Mapping[str, Mapping[str, Any]] | Sequence[str] = (),
+    budget: int | None = None,
 ) -> StatsResult:
     """Prune a clip's features (the model's `encode_clip`, or the feature cache) with `method` (and each compared
-    method: name -> its options, or names for their defaults); decode, encode and cache load come from them."""
+    method: name -> its options, or names for their defaults) at `ratio`, or keeping `budget` visual tokens
+    (`none` keeps them all); decode, encode and cache load come from them."""
     from fpcli.model.oom import out_of_memory_is_model_error
     from fpcli.model.timing import peak_memory_mb
 
@@ -153,8 +157,9 @@ def inspect_clip(
     with out_of_memory_is_model_error("inspecting", len(clip_features.timestamps)):
         features, grid = clip_features.features.to(llm.device), clip_features.grid  # [T, N, D], (H, W)
         extras = {name: value.to(llm.device) for name, value in clip_features.extras.items()}
-        pruned, main = _run(features, grid, ratio, method, options or {}, extras)
-        runs = [_run(features, grid, ratio_for(name, ratio), name, opts, extras)[1] for name, opts in others.items()]
+        pruned, main = _run(features, grid, ratio, method, options or {}, extras, budget)
+        runs = [_run(features, grid, pruning_for(name, ratio, budget)[0], name, opts, extras,
+                     pruning_for(name, ratio, budget)[1])[1] for name, opts in others.items()]
     groups, per_frame = features.shape[:2]  # Qwen-VL: T' temporal groups
     frames, step = len(clip_features.timestamps), llm.temporal_patch_size
     return StatsResult(
@@ -178,4 +183,5 @@ def inspect_clip(
         keep=frame_keep(pruned.keep, frames, step, per_frame),
         temporal_groups=groups if step > 1 else None,
         frame_size=llm.frame_size(clip_features),
+        budget=budget,
     )

@@ -113,3 +113,9 @@ def ratio_for(method: str, ratio: float) -> float:
     """The ratio `method` runs at beside methods pruning at `ratio`: 0 for a method that keeps every token (none),
     the unpruned baseline of a comparison; `ratio` for every other."""
     return 0.0 if method in BUILTIN and BUILTIN[method].keeps_all else ratio
+
+
+def pruning_for(method: str, ratio: float | None, budget: int | None) -> tuple[float | None, int | None]:
+    """(ratio, budget) `method` runs at beside methods pruning at `ratio` or keeping `budget` visual tokens:
+    (0, None) for a method that keeps every token (none), the given pair for every other."""
+    return (0.0, None) if method in BUILTIN and BUILTIN[method].keeps_all else (ratio, budget)

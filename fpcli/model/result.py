@@ -105,6 +105,7 @@ class AnswerResult:
     warnings: list[str] = field(default_factory=list)  # what the video layer noticed (cut short, frames capped)
     cache: str = "off"  # where the clip's features came from: "hit" (feature cache), "miss" (computed, stored), "off"
     temporal_groups: int | None = None  # Qwen-VL: T' = ceil(frames / 2) pairs of frames (per_frame_kept is per group)
+    budget: int | None = None  # the visual tokens asked for (--budget); `ratio` is then 1 - budget / visual_before
     # The visual tokens the deepest layer ran on (flat indices on the features' grid; merges and the forest where the
     # method made them), for pictures; not part of the JSON form
     pruned: PruneResult | None = field(default=None, repr=False)
@@ -119,6 +120,7 @@ class AnswerResult:
             "layout": self.layout,
             "method": self.method,
             "ratio": self.ratio,
+            "budget": self.budget,
             "frames": self.frames,
             "grid": [int(self.grid[0]), int(self.grid[1])],
             "tokens": asdict(self.tokens),

@@ -36,7 +36,8 @@ class Session(Protocol):
 
     features: ClipFeatures
     method: str
-    ratio: float
+    ratio: float  # with a budget: the effective ratio, 1 - budget / visual_before
+    budget: int | None  # the visual tokens asked for (VideoLLM.start's budget), else None
     questions: int  # questions answered
     prefills: int  # prefills run: prefixes (methods before the LLM) or whole prompts (in-LLM methods)
 
@@ -79,6 +80,7 @@ class SessionBase:
     """What every session shares: counters, earlier turns under history, and `_finish` (the AnswerResult)."""
 
     in_llm = False
+    budget: int | None = None  # the visual tokens asked for (VideoLLM.start's budget), reported with the ratio
 
     def __init__(self, llm: VideoLLM, features: ClipFeatures, method: str, ratio: float, history: bool) -> None:
         self.llm = llm
@@ -140,6 +142,7 @@ class SessionBase:
             generated_ids=out.ids,
             warnings=list(features.warnings),
             cache=features.cache,
+            budget=self.budget,
             **extra,
         )
 

@@ -23,11 +23,13 @@ class SessionPool:
         self.features = features
         self._sessions: dict[tuple, Session] = {}
 
-    def session(self, method: str, ratio: float, options: Mapping[str, Any]) -> Session:
-        """The session of (method, ratio, options), started on first use (ModelInputError/ValueError for a
-        setting the model cannot run, as `VideoLLM.start`)."""
-        key = (method, float(ratio), repr(sorted(options.items())))
+    def session(self, method: str, ratio: float | None, options: Mapping[str, Any], budget: int | None = None
+                ) -> Session:
+        """The session of (method, ratio or budget, options), started on first use (ModelInputError/ValueError for
+        a setting the model cannot run, as `VideoLLM.start`)."""
+        key = (method, None if ratio is None else float(ratio), budget, repr(sorted(options.items())))
         if key not in self._sessions:
             features = self.features.reused() if self._sessions else self.features
-            self._sessions[key] = self.llm.start(features, ratio=ratio, method=method, options=dict(options))
+            self._sessions[key] = self.llm.start(features, ratio=ratio, method=method, options=dict(options),
+                                                 budget=budget)
         return self._sessions[key]

@@ -45,6 +45,7 @@ __all__ = [
     "PruneResult",
     "Selection",
     "available_methods",
+    "budget_ratio",
     "check_ratio",
     "extras_of",
     "implementation",
@@ -217,6 +218,19 @@ def keep_count(ratio: float, total: int) -> int:
     return max(1, math.floor(kept + Fraction(1, 2)))
 
 
+def budget_ratio(budget: object, total: int) -> float:
+    """The ratio a budget of `budget` visual tokens out of `total` amounts to, 1 - budget / total, or ValueError.
+
+    What is reported for a run given a budget; the pruning itself keeps exactly `budget` (prune(budget=)), and
+    keep_count of this ratio gives it back (the float's error times total is far below the 0.5 that rounding needs).
+    """
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 1:
+        raise ValueError(f"budget must be an int >= 1, got {budget!r}")
+    if budget > total:
+        raise ValueError(f"the budget of {budget} visual tokens exceeds the {total} there are")
+    return 1 - int(budget) / total
+
+
 def _check_features(features: object) -> None:
     import torch
     from torch import Tensor
@@ -298,11 +312,11 @@ def _check_merged_into(selection: Selection, method: str, keep: Tensor, total: i
 def prune(
     features: Tensor,
     grid: tuple[int, int],
-    ratio: float,
+    ratio: float | None = None,
     method: str = "forestprune",
     *,
-    extras: Mapping[str, Tensor] | None = None,
     budget: int | None = None,
+    extras: Mapping[str, Tensor] | None = None,
     **options: object,
 ) -> PruneResult:
     """Select which visual tokens of a video to keep.
@@ -311,8 +325,7 @@ def prune(
     grid: (H, W), the token grid of each frame; flat index = frame*N + row*W + col.
     ratio: fraction of tokens removed, 0 <= ratio < 1; K = `keep_count(ratio, T*N)` tokens are
         kept (round half up, at least 1).
-    budget: K itself (1 <= K <= T*N) instead of the ratio's: exact, whatever float the ratio would be (the
-        result's ratio is then 1 - K / (T*N)).
+    budget: instead of ratio, K itself (1 <= K <= T*N), kept exactly; the result's ratio is 1 - K / (T*N).
     method: a name from `available_methods()`; options are that method's keyword-only parameters.
     extras: the vision tower's per-token side outputs (`VISION_EXTRAS`, e.g. ClipFeatures.extras); a method
         gets those it declares, the others are ignored; one it declares and that is missing is a ValueError.
@@ -326,15 +339,13 @@ def prune(
     _check_features(features)
     t, n, _ = features.shape
     grid = _check_grid(grid, n)
-    ratio = check_ratio(ratio)
+    if (ratio is None) == (budget is None):
+        raise ValueError("give ratio or budget, not both and not neither")
+    ratio = check_ratio(ratio) if budget is None else budget_ratio(budget, t * n)
     options = validate(ratio, method, **options)
     fn = implementation(method)
     inputs = method_extras(method, _METHODS[method].extras, extras, features)
-    k = keep_count(ratio, t * n)
-    if budget is not None:
-        if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= t * n:
-            raise ValueError(f"budget must be an integer in 1..{t * n} (the tokens there are), got {budget!r}")
-        k, ratio = budget, 1 - budget / (t * n)
+    k = keep_count(ratio, t * n) if budget is None else int(budget)
     with prune_threads(features.device):  # small tensor work: one thread on CPU (fpcli.prune.threads)
         selection = fn(features, grid, k, **inputs, **options)
     keep = _check_selection(selection, method, k, t * n, features.device)

@@ -45,9 +45,8 @@ def fits(question: str, settings: RunSettings) -> Check:
     """The check that the prompt of `question` fits the context, run before the clip is encoded."""
 
     def check(llm, frames: int, clip) -> None:
-        llm.check_fits(frames, question, settings.prune_ratio, settings.method, clip=clip,
-                       options=settings.prune_options(), max_new_tokens=settings.max_new_tokens,
-                       max_pixels=settings.max_pixels)
+        llm.check_fits(frames, question, method=settings.method, clip=clip, options=settings.prune_options(),
+                       max_new_tokens=settings.max_new_tokens, max_pixels=settings.max_pixels, **settings.pruning())
 
     return check
 
@@ -74,7 +73,8 @@ def answer_clip(model: LazyModel, video: Path, questions: Sequence[Question]) ->
     for item in questions:
         settings = item.settings
         try:
-            session = pool.session(settings.method, settings.prune_ratio, settings.prune_options())
+            pruning = settings.pruning()
+            session = pool.session(settings.method, pruning["ratio"], settings.prune_options(), pruning["budget"])
             session.check_fits(item.question)
             result = session.ask(item.question, generation(settings))
         except Fatal:
@@ -103,11 +103,11 @@ def compare_video(model: LazyModel, video: Path, question: str, settings: RunSet
         clip,
         question,
         {name: settings.prune_options(name) for name in settings.compared()},
-        ratio=settings.prune_ratio,
         generation=generation(settings),
         decode_s=decode_s,
         progress=reporter.callback,
         max_pixels=settings.max_pixels,
+        **settings.pruning(),
     )
     comparison.results[0].timing_s.load = model.load_s_once()
     outs = [result.to_dict() for result in comparison.results]
@@ -126,10 +126,10 @@ def inspect_video(model: LazyModel, video: Path, settings: RunSettings,
     features = model.features(video, settings, decoded=decoded)
     result = model.get().inspect(
         features,
-        ratio=settings.prune_ratio,
         method=settings.method,
         options=settings.prune_options(),
         compare={name: settings.prune_options(name) for name in settings.methods()[1:]},
+        **settings.pruning(),
     )
     result.timing_s.load = model.load_s_once()
     return result
@@ -139,8 +139,8 @@ def open_chat(model: LazyModel, video: Path, settings: RunSettings, history: boo
     """The session `chat` asks its questions in: the clip's features once, pruned once (or by an in-LLM method in
     each question's prefill)."""
     features = model.features(video, settings)
-    return model.get().start(features, ratio=settings.prune_ratio, method=settings.method,
-                             options=settings.prune_options(), history=history)
+    return model.get().start(features, method=settings.method, options=settings.prune_options(), history=history,
+                             **settings.pruning())
 
 
 def ask_in_chat(model: LazyModel, session: Session, question: str, settings: RunSettings) -> AnswerResult:

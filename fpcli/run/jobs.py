@@ -2,7 +2,7 @@
 
 A jobs file is YAML (a list of items, or a mapping with a `jobs:` list; `.json` arrays read the same) or JSON lines
 (`.jsonl`/`.ndjson`, one item per line). An item is
-    {video: PATH, question: TEXT, id: ANY (optional), options: {ratio, method, frames, fps, max_pixels,
+    {video: PATH, question: TEXT, id: ANY (optional), options: {ratio, budget, method, frames, fps, max_pixels,
      max_new_tokens, temperature, seed, or any option of the item's method: tau_s, tau_p, ...} (optional,
      override the command-line values)}
 Relative video paths are relative to the jobs file. Without `id`, an item's id is the first 12 hex digits of the

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Optional
 
-from fpcli.model.methods import method_names, options_of, ratio_for, validate_method
+from fpcli.model.methods import method_names, options_of, pruning_for, ratio_for, validate_method
 from fpcli.model.profiles import ATTENTION_NAMES, MAX_PIXELS_CAP
 from fpcli.model.sampling import MAX_FRAMES
 
@@ -25,6 +25,7 @@ DEFAULT_MAX_NEW_TOKENS = 128
 DEFAULT_TEMPERATURE = 0.0
 DEFAULT_SEED = 0
 DEFAULT_DEVICE = "auto"
+MIN_BUDGET = 1
 GPU_DEFAULT = "llava-video-7b"
 CPU_DEFAULT = "llava-ov-0.5b"
 
@@ -69,6 +70,7 @@ class RunSettings:
     """
 
     ratio: Optional[float] = None  # None: not given anywhere (see prune_ratio)
+    budget: Optional[int] = None  # visual tokens to keep whatever the frame count, instead of a ratio
     method: str = DEFAULT_METHOD
     frames: Optional[int] = None
     fps: Optional[float] = None
@@ -89,6 +91,16 @@ class RunSettings:
     def ratio_of(self, method: str) -> float:
         """The ratio `method` runs at: --method at prune_ratio; a --compare method beside it (`none` at 0)."""
         return self.prune_ratio if method == self.method else ratio_for(method, self.prune_ratio)
+
+    def pruning(self, method: Optional[str] = None) -> dict[str, Any]:
+        """How much `method` (default --method) prunes, as VideoLLM.start's keywords: {"ratio": ratio_of(method),
+        "budget": None}, or with a budget {"ratio": None, "budget": budget} (`none` beside it: ratio 0)."""
+        method = method or self.method
+        if self.budget is None:
+            return {"ratio": self.ratio_of(method), "budget": None}
+        if method == self.method:
+            return {"ratio": None, "budget": self.budget}
+        return dict(zip(("ratio", "budget"), pruning_for(method, None, self.budget)))
 
     def methods(self) -> list[str]:
         """--method first, then the --compare ones not already listed."""
@@ -116,6 +128,13 @@ class RunSettings:
         be taken by one of the methods run; with one method, the registry's own message names what it takes.
         The sampling and generation bounds are those the options declare (fpcli.cli.options), for values that
         come from a batch item rather than a flag."""
+        if self.budget is not None:
+            if self.ratio is not None:
+                raise ValueError("give --ratio or --budget, not both")
+            if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < MIN_BUDGET:
+                raise ValueError(f"budget must be an int >= {MIN_BUDGET}, got {self.budget!r}")
+            if self.method == "none":
+                raise ValueError("method 'none' keeps every token; give no budget")
         for method in self.methods():
             validate_method(self.ratio_of(method), method, **self.prune_options(method))
         taken = {name for method in self.methods() for name in options_of(method)}
@@ -136,8 +155,10 @@ class RunSettings:
     def override(self, options: dict[str, Any]) -> RunSettings:
         """A copy with a batch item's `options` applied and checked; ValueError names a bad key or value.
 
-        Keys are the settings (ratio, method, frames, fps, max_pixels, max_new_tokens, temperature, seed) or options of
-        the item's pruning method (tau_s, or any option a registered method declares), typed by its declaration.
+        Keys are the settings (ratio, budget, method, frames, fps, max_pixels, max_new_tokens, temperature, seed) or
+        options of the item's pruning method (tau_s, or any option a registered method declares), typed by its
+        declaration. An item's own budget replaces the command line's ratio, and its own ratio (or method none) the
+        command line's budget.
         """
         changes: dict[str, Any] = {}
         names = {str(key).replace("-", "_"): value for key, value in options.items()}
@@ -154,6 +175,10 @@ class RunSettings:
             else:
                 allowed = ", ".join([*ITEM_SETTINGS, *accepted])
                 raise ValueError(f"unknown option '{name}' (allowed: {allowed})")
+        if "budget" in changes and "ratio" not in changes:
+            changes["ratio"] = None
+        elif ("ratio" in changes or method == "none") and "budget" not in changes:
+            changes["budget"] = None
         settings = replace(self, **changes, method_options=method_options)
         settings.check()
         return settings
@@ -162,6 +187,7 @@ class RunSettings:
 # Settings a batch item may set for itself (name -> type); model, device etc. are per batch.
 ITEM_SETTINGS: dict[str, type] = {
     "ratio": float,
+    "budget": int,
     "method": str,
     "frames": int,
     "fps": float,
@@ -174,7 +200,7 @@ ITEM_SETTINGS: dict[str, type] = {
 
 def _item_value(name: str, value: Any) -> Any:
     kind = ITEM_SETTINGS[name]
-    if value is None and name in ("ratio", "frames", "fps", "max_pixels"):
+    if value is None and name in ("ratio", "budget", "frames", "fps", "max_pixels"):
         return None
     accepted = (int, float) if kind is float else kind  # YAML/JSON write 1.0 as 1
     if isinstance(value, bool) or not isinstance(value, accepted):

@@ -101,6 +101,11 @@ class LlavaVideoLLM(VideoLLM):
             raise ModelError(f"the prompt must contain the video token {token} exactly once (check the question)")
         return ids, int(positions[0])
 
+    def visual_tokens(self, frames: int, clip, max_pixels: int | None) -> int:
+        """frames x the pooled grid of the config (no encoding; `clip` and `max_pixels` do not change it)."""
+        grid = pooled_grid(self.vision.patches_per_side, self.layout)
+        return frames * grid[0] * grid[1]
+
     def _check_prompt(self, frames: int, question: str, ratio: float, method: str, entering: Callable[[int], int],
                       clip, *,
                       time_instruction: bool | None, system_prompt: str | None, max_new_tokens: int,

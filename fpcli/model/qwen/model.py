@@ -99,6 +99,12 @@ class QwenVideoLLM(VideoLLM):
         extras = {} if deep is None else {"deepstack": deep}
         return self.clip_features(clip, features, geo.grid, extras, decode_s=decode_s, encode_s=encode_s)
 
+    def visual_tokens(self, frames: int, clip, max_pixels: int | None) -> int:
+        """Temporal groups x merged grid of `clip` (a VideoClip resized by `max_pixels`, or its ClipFeatures)."""
+        if clip is None:
+            raise ValueError("a Qwen-VL clip's visual tokens follow its frame size: give clip")
+        return (self.geometry_of(clip) if isinstance(clip, ClipFeatures) else self.geometry(clip, max_pixels)).tokens
+
     def _check_prompt(self, frames: int, question: str, ratio: float, method: str, entering: Callable[[int], int],
                       clip, *, time_instruction: bool | None, system_prompt: str | None, max_new_tokens: int,
                       max_pixels: int | None) -> None:

@@ -7,9 +7,16 @@ At the input of layers 0, 1, ... while merging lasts: every visual token is comp
 the previous surviving token of the same patch position (y, x), i.e. the same place in the previous frame. Tokens
 with similarity >= S_threshold are merged into the run's first token (its hidden state becomes the mean of the
 run), the others survive unchanged. If the merged share of this layer is at least the share the cost still allows,
-only that many (the most similar) are merged and the method stops (no pruning). Otherwise the share is recorded,
-and merging stops once it falls below N_threshold. At the next layer, the previous layer's last-token attention
-(mean over heads) keeps the top visual tokens, as many as the cost leaves for all remaining layers.
+only that many (the most similar) are merged and merging stops. Otherwise the share is recorded, and merging
+stops once it falls below N_threshold. At the next layer, the previous layer's last-token attention (mean over
+heads) keeps the top visual tokens.
+
+One budget for all methods: the authors' cost model ends below the budget (it averages the visual fraction over the
+layers, so the last layers run on fewer than (1 - ratio) of the tokens). Here the method ends with exactly
+K = keep_count(ratio, V) visual tokens, V those entering layer 0, by its own scores: merging never goes below K
+(where the authors would, only the most similar tokens down to K merge and the method stops there), merging stops
+by the second-to-last layer at the latest so that a pruning layer is left, and the pruning keeps the K visual
+tokens the last token attends to most instead of the share the cost model leaves.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from fpcli.lazy import torch
 from fpcli.model.inllm.methods.fastv import keep_top_visual
 from fpcli.model.inllm.registry import InLLMMethod, register_in_llm
 from fpcli.prune.options import OptionSpec
+from fpcli.prune.registry import keep_count
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -81,6 +89,7 @@ def merge_runs(hidden: Tensor, order: Tensor, merged: Tensor) -> tuple[Tensor, T
 
 class FrameFusion:
     def __init__(self, ratio: float, *, layers: int, patches: int, S_threshold: float, N_threshold: float):
+        self.ratio = ratio
         self.cost = 1 - ratio
         self.layers = layers
         self.patches = patches
@@ -89,12 +98,15 @@ class FrameFusion:
         self.shares: list[float] = []
         self.merging = True
         self.pruning = True
+        self.k: int | None = None  # the budget, set from the visual tokens entering layer 0
         self.row: Tensor | None = None
 
     def reduce(self, step: LayerInput) -> tuple[Tensor, Tensor | None] | None:
+        if self.k is None:
+            self.k = keep_count(self.ratio, int((step.visual >= 0).sum()))
         if not self.merging and self.pruning and self.row is not None:
             self.pruning = False
-            return self._prune(step), None
+            return keep_top_visual(self.row, step.visual, self.k), None
         if self.merging:
             return self._merge(step)
         return None
@@ -106,24 +118,25 @@ class FrameFusion:
     def _merge(self, step: LayerInput) -> tuple[Tensor, Tensor]:
         hidden = step.hidden[0]  # [L, D]
         order, sim = previous_frame_similarity(hidden, step.visual, self.patches)
+        visual = len(order)
         allowed = remaining_sparsity(self.shares, self.cost, self.layers)
         merged = sim >= self.S_threshold  # [V]
-        share = int(merged.sum()) / len(order)
-        if share < allowed:
-            self.shares.append(share)
-            self.merging = share >= self.N_threshold
-        else:  # the cost is met by merging alone: the most similar tokens, then stop altogether
+        share = int(merged.sum()) / visual
+        met = share >= allowed  # the authors' stop: the cost is met by merging alone
+        count = int(allowed * visual) if met else int(merged.sum())
+        below = visual - count < self.k
+        if met or below:  # the most similar tokens (a patch's first token never merges), down to the budget at most
+            count = min(count, visual - self.k, int((sim > -2).sum()))
             merged = torch.zeros_like(merged)
-            merged[sim.topk(int(allowed * len(order))).indices] = True
-            self.merging = self.pruning = False
+            merged[sim.topk(count).indices] = True
+            self.merging = False
+            self.pruning = visual - count > self.k  # above the budget: the next layer trims it by attention
+        else:
+            self.shares.append(share)
+            # the last layer cannot prune: the one before it is the last that may merge
+            self.merging = share >= self.N_threshold and step.index < self.layers - 2
         new_hidden, keep = merge_runs(hidden, order, merged)
         return keep, new_hidden[None]
-
-    def _prune(self, step: LayerInput) -> Tensor:
-        visual = int((step.visual >= 0).sum())
-        share = remaining_sparsity(self.shares, self.cost, self.layers)
-        # Python's round, as the authors; at least one token where too few layers are left to meet the cost
-        return keep_top_visual(self.row, step.visual, max(1, round(visual * (1 - share))))
 
 
 register_in_llm(InLLMMethod(

@@ -12,7 +12,13 @@ Each surviving token takes the sequence slot and position id of its node's top-l
 so the sequence stays in (t, y, x) order. The thresholds give whatever count they give; to keep the ratio's budget
 K = keep_count(ratio, T*H*W), both thresholds are shifted by one common delta, found by bisection, so that the
 count is the largest one <= K that the shift reaches (the published thresholds fix how strict space is relative
-to time; the authors tune them per dataset for 50% and 30% budgets).
+to time; the authors tune them per dataset for 50% and 30% budgets). A shift moves the count in steps (a node
+splitting into four, a chain of frames joining), so it is then brought to exactly K by the method's own score,
+cosine similarity: below K, the finest tokens least similar to the merged token that stands for them come back
+as tokens of their own (their hidden states as they entered the layer; the merged tokens keep their means);
+above K (the tree cannot merge enough, e.g. a root level at the finest grid), the most similar adjacent tokens
+(same frame side by side, or the same place in consecutive frames) are joined, in rounds of the most similar
+pairs, each round joining at most as many as the count is over K.
 """
 
 from __future__ import annotations
@@ -174,8 +180,64 @@ def temporal_merge(nodes: Nodes, tau_t: float) -> Nodes:
     return merge_groups(nodes, temporal_groups(nodes, tau_t))
 
 
+def _cell_pairs(group: Tensor) -> Tensor:
+    """Distinct pairs (low, high) [P, 2] of groups that own adjacent cells of group [T, H, W] (side by side in a
+    frame, or the same cell of consecutive frames)."""
+    pairs = torch.cat([
+        torch.stack([group[:, :, :-1].flatten(), group[:, :, 1:].flatten()], dim=1),
+        torch.stack([group[:, :-1].flatten(), group[:, 1:].flatten()], dim=1),
+        torch.stack([group[:-1].flatten(), group[1:].flatten()], dim=1),
+    ])
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]].sort(dim=1).values
+    count = int(group.max()) + 1
+    keys = (pairs[:, 0] * count + pairs[:, 1]).unique()
+    return torch.stack([keys // count, keys % count], dim=1)
+
+
+def _group_units(nodes: Nodes, rep: Tensor) -> Tensor:
+    """The L2-normalised mean feature of each group at its representative's row, [M, D] float32."""
+    sums = torch.zeros_like(nodes.features, dtype=torch.float32).index_add_(0, rep, nodes.features.float())
+    return torch.nn.functional.normalize(sums, dim=-1, eps=1e-8)
+
+
+def join_most_similar(nodes: Nodes, rep: Tensor, k: int) -> Tensor:
+    """Groups `rep` [M] joined down to k: in rounds, the most similar adjacent pairs of groups, as many as the count
+    is still over k (a pair whose groups an earlier pair of the round already joined counts for nothing, so no round
+    goes below k). The cells form one connected grid, so every round joins at least one pair."""
+    group_of_cell = _cell_owner(nodes.tlbr)  # [T, H, W] node ids, mapped to groups each round
+    ids = torch.arange(len(rep), device=rep.device)
+    over = int((rep == ids).sum()) - k
+    while over > 0:
+        pairs = _cell_pairs(rep[group_of_cell])  # [P, 2]
+        unit = _group_units(nodes, rep)
+        sim = (unit[pairs[:, 0]] * unit[pairs[:, 1]]).sum(-1)  # [P]
+        rep = _roots(pairs[sim.topk(min(over, len(sim))).indices], len(rep))[rep]
+        over = int((rep == ids).sum()) - k
+    return rep
+
+
+def split_least_similar(video: Tensor, nodes: Nodes, rep: Tensor, merged: Nodes, missing: int) -> Nodes:
+    """`merged` plus the `missing` finest tokens of video [T, H, W, D] least similar to the group that stands for
+    them, each a token of its own at its own slot (a group's own slot is never taken), in (t, y, x) order."""
+    h, w, dim = video.shape[1:]
+    cells = video.reshape(-1, dim)  # [T*H*W, D]
+    cell_unit = torch.nn.functional.normalize(cells.float(), dim=-1, eps=1e-8)
+    group = rep[_cell_owner(nodes.tlbr)].flatten()  # [T*H*W]
+    sim = (cell_unit * _group_units(nodes, rep)[group]).sum(-1)  # [T*H*W]
+    slots = merged.tlbr[:, 0] * h * w + merged.tlbr[:, 1] * w + merged.tlbr[:, 2]  # [M'] the groups' slots
+    sim[slots] = float("inf")
+    pick = sim.topk(missing, largest=False).indices  # [missing]
+    t, y, x = pick // (h * w), pick // w % h, pick % w
+    added = torch.stack([t, y, x, y + 1, x + 1], dim=1)
+    tlbr = torch.cat([merged.tlbr, added])
+    order = torch.cat([slots, pick]).argsort()
+    return Nodes(torch.cat([merged.features, cells[pick]])[order], tlbr[order],
+                 torch.cat([merged.unit, cell_unit[pick]])[order])
+
+
 def sttm_nodes(video: Tensor, k: int, *, tau_s: float, tau_t: float, root_level: int) -> Nodes:
-    """STTM's merged tokens of video [T, H, W, D], thresholds shifted so the count is the largest <= k reached."""
+    """STTM's merged tokens of video [T, H, W, D]: exactly k, the thresholds shifted to the largest count <= k
+    reached, then split or joined by similarity to k (see the module docs)."""
     pyramid = Pyramid(video, root_level)
 
     def run(shift: float) -> tuple[Nodes, Tensor, int]:
@@ -188,8 +250,9 @@ def sttm_nodes(video: Tensor, k: int, *, tau_s: float, tau_t: float, root_level:
     if best[2] > k:
         low = 0.0
         best = run(high)
-        if best[2] > k:
-            return merge_groups(*best[:2])  # even merging everything the tree allows leaves more than k
+        if best[2] > k:  # even merging everything the tree allows leaves more than k
+            nodes, rep, _ = best
+            return merge_groups(nodes, join_most_similar(nodes, rep, k))
     else:
         high = 0.0
     for _ in range(SEARCH_STEPS):  # invariant: count(low) > k >= count(high) = best's count
@@ -199,7 +262,9 @@ def sttm_nodes(video: Tensor, k: int, *, tau_s: float, tau_t: float, root_level:
             high, best = mid, trial
         else:
             low = mid
-    return merge_groups(*best[:2])
+    nodes, rep, count = best
+    merged = merge_groups(nodes, rep)
+    return merged if count == k else split_least_similar(video, nodes, rep, merged, k - count)
 
 
 class STTM:
