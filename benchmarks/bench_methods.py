@@ -18,9 +18,12 @@ pass over the short prompt; an in-LLM method's one pass over every visual token,
 (`ask` runs a pre-LLM method's first question in two passes, the cached prefix and then the question, which on a
 CPU adds a pass's fixed cost, about 0.4 s at this shape.) On Qwen-VL each method's session answers the question
 with one generated token and its result's timings are read: a pre-LLM method's prefill is those two passes there.
-Methods run round-robin `--repeat` times after one warm-up round (first-call imports and allocations), medians
-reported. Peak memory is CUDA's max allocated per method (tensors, weights included); on CPU the process's peak
-resident set only grows, so it is not reported per method.
+A two-stage method (holitom, flashvid) prunes before the LLM in `start` (counted as prune, with its hooks' time) and
+its prompt goes through one pass with its in-LLM stage. Methods run round-robin `--repeat` times after one warm-up
+round (first-call imports and allocations), medians reported. Peak memory: on CUDA the max allocated per method
+(tensors, weights included); on CPU the peak growth of the process's resident set over the method's prune and
+prefill, sampled every millisecond from /proc/self/statm (the allocator keeps freed memory for reuse, so a method
+that needs less than an earlier one's leftovers shows little growth: read the CPU column as a lower bound).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -47,15 +51,15 @@ from fpcli.model.cpu_dtype import AUTO_HELP  # noqa: E402
 from fpcli.model.generate import prefill  # noqa: E402
 from fpcli.model.inllm.prefill import prefill_pruned  # noqa: E402
 from fpcli.model.inllm.span import VisualSpan  # noqa: E402
-from fpcli.model.methods import check_for_layout, is_in_llm, ratio_for  # noqa: E402
+from fpcli.model.methods import check_for_layout, is_in_llm, kind_of, method_names, ratio_for  # noqa: E402
 from fpcli.model.result import visual_stages  # noqa: E402
 from fpcli.model.timing import now, peak_memory_mb, reset_peak_memory  # noqa: E402
 
-METHODS = "none,forestprune,visionzip,gprune,fastv,framefusion,sttm"
+METHODS = ",".join(method_names())  # every method of the catalogue, none first
 QUESTION = "What is happening in this video? Describe the main events."
 PAPER_FRAMES = {"onevision": 32, "video": 64}  # the paper's settings: 14x14 and 13x13 tokens a frame
 REAL_SHAPES = {"onevision": "llava-ov-0.5b", "video": "llava-ov-0.5b", "qwen2.5-vl": "qwen2.5-vl-3b"}
-TINY_OPTIONS = {"fastv": {"K": 1}, "sttm": {"layer": 1}}  # the tiny LLM has 2 decoder layers (the defaults use 2)
+TINY_OPTIONS = {"fastv": {"K": 1}, "sttm": {"layer": 1}, "holitom": {"layer": 1}, "flashvid": {"layer": 1}}  # the tiny LLM has 2 decoder layers (the defaults use 2)
 
 
 def checkpoint(root: Path, shape: str, layout: str) -> Path:
@@ -81,50 +85,80 @@ def random_clip(frames: int, seed: int = 0) -> SimpleNamespace:
                            duration=float(frames), warnings=[])
 
 
-def measure(llm, features, method: str, ratio: float, options: dict) -> dict:
+class ResidentPeak:
+    """The peak growth of this process's resident set (MB) while the block runs, sampled every millisecond."""
+
+    PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._done = threading.Event()
+
+    def _resident_mb(self) -> float:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * self.PAGE_MB
+
+    def _sample(self, base: float) -> None:
+        while not self._done.wait(0.001):
+            self.peak_mb = max(self.peak_mb, self._resident_mb() - base)
+
+    def __enter__(self) -> ResidentPeak:
+        self._thread = threading.Thread(target=self._sample, args=(self._resident_mb(),), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def measure(llm, features, method: str, ratio: float, options: dict, how) -> dict:
+    """`how`'s figures of one method with its peak memory: CUDA's max allocated, or the CPU process's resident
+    growth."""
+    if llm.device.type == "cuda":
+        reset_peak_memory(llm.device)
+        figures = how(llm, features, method, ratio, options)
+        return {**figures, "peak_mb": peak_memory_mb(llm.device)}
+    with ResidentPeak() as peak:
+        figures = how(llm, features, method, ratio, options)
+    return {**figures, "peak_mb": peak.peak_mb}
+
+
+def _measure(llm, features, method: str, ratio: float, options: dict) -> dict:
     """One prefill of `method`'s prompt on `features` (the paper's prune and prefill times; CUDA-synchronised).
 
     Pre-LLM: prune = `VideoLLM.start` (selection and the visual sequence), prefill = one pass over the pruned prompt.
-    In-LLM: one `prefill_pruned` pass over the whole prompt, its hooks' time as prune and the rest as prefill."""
+    In-LLM: one `prefill_pruned` pass over the whole prompt, its hooks' time as prune and the rest as prefill (a
+    two-stage method's pre-LLM selection in `start` as prune too)."""
     device = llm.device
-    reset_peak_memory(device)
     start = now(device)
     session = llm.start(features, ratio=ratio_for(method, ratio), method=method, options=options)
     started = now(device)
     ids, at = session.prompt_ids(QUESTION)
     embeds = session.embeds(ids, at)  # [1, L, D]
-    if is_in_llm(method):
-        span = VisualSpan(at, features.frames, features.grid, llm.layout)
+    if session.in_llm:
+        keep = None if session.before is None else session.before.keep  # a two-stage method's pre-LLM selection
+        span = VisualSpan(at, features.frames, features.grid, llm.layout, keep=keep)
+        selection_s = 0.0 if keep is None else started - start
         begin = now(device)
         out = prefill_pruned(llm.model, embeds, span, ratio, method, session.options)
         total = now(device) - begin
-        prune_s, prefill_s, tflops, per_layer = out.prune_s, total - out.prune_s, out.prefill_tflops, out.visual_lengths
+        prune_s, prefill_s = selection_s + out.prune_s, total - out.prune_s
+        tflops, per_layer = out.prefill_tflops, out.visual_lengths
     else:
         begin = now(device)
         prefill(llm.model, embeds)
         prune_s, prefill_s = started - start, now(device) - begin
         tflops, per_layer = llm.prefill_tflops(embeds.shape[1]), [session.pruned.k]
-    return {
-        "prune_s": prune_s,
-        "prefill_s": prefill_s,
-        "tflops": tflops,
-        "peak_mb": peak_memory_mb(device) if device.type == "cuda" else None,
-        "stages": visual_stages(per_layer),
-    }
+    return {"prune_s": prune_s, "prefill_s": prefill_s, "tflops": tflops, "stages": visual_stages(per_layer)}
 
 
 def measure_qwen(llm, features, method: str, ratio: float, options: dict) -> dict:
     """One answer of one generated token through `method`'s session (Qwen-VL): its result's prune and prefill."""
-    reset_peak_memory(llm.device)
     session = llm.start(features, ratio=ratio_for(method, ratio), method=method, options=options)
     result = session.ask(QUESTION, GenerationConfig(max_new_tokens=1))
-    return {
-        "prune_s": result.timing_s.prune,
-        "prefill_s": result.timing_s.prefill,
-        "tflops": result.prefill_tflops.after,
-        "peak_mb": peak_memory_mb(llm.device) if llm.device.type == "cuda" else None,
-        "stages": result.tokens.visual_in_llm,
-    }
+    return {"prune_s": result.timing_s.prune, "prefill_s": result.timing_s.prefill,
+            "tflops": result.prefill_tflops.after, "stages": result.tokens.visual_in_llm}
 
 
 def runnable(name: str, layout: str) -> bool:
@@ -146,7 +180,7 @@ def run_layout(args, layout: str) -> dict:
     runs: dict[str, list[dict]] = {name: [] for name in methods}
     for round_ in range(args.repeat + 1):  # round 0 warms up
         for name in methods:
-            figures = (measure_qwen if qwen else measure)(llm, features, name, args.ratio, options[name])
+            figures = measure(llm, features, name, args.ratio, options[name], measure_qwen if qwen else _measure)
             if round_:
                 runs[name].append(figures)
     rows = {}
@@ -155,7 +189,7 @@ def run_layout(args, layout: str) -> dict:
         median["total_s"] = statistics.median(f["prune_s"] + f["prefill_s"] for f in figures)
         peaks = [f["peak_mb"] for f in figures if f["peak_mb"] is not None]
         rows[name] = {**median, "peak_mb": max(peaks) if peaks else None, "stages": figures[-1]["stages"],
-                      "in_llm": is_in_llm(name)}
+                      "in_llm": is_in_llm(name), "kind": kind_of(name)}
     grid = list(features.grid)
     visual = features.features.shape[0] * grid[0] * grid[1]  # Qwen-VL: temporal groups of 2 frames
     return {"layout": layout, "frames": frames, "grid": grid, "visual": visual,
@@ -190,7 +224,8 @@ def table(report: dict) -> str:
     for name, row in report["methods"].items():
         parts = [f"{s['visual']} from layer {s['from_layer']}" for s in row["stages"]]
         first = row["stages"][0]["visual"]
-        parts[0] = f"{report['visual']} → {parts[0]}" if row["in_llm"] and first != report["visual"] else str(first)
+        entered_all = row["kind"] == "inside the LLM"
+        parts[0] = f"{report['visual']} → {parts[0]}" if entered_all and first != report["visual"] else str(first)
         stages = " → ".join(parts)
         peak = "-" if row["peak_mb"] is None else f"{row['peak_mb']:.0f}"
         lines.append(f"| {name} | {stages} | {1000 * row['prune_s']:.1f} | {1000 * row['prefill_s']:.1f} | "

@@ -132,9 +132,9 @@ def test_devtools_writes_qwen_checkpoints(tmp_path: Path, capsys: pytest.Capture
     assert resolve_model(tmp_path / "q3").layout == "qwen3-vl"  # detected, no forestprune.json needed
     assert not (tmp_path / "q3" / "forestprune.json").exists()
     assert main(["tiny-checkpoint", str(tmp_path / "bad"), "--layout", "qwen3-vl", "--shape", "qwen2.5-vl-3b"]) == 2
-    assert capsys.readouterr().err == ("Error: a Qwen-VL checkpoint is qwen2.5-vl or qwen3-vl of shape tiny, or "
-                                       "qwen2.5-vl of shape qwen2.5-vl-3b or qwen2.5-vl-7b; got qwen3-vl of shape "
-                                       "qwen2.5-vl-3b\n")
+    assert capsys.readouterr().err == ("Error: a Qwen-VL checkpoint is qwen2.5-vl or qwen3-vl of shape tiny or "
+                                       "tiny-deep, or qwen2.5-vl of shape qwen2.5-vl-3b or qwen2.5-vl-7b; got "
+                                       "qwen3-vl of shape qwen2.5-vl-3b\n")
     assert not (tmp_path / "bad").exists()
 
 

@@ -289,7 +289,7 @@ def eval_command(
             execute = eval_executor(on_ray, dataclasses.replace(model_settings, model=llm.spec), reporter)
         outcome = run_eval(prepared, llm, on_plan=bar.planned, on_record=bar.record, progress=reporter.callback,
                            cache=cache, execute=execute, settings=eval_settings(
-                               prepared.protocol, prepared.bench_protocol, Recorder(llm).model_part(), frames,
-                               max_new_tokens))
+                               prepared.protocol, prepared.bench_protocol, Recorder(llm).model_part(),
+                               request.recorded_frames, max_new_tokens))
     _finish(outcome, bar.failures)
     raise typer.Exit(_show(outcome.summary, json_output, plot))

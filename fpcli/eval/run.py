@@ -82,6 +82,12 @@ class EvalRequest:
     method_options: dict[str, Any] = field(default_factory=dict)  # --opt: each to every method that takes it
 
     @property
+    def recorded_frames(self) -> int | list[int | None] | None:
+        """The frames a run's settings record: the one count given (None: the protocol's), or a sweep's list."""
+        counts = self.frame_counts
+        return counts[0] if len(counts) == 1 else counts
+
+    @property
     def frame_counts(self) -> list[int | None]:
         """The frame counts of the run: [None] for the protocol's, one or several (a sweep) given."""
         return [self.frames] if not isinstance(self.frames, tuple) else list(self.frames)
