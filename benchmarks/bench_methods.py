@@ -21,9 +21,9 @@ with one generated token and its result's timings are read: a pre-LLM method's p
 A two-stage method (holitom, flashvid) prunes before the LLM in `start` (counted as prune, with its hooks' time) and
 its prompt goes through one pass with its in-LLM stage. Methods run round-robin `--repeat` times after one warm-up
 round (first-call imports and allocations), medians reported. Peak memory: on CUDA the max allocated per method
-(tensors, weights included); on CPU the peak growth of the process's resident set over the method's prune and
-prefill, sampled every millisecond from /proc/self/statm (the allocator keeps freed memory for reuse, so a method
-that needs less than an earlier one's leftovers shows little growth: read the CPU column as a lower bound).
+(tensors, weights included); on CPU the process's peak resident set over the method's prune and prefill (Linux's
+VmHWM, reset before each method through /proc/self/clear_refs; weights included, so the differences between
+methods are what each needs beyond them).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -85,43 +84,28 @@ def random_clip(frames: int, seed: int = 0) -> SimpleNamespace:
                            duration=float(frames), warnings=[])
 
 
-class ResidentPeak:
-    """The peak growth of this process's resident set (MB) while the block runs, sampled every millisecond."""
+def reset_resident_peak() -> None:
+    """Linux: the process's resident high-water mark (VmHWM) starts again from its current resident set."""
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+        refs.write("5")
 
-    PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 
-    def __init__(self) -> None:
-        self.peak_mb = 0.0
-        self._done = threading.Event()
-
-    def _resident_mb(self) -> float:
-        with open("/proc/self/statm", encoding="ascii") as statm:
-            return int(statm.read().split()[1]) * self.PAGE_MB
-
-    def _sample(self, base: float) -> None:
-        while not self._done.wait(0.001):
-            self.peak_mb = max(self.peak_mb, self._resident_mb() - base)
-
-    def __enter__(self) -> ResidentPeak:
-        self._thread = threading.Thread(target=self._sample, args=(self._resident_mb(),), daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
+def resident_peak_mb() -> float:
+    """The process's resident high-water mark since the last reset, MB."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
 
 def measure(llm, features, method: str, ratio: float, options: dict, how) -> dict:
-    """`how`'s figures of one method with its peak memory: CUDA's max allocated, or the CPU process's resident
-    growth."""
-    if llm.device.type == "cuda":
+    """`how`'s figures of one method with its peak memory: CUDA's max allocated, or the CPU process's peak resident
+    set (weights included)."""
+    cuda = llm.device.type == "cuda"
+    if cuda:
         reset_peak_memory(llm.device)
-        figures = how(llm, features, method, ratio, options)
-        return {**figures, "peak_mb": peak_memory_mb(llm.device)}
-    with ResidentPeak() as peak:
-        figures = how(llm, features, method, ratio, options)
-    return {**figures, "peak_mb": peak.peak_mb}
+    else:
+        reset_resident_peak()
+    figures = how(llm, features, method, ratio, options)
+    return {**figures, "peak_mb": peak_memory_mb(llm.device) if cuda else resident_peak_mb()}
 
 
 def _measure(llm, features, method: str, ratio: float, options: dict) -> dict:
