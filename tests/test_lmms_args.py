@@ -4,11 +4,8 @@ budget -> ratio conversion. Torch-free and lmms-eval-free: the main suite runs t
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from fpcli.lmms.args import ModelArgsError, parse_model_args, ratio_for_budget
-from fpcli.prune.registry import keep_count
+from fpcli.lmms.args import ModelArgsError, parse_model_args
 
 
 def test_the_issue_command_s_args() -> None:
@@ -18,13 +15,13 @@ def test_the_issue_command_s_args() -> None:
                                                                                    0.9, 64)
     assert args.run.method_options == {"tau_s": 0.85}
     assert (args.device, args.dtype, args.attn, args.budget) == ("auto", "auto", "sdpa", None)
-    assert args.ratio(1000) == 0.9
+    assert args.run.prune_ratio == 0.9 and args.budget is None
 
 
 def test_defaults_are_ask_s() -> None:
     """No method, no ratio: forestprune at 0.9; method none alone: ratio 0; random gets ask's seed 0."""
-    assert parse_model_args({"pretrained": "m"}).ratio(10) == 0.9
-    assert parse_model_args({"pretrained": "m", "method": "none"}).ratio(10) == 0.0
+    assert parse_model_args({"pretrained": "m"}).run.prune_ratio == 0.9
+    assert parse_model_args({"pretrained": "m", "method": "none"}).run.prune_ratio == 0.0
     assert parse_model_args({"pretrained": "m", "method": "random"}).run.prune_options() == {"seed": 0}
 
 
@@ -55,10 +52,3 @@ def test_a_bad_arg_is_one_line_naming_it(args: dict, message: str) -> None:
     assert text.startswith("forestprune --model_args: ") and message in text
     assert "\n" not in text
     assert raised.value.exit_code == 2
-
-
-@given(total=st.integers(1, 200_000), data=st.data())
-def test_a_budget_keeps_exactly_that_many_tokens(total: int, data: st.DataObject) -> None:
-    """keep_count (the pruning's rule) at the budget's ratio keeps the budget, or every token when it is larger."""
-    budget = data.draw(st.integers(1, total + 5))
-    assert keep_count(ratio_for_budget(budget, total), total) == min(budget, total)

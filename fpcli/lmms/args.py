@@ -9,14 +9,12 @@ lmms-eval has already turned each value into a bool, int, float or string (its `
 is parsed from that value's text, exactly as if it came from `--opt name=text`. A bad key or value raises
 ModelArgsError, one line naming it, before the model loads.
 
-`budget=K` keeps K visual tokens of every clip: the ratio is worked out per clip from its token count
-(`ratio_for_budget`) until the model interface takes a budget itself.
+`budget=K` keeps K visual tokens of every clip (`VideoLLM.start(budget=)`; a clip with fewer keeps them all).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, Optional
 
 from fpcli.run.settings import DEFAULT_DEVICE, RunSettings
@@ -49,22 +47,6 @@ class ModelArgs:
     dtype: str = "auto"
     attn: str = ATTENTION_NAMES[0]
     budget: Optional[int] = None  # visual tokens to keep per clip; run.ratio is None then
-
-    def ratio(self, visual_tokens: int) -> float:
-        """The ratio a clip of `visual_tokens` pooled tokens is pruned at."""
-        if self.budget is None:
-            return self.run.prune_ratio
-        return ratio_for_budget(self.budget, visual_tokens)
-
-
-def ratio_for_budget(budget: int, visual_tokens: int) -> float:
-    """The ratio that keeps `budget` of `visual_tokens` tokens (all of them when budget >= visual_tokens).
-
-    fpcli.prune.registry.keep_count keeps round-half-up((1 - ratio) * total) of the ratio's shortest decimal
-    form; 1 - budget/total is within an ulp of the exact fraction, so it keeps exactly `budget`."""
-    if budget >= visual_tokens:
-        return 0.0
-    return float(1 - Fraction(budget, visual_tokens))
 
 
 def _typed(name: str, value: Any, kind: type) -> Any:
@@ -102,8 +84,8 @@ def parse_model_args(args: dict[str, Any]) -> ModelArgs:
         options = {name: accepted[name].parse(str(value)) for name, value in given.items()}
         settings = RunSettings(**run, method_options=options)
         settings.check()
-        if budget is not None:
-            validate_method(ratio_for_budget(budget, budget + 1), method, **settings.prune_options())
+        if budget is not None:  # its ratio depends on the clip: the method's options are checked at any ratio
+            validate_method(0.5, method, **settings.prune_options())
     except ValueError as exc:
         raise ModelArgsError(str(exc)) from None
     return ModelArgs(budget=budget, run=settings, **model)

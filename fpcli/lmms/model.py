@@ -176,9 +176,11 @@ class Forestprune(lmms):
         """The answers of requests about one visual: its features once, one session, every question asked in it."""
         try:
             features = self._features(group[0].visual, group[0].where)
-            ratio = self.args.ratio(features.tokens)
-            run = self.args.run
-            session = SessionPool(self.llm, features).session(run.method, ratio, run.prune_options())
+            run, budget = self.args.run, self.args.budget
+            if budget is not None:  # a clip with fewer tokens than the budget keeps them all
+                budget = min(budget, features.tokens)
+            ratio = None if budget is not None else run.prune_ratio
+            session = SessionPool(self.llm, features).session(run.method, ratio, run.prune_options(), budget)
         except Exception as exc:  # a broken video, a tower out of memory: every request of the group fails
             for _ in group:
                 yield exc
