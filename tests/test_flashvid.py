@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from fpcli.model import load_model
 from fpcli.model.inllm.prefill import prefill_pruned
 from fpcli.model.inllm.span import VisualSpan
-from fpcli.model.inllm.methods.flashvid import STAGE, FlashVIDPrune
+from fpcli.model.inllm.methods.fastv import FastV
+from fpcli.model.inllm.methods.flashvid import STAGE
 from fpcli.model.inllm.registry import InLLMPlan, in_llm_methods
 from fpcli.model.inllm.hooks import decoder_layers, run_pruned_prefill
 from fpcli.model.llava.sequence import visual_sequence
@@ -137,7 +138,7 @@ class _Step(SimpleNamespace):
 def test_reducer_keeps_the_top_attended_visual_tokens_from_its_layer():
     visual = torch.tensor([-1, 0, 1, 2, 3, -1])
     row = torch.tensor([0.5, 0.3, 0.1, 0.2, 0.05, 0.0])
-    reducer = FlashVIDPrune(2, layer=2)
+    reducer = FastV(2, K=2)  # FlashVID's in-LLM stage
     outcomes = []
     for index in range(3):
         step = _Step(index=index, hidden=torch.zeros(1, 6, 4), visual=visual, row=row)

@@ -5,7 +5,7 @@
         summary="drops the visual tokens the last prompt token attends to least, from layer K on",
         options=(OptionSpec("K", 2, int, (1, UNBOUNDED), "layer from which ...", high_open=True),),
         layer_options=("K",),            # checked against the loaded LLM's decoder layers
-        build=lambda ratio, plan, K: FastV(ratio, K=K),
+        build=lambda ratio, plan, K: FastV(keep_count(ratio, plan.frames * plan.grid[0] * plan.grid[1]), K=K),
     ))
 
 `build(ratio, plan, **options)` returns the method's Reducer (fpcli.model.inllm.hooks) for one prefill. The

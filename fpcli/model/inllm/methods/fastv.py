@@ -34,15 +34,18 @@ def keep_top_visual(row: Tensor, visual: Tensor, k: int) -> Tensor:
 
 
 class FastV:
-    def __init__(self, ratio: float, *, K: int):
-        self.ratio = ratio
+    """Reducer: at layer K, keep the `keep` visual tokens layer K-1's last token attended to most (FlashVID's
+    in-LLM stage is this reducer too)."""
+
+    def __init__(self, keep: int, *, K: int):
+        self.keep = keep
         self.K = K
         self.row: Tensor | None = None
 
     def reduce(self, step: LayerInput) -> tuple[Tensor, None] | None:
         if step.index != self.K:
             return None
-        return keep_top_visual(self.row, step.visual, keep_count(self.ratio, int((step.visual >= 0).sum()))), None
+        return keep_top_visual(self.row, step.visual, min(self.keep, int((step.visual >= 0).sum()))), None
 
     def observe(self, step: LayerInput) -> None:
         if step.index == self.K - 1:
@@ -55,5 +58,5 @@ register_in_llm(InLLMMethod(
     options=(OptionSpec("K", 2, int, (1, UNBOUNDED), "layer from which only the kept visual tokens go on (FastV's K)",
                         high_open=True),),
     layer_options=("K",),
-    build=lambda ratio, plan, K: FastV(ratio, K=K),
+    build=lambda ratio, plan, K: FastV(keep_count(ratio, plan.frames * plan.grid[0] * plan.grid[1]), K=K),
 ))

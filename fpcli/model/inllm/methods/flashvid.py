@@ -1,6 +1,6 @@
 """FlashVID's pruning inside the LLM (Fanziyang-v/FlashVID, `fastv_prune` in flashvid/utils.py, commit 1d37422).
 
-FastV-style: layer `layer`-1's attention row of the last prompt token (mean over heads) ranks the visual tokens,
+FastV's reducer: layer `layer`-1's attention row of the last prompt token (mean over heads) ranks the visual tokens,
 and from `layer` on only the `keep` highest-ranked ones go on, with all text and newline tokens, at their original
 positions. The authors keep ceil(V * llm_retention_ratio) of the V visual tokens that entered the LLM (0.3 at
 pruning_layer 20; 0.1 at layer 28 on Qwen3-VL's 36 layers). Here `keep` is K = keep_count(ratio, T*H*W) of the
@@ -13,37 +13,11 @@ The stage registers under the pre-LLM method's name with `pre_budget`: the catal
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from fpcli.model.inllm.methods.fastv import keep_top_visual
+from fpcli.model.inllm.methods.fastv import FastV
 from fpcli.model.inllm.registry import UNBOUNDED, InLLMMethod, register_in_llm
 from fpcli.prune.options import OptionSpec
 from fpcli.prune.registry import keep_count
 from fpcli.prune.two_stage import split_budget
-
-if TYPE_CHECKING:
-    from torch import Tensor
-
-    from fpcli.model.inllm.hooks import LayerInput
-
-
-class FlashVIDPrune:
-    """Reducer: at `layer`, keep the `keep` visual tokens the previous layer's last token attended to most."""
-
-    def __init__(self, keep: int, *, layer: int):
-        self.keep = keep
-        self.layer = layer
-        self.row: Tensor | None = None
-
-    def reduce(self, step: LayerInput) -> tuple[Tensor, None] | None:
-        if step.index != self.layer:
-            return None
-        return keep_top_visual(self.row, step.visual, min(self.keep, int((step.visual >= 0).sum()))), None
-
-    def observe(self, step: LayerInput) -> None:
-        if step.index == self.layer - 1:
-            self.row = step.attention_row()
-
 
 STAGE = register_in_llm(InLLMMethod(
     name="flashvid",
@@ -56,7 +30,7 @@ STAGE = register_in_llm(InLLMMethod(
                    "(FlashVID's llm_retention_ratio; Qwen3-VL: 0.1)", low_open=True),
     ),
     layer_options=("layer",),
-    build=lambda ratio, plan, layer, llm_keep: FlashVIDPrune(
-        keep_count(ratio, plan.frames * plan.grid[0] * plan.grid[1]), layer=layer),
+    build=lambda ratio, plan, layer, llm_keep: FastV(keep_count(ratio, plan.frames * plan.grid[0] * plan.grid[1]),
+                                                     K=layer),
     pre_budget=lambda ratio, total, layer, llm_keep: split_budget(ratio, total, llm_keep).pre,
 ))
